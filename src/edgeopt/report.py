@@ -1,0 +1,113 @@
+"""The report schema (DESIGN section 5): one definition used by the pipeline, the CLI, the API and the web app.
+
+``report.json`` and ``GET /api/experiments/{id}/results`` are both a ``Report``; the OpenAPI schema the web app's
+client is generated from comes from these classes too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["completed", "failed", "skipped"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Constraints(_Model):
+    min_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    max_size_mb: float | None = Field(default=None, gt=0.0)
+    max_latency_ms: float | None = Field(default=None, gt=0.0)
+    max_accuracy_drop: float | None = Field(default=None, ge=0.0, le=1.0)
+
+    def active(self) -> dict[str, float]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class LatencyStats(_Model):
+    host: float = Field(description="Median ms of >= 50 timed batch-1 runs after warm-up, on this host.")
+    host_p90: float
+
+
+class DeviceEstimate(_Model):
+    latency_ms: float
+    memory_mb: float
+    power_w: float
+    energy_mj: float
+    fits: bool
+    runtime: str
+    threads: int
+
+
+class ExperimentInfo(_Model):
+    id: str
+    framework: str
+    dataset: str
+    device: str
+    goal: str
+    constraints: dict[str, float] = Field(default_factory=dict)
+
+
+class BaselineResult(_Model):
+    accuracy: float
+    size_bytes: int
+    compressed_size_bytes: int
+    params: int
+    flops: int
+    sparsity: float = 0.0
+    latency_ms: LatencyStats
+    artifact: str
+    estimates: dict[str, DeviceEstimate] = Field(default_factory=dict)
+    precision: str = "fp32"
+    config: dict[str, Any] = Field(default_factory=dict)
+    notes: str = ""
+
+
+class RunResult(_Model):
+    technique: str
+    status: RunStatus
+    error: str | None = None
+    accuracy: float | None = None
+    accuracy_drop: float | None = None
+    size_bytes: int | None = None
+    compressed_size_bytes: int | None = None
+    compression_ratio: float | None = None
+    params: int | None = None
+    flops: int | None = None
+    sparsity: float | None = None
+    latency_ms: LatencyStats | None = None
+    estimates: dict[str, DeviceEstimate] = Field(default_factory=dict)
+    artifact: str | None = None
+    formats: dict[str, str] = Field(default_factory=dict, description="Other downloadable files: format -> name.")
+    precision: str | None = None
+    duration_s: float = 0.0
+    config: dict[str, Any] = Field(default_factory=dict)
+    notes: str = ""
+
+
+class Recommendation(_Model):
+    technique: str | None
+    goal: str
+    reasoning: str
+    pros: list[str] = Field(default_factory=list)
+    cons: list[str] = Field(default_factory=list)
+    ranking: list[str] = Field(default_factory=list)
+    pareto: list[str] = Field(default_factory=list)
+    constraints: dict[str, dict[str, bool]] = Field(default_factory=dict)
+    all_constraints_met: bool = False
+    run_pros_cons: dict[str, dict[str, list[str]]] = Field(
+        default_factory=dict, description="technique -> {'pros': [...], 'cons': [...]} for every completed run."
+    )
+
+
+class Report(_Model):
+    experiment: ExperimentInfo
+    baseline: BaselineResult | None
+    runs: list[RunResult] = Field(default_factory=list)
+    recommendation: Recommendation | None = None
+    lineage: dict[str, Any] = Field(
+        default_factory=dict, description="Model source, seed, library versions: what reproduces this report."
+    )

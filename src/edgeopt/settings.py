@@ -1,0 +1,72 @@
+"""One settings class for the engine, the CLI and the service (environment prefix ``EDGEOPT_``).
+
+Every variable is documented in ``.env.example``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path.home() / ".edgeopt"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EDGEOPT_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means a SQLite file under the storage dir."
+    )
+    storage_dir: Path = Field(default=DEFAULT_HOME / "storage", description="Uploaded models, datasets, artifacts.")
+    data_dir: Path = Field(default=DEFAULT_HOME / "data", description="Preset datasets in their standard formats.")
+    max_upload_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest accepted upload (2 GB).")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:5173", "http://localhost:5173"],
+        description="Origins allowed to call the API from a browser (the Vite dev server by default).",
+    )
+    api_key: str | None = Field(default=None, description="When set, every /api and /ws request must carry it.")
+    trust_pickles: bool = Field(
+        default=False, description="Allow loading whole pickled PyTorch modules and Keras Lambda layers."
+    )
+    redis_url: str | None = Field(default=None, description="Progress channels over Redis when set.")
+    max_concurrent_experiments: int = Field(default=1, ge=1, le=16)
+    threads: int = Field(default=1, ge=1, le=64, description="Threads used for host latency measurement.")
+    allow_random_init: bool = Field(
+        default=False, description="Use randomly initialised weights when pretrained ones are missing offline."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard_with_key(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("EDGEOPT_CORS_ORIGINS must list origins explicitly; '*' is refused")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.storage_dir / 'edgeopt.db'}"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.storage_dir / "models"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.storage_dir / "datasets"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

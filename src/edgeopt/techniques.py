@@ -1,0 +1,154 @@
+"""The technique interface, each technique's typed config, and the registry ``(technique, framework) -> impl``.
+
+A technique receives a loaded model and the adapted dataset, writes its deployable artifact (and any other formats)
+into a work folder and returns them. It does not measure: the pipeline measures every artifact the same way, so
+no technique can grade its own homework.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeopt.catalog import TECHNIQUE_NAMES
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import InvalidInput
+from edgeopt.progress import StageReporter
+
+
+class TechniqueConfig(BaseModel):
+    """Base of every technique's config: frozen, unknown fields refused, stored with every result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    seed: int = 0
+
+
+class FineTuneConfig(TechniqueConfig):
+    epochs: int = Field(default=3, ge=0, le=1000)
+    learning_rate: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+
+
+class PtqInt8Config(TechniqueConfig):
+    calibration_samples: int = Field(default=256, ge=1, le=5000)
+    per_channel: bool = True
+
+
+class PtqInt4Config(TechniqueConfig):
+    group_size: int | None = Field(default=None, ge=8, description="None = per output channel")
+    symmetric: bool = True
+
+
+class PruneUnstructuredConfig(FineTuneConfig):
+    sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)
+    epochs: int = Field(default=2, ge=0, le=1000)
+    learning_rate: float = Field(default=5e-4, gt=0)
+
+
+class PruneStructuredConfig(FineTuneConfig):
+    channel_sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)
+    epochs: int = Field(default=4, ge=0, le=1000)
+
+
+class DistillationConfig(FineTuneConfig):
+    width_ratio: float = Field(default=0.5, gt=0.0, lt=1.0, description="Fraction of channels the student keeps")
+    temperature: float = Field(default=4.0, gt=0.0)
+    alpha: float = Field(default=0.7, ge=0.0, le=1.0, description="Weight of the KL term; 1 - alpha on CE")
+    epochs: int = Field(default=8, ge=0, le=1000)
+
+
+class QatInt8Config(FineTuneConfig):
+    epochs: int = Field(default=2, ge=0, le=1000)
+    learning_rate: float = Field(default=1e-4, gt=0)
+
+
+class HybridPruneInt8Config(FineTuneConfig):
+    channel_sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)
+    epochs: int = Field(default=4, ge=0, le=1000)
+    calibration_samples: int = Field(default=256, ge=1, le=5000)
+
+
+CONFIG_CLASSES: dict[str, type[TechniqueConfig]] = {
+    "ptq_int8": PtqInt8Config,
+    "ptq_int4": PtqInt4Config,
+    "prune_unstructured": PruneUnstructuredConfig,
+    "prune_structured": PruneStructuredConfig,
+    "distillation": DistillationConfig,
+    "qat_int8": QatInt8Config,
+    "hybrid_prune_int8": HybridPruneInt8Config,
+}
+assert tuple(CONFIG_CLASSES) == TECHNIQUE_NAMES  # noqa: S101 - import-time invariant of this module, not input
+
+
+def make_config(technique: str, overrides: dict[str, Any] | None = None, epochs: int | None = None) -> TechniqueConfig:
+    """Build a technique's config from user overrides; ``epochs`` (the CLI's ``--epochs``) applies where it fits."""
+    cls = CONFIG_CLASSES[technique]
+    values = dict(overrides or {})
+    if epochs is not None and "epochs" in cls.model_fields:
+        values.setdefault("epochs", epochs)
+    try:
+        return cls(**values)
+    except ValueError as exc:
+        raise InvalidInput(f"Invalid settings for {technique}: {exc}", field=f"config.{technique}") from exc
+
+
+@dataclass
+class TechniqueContext:
+    """What a technique works with. ``model`` is the framework's ``LoadedModel``."""
+
+    model: Any
+    data: Dataset  # already adapted to the model's input (size, channels, normalisation)
+    work_dir: Path  # write artifacts here, named after the technique
+    reporter: StageReporter
+    seed: int = 0
+
+
+@dataclass
+class TechniqueOutput:
+    artifact: Path  # the deployable file (.pte / .tflite) the user downloads and runs on the board
+    precision: str  # "fp32", "int8" or "int4": what the board runtime executes, for the estimator
+    model: Any = None  # the transformed framework model (for params, FLOPs, sparsity); None if only the artifact
+    formats: dict[str, Path] = field(default_factory=dict)  # other downloads: "pt2", "keras", "onnx"
+    notes: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. input quantisation parameters for evaluation
+
+
+class Technique(Protocol):
+    name: ClassVar[str]
+    framework: ClassVar[str]
+    config_class: ClassVar[type[TechniqueConfig]]
+
+    def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput: ...
+
+
+# (technique, framework) -> "module:Class"; imported lazily so the service starts without torch or TensorFlow.
+REGISTRY: dict[tuple[str, str], str] = {
+    ("ptq_int8", "pytorch"): "edgeopt.frameworks.pytorch.ptq_int8:PtqInt8",
+    ("ptq_int4", "pytorch"): "edgeopt.frameworks.pytorch.ptq_int4:PtqInt4",
+    ("prune_unstructured", "pytorch"): "edgeopt.frameworks.pytorch.pruning:PruneUnstructured",
+    ("prune_structured", "pytorch"): "edgeopt.frameworks.pytorch.pruning:PruneStructured",
+    ("distillation", "pytorch"): "edgeopt.frameworks.pytorch.distillation:Distillation",
+    ("qat_int8", "pytorch"): "edgeopt.frameworks.pytorch.qat:QatInt8",
+    ("hybrid_prune_int8", "pytorch"): "edgeopt.frameworks.pytorch.hybrid:HybridPruneInt8",
+    ("ptq_int8", "tensorflow"): "edgeopt.frameworks.tensorflow.ptq_int8:PtqInt8",
+    ("ptq_int4", "tensorflow"): "edgeopt.frameworks.tensorflow.ptq_int4:PtqInt4",
+    ("prune_unstructured", "tensorflow"): "edgeopt.frameworks.tensorflow.pruning:PruneUnstructured",
+    ("prune_structured", "tensorflow"): "edgeopt.frameworks.tensorflow.filter_pruning:PruneStructured",
+    ("distillation", "tensorflow"): "edgeopt.frameworks.tensorflow.distillation:Distillation",
+    ("qat_int8", "tensorflow"): "edgeopt.frameworks.tensorflow.qat:QatInt8",
+    ("hybrid_prune_int8", "tensorflow"): "edgeopt.frameworks.tensorflow.hybrid:HybridPruneInt8",
+}
+
+
+def get_technique(technique: str, framework: str) -> Technique:
+    try:
+        target = REGISTRY[(technique, framework)]
+    except KeyError as exc:
+        raise InvalidInput(f"Unknown technique {technique!r} for framework {framework!r}.") from exc
+    module_name, class_name = target.split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    return cls()
