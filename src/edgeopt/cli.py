@@ -1,0 +1,283 @@
+"""The ``edgeopt`` command (DESIGN section 4).
+
+Exit codes are part of the contract: 0 the work ran (failed techniques are in the report), 2 bad input with one
+line on stderr saying what to fix, 1 an unexpected failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from edgeopt import catalog
+from edgeopt.errors import Cancelled, InvalidInput
+
+app = typer.Typer(
+    name="edgeopt",
+    help="Fit a trained image classifier onto a Raspberry Pi: quantize, prune, distil, measure, recommend.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _fail(code: int, message: str) -> None:
+    typer.echo(f"edgeopt: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def user_errors(func: F) -> F:
+    """Turn the engine's errors into the documented exit codes and one line on stderr."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except InvalidInput as exc:
+            _fail(2, str(exc).splitlines()[0] if str(exc) else "invalid input")
+        except Cancelled:
+            _fail(1, "cancelled")
+        except KeyboardInterrupt:
+            _fail(130, "interrupted")
+        except Exception as exc:  # noqa: BLE001 - last resort: one readable line, exit 1
+            _fail(1, f"unexpected failure: {type(exc).__name__}: {exc}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _split_csv(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _progress_printer() -> tuple[Callable[[Any], None], Callable[[], None]]:
+    """A progress bar on stderr driven by the engine's events; stdout stays clean for ``--json``."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.fields[technique]:<18}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+    task = progress.add_task("experiment", total=100.0, technique="starting", stage="")
+    progress.start()
+
+    def on_event(event: Any) -> None:
+        total = max(event.total_techniques, 1)
+        done = event.technique_index + (event.fraction if event.kind == "progress" else 0.0)
+        if event.kind in ("technique_completed", "technique_failed"):
+            done = event.technique_index + 1
+            status = event.payload.get("run", {}).get("status", "")
+            progress.console.print(f"  {event.technique}: {status}")
+        if event.kind == "experiment_completed":
+            done = total
+        if event.technique == "baseline":
+            done = 0.0
+        progress.update(
+            task,
+            completed=100.0 * done / total,
+            technique=event.technique or "",
+            stage=event.stage or event.kind.replace("_", " "),
+        )
+
+    return on_event, progress.stop
+
+
+@app.command()
+@user_errors
+def optimize(
+    model: Annotated[Path | None, typer.Argument(help="Model file (.pt2, .pt, state dict, .keras, .h5, .zip)")] = None,
+    *,
+    framework: Annotated[str, typer.Option(help="pytorch or tensorflow")],
+    dataset: Annotated[str, typer.Option(help="Preset name or path to a custom .zip/.npz")],
+    device: Annotated[str, typer.Option(help="rpi4, rpi5 or rpi_zero_2w")],
+    arch: Annotated[str | None, typer.Option(help="Named architecture (with MODEL as its weights, or alone)")] = None,
+    goal: Annotated[str, typer.Option(help=", ".join(catalog.GOAL_NAMES))] = "balanced",
+    techniques: Annotated[str | None, typer.Option(help="Comma-separated subset; default all seven")] = None,
+    min_accuracy: Annotated[float | None, typer.Option(help="Fraction 0..1")] = None,
+    max_size_mb: Annotated[float | None, typer.Option(help="MB = 10^6 bytes of the artifact")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(help="Estimated on the target board")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="Fraction below the baseline, 0.02 = 2 points")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs for techniques that train")] = None,
+    out: Annotated[Path, typer.Option(help="Folder for report.json and the artifacts")] = Path("edgeopt-out"),
+    random_init: Annotated[bool, typer.Option(help="Named architectures: random weights if none are cached")] = False,
+    seed: Annotated[int, typer.Option()] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report on stdout")] = False,
+) -> None:
+    """Run every chosen technique on MODEL, measure each result, and recommend the best for the board."""
+    from edgeopt.pipeline import optimize as run_optimize
+    from edgeopt.report import Constraints
+
+    try:
+        constraints = Constraints(
+            min_accuracy=min_accuracy,
+            max_size_mb=max_size_mb,
+            max_latency_ms=max_latency_ms,
+            max_accuracy_drop=max_accuracy_drop,
+        )
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else None  # type: ignore[attr-defined]
+        where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first else ""
+        raise InvalidInput(f"{where}{first['msg'] if first else exc}") from exc
+    on_event, stop = _progress_printer()
+    try:
+        report = run_optimize(
+            model,
+            framework=framework,
+            dataset=dataset,
+            device=device,
+            out_dir=out,
+            goal=goal,
+            techniques=_split_csv(techniques),
+            constraints=constraints,
+            arch=arch,
+            epochs=epochs,
+            random_init=random_init,
+            seed=seed,
+            on_progress=on_event,
+        )
+    finally:
+        stop()
+    if as_json:
+        typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
+    else:
+        rec = report.recommendation
+        typer.echo(f"Report: {out / 'report.json'}")
+        if rec is not None:
+            typer.echo(f"Recommended: {rec.technique}. {rec.reasoning}")
+
+
+def _parse_input_shape(value: str | None, framework: str) -> tuple[int, int] | None:
+    """``1,3,224,224`` (PyTorch, NCHW) or ``1,224,224,3`` (Keras, NHWC) -> (height, width)."""
+    if not value:
+        return None
+    try:
+        dims = [int(part) for part in value.split(",")]
+    except ValueError as exc:
+        raise InvalidInput(f"--input-shape must be four integers like 1,3,224,224, not {value!r}.") from exc
+    if len(dims) != 4 or min(dims) < 1:
+        raise InvalidInput(f"--input-shape must be four positive integers like 1,3,224,224, not {value!r}.")
+    if framework == "pytorch":
+        return dims[2], dims[3]
+    return dims[1], dims[2]
+
+
+@app.command()
+@user_errors
+def estimate(
+    model: Annotated[Path | None, typer.Argument(help="Model file; or use --arch")] = None,
+    *,
+    framework: Annotated[str, typer.Option(help="pytorch or tensorflow")],
+    arch: Annotated[str | None, typer.Option(help="Named architecture, e.g. resnet18")] = None,
+    input_shape: Annotated[str | None, typer.Option(help="e.g. 1,3,224,224")] = None,
+    device: Annotated[str, typer.Option(help="rpi4, rpi5, rpi_zero_2w or all")] = "all",
+    precision: Annotated[str, typer.Option(help="fp32 or int8")] = "fp32",
+    threads: Annotated[int | None, typer.Option(help="Threads on the board (default: all cores)")] = None,
+    num_classes: Annotated[int, typer.Option(help="Head size for named architectures")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Estimate latency, memory and power of a model on the boards, without the hardware."""
+    from edgeopt.estimate.estimator import estimate_device
+    from edgeopt.estimate.graph import ModelProfile
+    from edgeopt.frameworks import ModelSource, get_backend
+    from edgeopt.techniques import TechniqueOutput
+
+    if device != "all" and device not in catalog.DEVICE_NAMES:
+        raise InvalidInput(f"Unknown device {device!r}; choose one of: all, {', '.join(catalog.DEVICE_NAMES)}.")
+    if precision not in ("fp32", "int8"):
+        raise InvalidInput(f"Unknown precision {precision!r}; choose fp32 or int8.")
+    if model is None and arch is None:
+        raise InvalidInput("Give a model file, or a named architecture with --arch.")
+    if model is not None and not model.is_file():
+        raise InvalidInput(f"Model file {model} does not exist.")
+    backend = get_backend(framework)
+    source = ModelSource(
+        path=model,
+        arch=arch,
+        num_classes=num_classes,
+        input_size=_parse_input_shape(input_shape, framework),
+        random_init=model is None,  # an estimate needs the graph, not trained weights
+    )
+    loaded = backend.load(source, None)
+    stats = backend.model_stats(loaded, TechniqueOutput(artifact=model or Path(), precision=precision))
+    profile = ModelProfile.from_dict(stats["profile"])
+    devices = catalog.DEVICE_NAMES if device == "all" else (device,)
+    estimates = {
+        name: estimate_device(profile, name, precision, "xnnpack", threads).model_dump() for name in devices
+    }
+    result = {"model": {"params": stats["params"], "flops": stats["flops"]}, "estimates": estimates}
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"params {stats['params']:,}  flops {stats['flops']:,}  ({precision})")
+    for name, est in estimates.items():
+        fits = "fits" if est["fits"] else "DOES NOT FIT"
+        typer.echo(
+            f"{name:<12} {est['latency_ms']:9.2f} ms  {est['memory_mb']:8.1f} MB  "
+            f"{est['power_w']:5.2f} W  {est['energy_mj']:8.2f} mJ  {est['threads']} threads  {fits}"
+        )
+
+
+@app.command("demo-model")
+@user_errors
+def demo_model(
+    framework: Annotated[str, typer.Option(help="pytorch or tensorflow")],
+    out: Annotated[Path, typer.Option(help="Where to write the model file")],
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the reference demo CNN on the bundled digits data (seconds) and save it."""
+    from edgeopt.frameworks import get_backend
+
+    path = get_backend(framework).demo_model(out, seed=seed)
+    typer.echo(str(path))
+
+
+@app.command()
+@user_errors
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Start the API and the web app (migrates the database first)."""
+    from edgeopt.service.cli import serve as run_server
+
+    run_server(host=host, port=port)
+
+
+@db_app.command("upgrade")
+@user_errors
+def db_upgrade() -> None:
+    """Apply the database migrations."""
+    from edgeopt.service.db.migrate import upgrade
+    from edgeopt.settings import get_settings
+
+    settings = get_settings()
+    settings.storage_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    typer.echo("database is up to date")
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,459 @@
+"""One experiment end to end: load, baseline, techniques in the fixed order, measure, estimate, recommend.
+
+The pipeline is the only place that measures: every artifact, the baseline's included, goes through
+``measure_output`` so all figures in a report are comparable. It emits ``ProgressEvent``s and knows nothing of HTTP
+or SQL; the CLI draws a bar from the events and the job runner relays them to the database and the WebSocket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from edgeopt import catalog
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import Cancelled, EdgeOptError, InvalidInput, TechniqueFailed, Unsupported
+from edgeopt.frameworks import FrameworkBackend, LoadedModel, ModelSource, get_backend
+from edgeopt.progress import CancelCheck, ProgressCallback, ProgressEvent, StageReporter
+from edgeopt.report import (
+    BaselineResult,
+    Constraints,
+    ExperimentInfo,
+    LatencyStats,
+    Report,
+    RunResult,
+)
+from edgeopt.settings import Settings, get_settings
+from edgeopt.techniques import TechniqueContext, TechniqueOutput, get_technique, make_config
+
+log = logging.getLogger(__name__)
+
+BASELINE = "baseline"
+_VERSIONED_PACKAGES = (
+    "edgeopt",
+    "torch",
+    "torchvision",
+    "torchao",
+    "executorch",
+    "torch-pruning",
+    "tensorflow-cpu",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "ai-edge-litert",
+    "ai-edge-quantizer",
+    "numpy",
+)
+
+
+@dataclass
+class ExperimentSpec:
+    """Everything that defines an experiment; the CLI, the Python API and the job runner all build one."""
+
+    framework: str
+    dataset: str  # preset name or path to a custom archive
+    device: str
+    out_dir: Path
+    model: Path | None = None
+    arch: str | None = None
+    goal: str = "balanced"
+    techniques: Sequence[str] | None = None  # None = all, always run in catalog order
+    constraints: Constraints = field(default_factory=Constraints)
+    epochs: int | None = None
+    technique_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    random_init: bool = False
+    seed: int = 0
+    experiment_id: str = "local"
+    dataset_label: str | None = None  # what the report calls the dataset (a custom path's display name)
+
+    def validate(self) -> None:
+        _check_choice("framework", self.framework, catalog.FRAMEWORKS)
+        _check_choice("device", self.device, catalog.DEVICE_NAMES)
+        _check_choice("goal", self.goal, catalog.GOAL_NAMES)
+        for name in self.techniques or ():
+            _check_choice("techniques", name, catalog.TECHNIQUE_NAMES)
+        if self.arch is not None:
+            _check_choice("arch", self.arch, catalog.ARCHITECTURE_NAMES)
+        if self.model is None and self.arch is None:
+            raise InvalidInput("Give a model file, or a named architecture with --arch.", field="model")
+        if self.model is not None and not Path(self.model).is_file():
+            raise InvalidInput(f"Model file {self.model} does not exist.", field="model")
+        if self.epochs is not None and self.epochs < 0:
+            raise InvalidInput("--epochs must be 0 or more.", field="epochs")
+        for name in self.technique_configs:
+            _check_choice("technique_configs", name, catalog.TECHNIQUE_NAMES)
+
+    @property
+    def ordered_techniques(self) -> list[str]:
+        chosen = set(self.techniques) if self.techniques else set(catalog.TECHNIQUE_NAMES)
+        return [name for name in catalog.TECHNIQUE_NAMES if name in chosen]
+
+
+def _check_choice(field_name: str, value: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise InvalidInput(
+            f"Unknown {field_name} {value!r}; choose one of: {', '.join(allowed)}.", field=field_name
+        )
+
+
+@dataclass
+class Measured:
+    accuracy: float
+    size_bytes: int
+    compressed_size_bytes: int
+    params: int
+    flops: int
+    sparsity: float
+    latency: LatencyStats
+    estimates: dict[str, Any]
+
+
+def measure_output(
+    backend: FrameworkBackend,
+    loaded: LoadedModel,
+    output: TechniqueOutput,
+    data: Dataset,
+    settings: Settings,
+    reporter: StageReporter | None = None,
+) -> Measured:
+    """Measure a deployable artifact the way it will run on the board: in its runtime, on the test split."""
+    from edgeopt import measure
+    from edgeopt.estimate.estimator import estimate_all
+    from edgeopt.estimate.graph import ModelProfile
+
+    artifact = Path(output.artifact)
+    if reporter:
+        reporter.stage("Loading the artifact in its board runtime", 0.05)
+    predict = backend.artifact_predictor(artifact, output)
+    if reporter:
+        reporter.stage("Evaluating accuracy on the test split", 0.2)
+    accuracy = measure.accuracy(predict, data.x_test, data.y_test)
+    if reporter:
+        reporter.stage("Timing inference (batch 1)", 0.7)
+    sample = data.x_test[:1]
+    latency = measure.measure_latency(lambda: predict(sample))
+    if reporter:
+        reporter.stage("Estimating on the boards", 0.9)
+    stats = backend.model_stats(loaded, output)
+    profile = ModelProfile.from_dict(stats["profile"])
+    estimates = estimate_all(profile, output.precision, runtime="xnnpack", threads=None)
+    return Measured(
+        accuracy=accuracy,
+        size_bytes=measure.file_size(artifact),
+        compressed_size_bytes=measure.gzip_size(artifact),
+        params=int(stats["params"]),
+        flops=int(stats["flops"]),
+        sparsity=float(stats["sparsity"]),
+        latency=latency,
+        estimates={name: est.model_dump() for name, est in estimates.items()},
+    )
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in _VERSIONED_PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _readable_error(technique: str, exc: BaseException) -> str:
+    if isinstance(exc, EdgeOptError):
+        return str(exc)
+    return f"{technique} stopped with an unexpected error ({type(exc).__name__}: {exc})."
+
+
+def write_report(report: Report, out_dir: Path) -> Path:
+    """Atomic write: a reader never sees half a report."""
+    path = out_dir / "report.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report.model_dump(mode="json"), indent=2))
+    os.replace(tmp, path)
+    return path
+
+
+class Pipeline:
+    """Runs one ``ExperimentSpec``; ``previous_runs`` lets a restarted experiment keep what already completed."""
+
+    def __init__(
+        self,
+        spec: ExperimentSpec,
+        *,
+        on_progress: ProgressCallback | None = None,
+        cancelled: CancelCheck | None = None,
+        settings: Settings | None = None,
+        previous_runs: Sequence[RunResult] = (),
+        previous_baseline: BaselineResult | None = None,
+    ) -> None:
+        self.spec = spec
+        self.settings = settings or get_settings()
+        self._emit = on_progress or (lambda _event: None)
+        self._cancelled = cancelled or (lambda: False)
+        self._previous = {run.technique: run for run in previous_runs if run.status == "completed"}
+        self._previous_baseline = previous_baseline
+
+    def _event(self, kind: str, technique: str | None, index: int, total: int, **payload: Any) -> None:
+        self._emit(
+            ProgressEvent(
+                kind=kind,  # type: ignore[arg-type]
+                technique=technique,
+                fraction=1.0 if kind.endswith(("completed", "failed")) else 0.0,
+                technique_index=index,
+                total_techniques=total,
+                payload=payload,
+            )
+        )
+
+    def run(self) -> Report:
+        """Run to the end; a cancellation or a fatal error is announced as an event, then raised to the caller."""
+        try:
+            return self._run()
+        except Cancelled:
+            self._event("experiment_cancelled", None, 0, 0)
+            raise
+        except Exception as exc:
+            self._event("experiment_failed", None, 0, 0, error=_readable_error("The experiment", exc))
+            raise
+
+    def _run(self) -> Report:
+        spec = self.spec
+        spec.validate()
+        out_dir = Path(spec.out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        techniques = spec.ordered_techniques
+        total = len(techniques)
+        started = time.perf_counter()
+        self._event("experiment_started", None, 0, total, techniques=techniques)
+
+        backend = get_backend(spec.framework)
+        base_reporter = StageReporter(BASELINE, 0, total, self._emit, self._cancelled)
+        base_reporter.stage("Loading the dataset", 0.0)
+        data, loaded = self._load(backend)
+
+        report = Report(
+            experiment=ExperimentInfo(
+                id=spec.experiment_id,
+                framework=spec.framework,
+                dataset=spec.dataset_label or str(spec.dataset),
+                device=spec.device,
+                goal=spec.goal,
+                constraints=spec.constraints.active(),
+            ),
+            baseline=None,
+            lineage=self._lineage(loaded, data),
+        )
+        report.baseline = self._baseline(backend, loaded, data, out_dir, base_reporter)
+        write_report(report, out_dir)
+
+        for index, name in enumerate(techniques):
+            if name in self._previous:
+                report.runs.append(self._previous[name])
+                self._event("technique_completed", name, index, total, run=self._previous[name].model_dump(mode="json"))
+                continue
+            run = self._run_technique(backend, loaded, data, report.baseline, name, index, total, out_dir)
+            report.runs.append(run)
+            kind = "technique_completed" if run.status != "failed" else "technique_failed"
+            self._event(kind, name, index, total, run=run.model_dump(mode="json"))
+            write_report(report, out_dir)
+
+        report.recommendation = self._recommend(report)
+        write_report(report, out_dir)
+        log.info("experiment %s finished in %.1f s", spec.experiment_id, time.perf_counter() - started)
+        self._event("experiment_completed", None, total, total)
+        return report
+
+    def _load(self, backend: FrameworkBackend) -> tuple[Dataset, LoadedModel]:
+        from edgeopt.data import adapt, load_dataset
+
+        spec = self.spec
+        dataset = load_dataset(spec.dataset, self.settings, seed=spec.seed)
+        source = ModelSource(
+            path=Path(spec.model) if spec.model else None,
+            arch=spec.arch,
+            num_classes=dataset.num_classes,
+            random_init=spec.random_init or self.settings.allow_random_init,
+        )
+        loaded = backend.load(source, dataset)
+        if loaded.num_classes != dataset.num_classes:
+            raise InvalidInput(
+                f"The model predicts {loaded.num_classes} classes but dataset {spec.dataset!r} has "
+                f"{dataset.num_classes}; choose the dataset the model was trained for.",
+                field="dataset",
+            )
+        height, width, channels = loaded.input_shape
+        data = adapt(dataset, height, width, channels, normalization=loaded.info.get("normalization"))
+        return data, loaded
+
+    def _lineage(self, loaded: LoadedModel, data: Dataset) -> dict[str, Any]:
+        spec = self.spec
+        source: dict[str, Any] = {"kind": loaded.kind, "arch": spec.arch}
+        if spec.model:
+            source.update(file=Path(spec.model).name, sha256=_sha256(Path(spec.model)))
+        return {
+            "model": source,
+            "input_shape": list(loaded.input_shape),
+            "dataset": data.info,
+            "seed": spec.seed,
+            "epochs": spec.epochs,
+            "libraries": library_versions(),
+            "host": {"machine": platform.machine(), "threads": self.settings.threads},
+        }
+
+    def _baseline(
+        self,
+        backend: FrameworkBackend,
+        loaded: LoadedModel,
+        data: Dataset,
+        out_dir: Path,
+        reporter: StageReporter,
+    ) -> BaselineResult:
+        if self._previous_baseline is not None and (out_dir / self._previous_baseline.artifact).is_file():
+            return self._previous_baseline
+        reporter.stage("Exporting the original model to the board runtime", 0.0)
+        output = backend.export_baseline(loaded, data, out_dir)
+        measured = measure_output(backend, loaded, output, data, self.settings, reporter)
+        return BaselineResult(
+            accuracy=measured.accuracy,
+            size_bytes=measured.size_bytes,
+            compressed_size_bytes=measured.compressed_size_bytes,
+            params=measured.params,
+            flops=measured.flops,
+            sparsity=measured.sparsity,
+            latency_ms=measured.latency,
+            artifact=Path(output.artifact).name,
+            estimates=measured.estimates,
+            precision=output.precision,
+            notes=output.notes,
+        )
+
+    def _run_technique(
+        self,
+        backend: FrameworkBackend,
+        loaded: LoadedModel,
+        data: Dataset,
+        baseline: BaselineResult,
+        name: str,
+        index: int,
+        total: int,
+        out_dir: Path,
+    ) -> RunResult:
+        spec = self.spec
+        reporter = StageReporter(name, index, total, self._emit, self._cancelled)
+        self._event("technique_started", name, index, total)
+        started = time.perf_counter()
+        config = make_config(name, spec.technique_configs.get(name), spec.epochs)
+        config_dump = config.model_dump(mode="json")
+        try:
+            reporter.stage("Starting", 0.0)
+            if not loaded.transformable:
+                raise Unsupported(loaded.not_transformable_reason)
+            technique = get_technique(name, spec.framework)
+            ctx = TechniqueContext(model=loaded, data=data, work_dir=out_dir, reporter=reporter, seed=spec.seed)
+            output = technique.apply(ctx, config)
+            measured = measure_output(backend, loaded, output, data, self.settings, reporter)
+        except Cancelled:
+            raise
+        except Unsupported as exc:
+            return RunResult(
+                technique=name, status="skipped", error=str(exc), config=config_dump,
+                duration_s=time.perf_counter() - started,
+            )
+        except Exception as exc:  # noqa: BLE001 - one technique failing must not stop the others
+            log.warning("technique %s failed:\n%s", name, traceback.format_exc())
+            return RunResult(
+                technique=name,
+                status="failed",
+                error=_readable_error(name, exc),
+                config=config_dump,
+                duration_s=time.perf_counter() - started,
+            )
+        return RunResult(
+            technique=name,
+            status="completed",
+            accuracy=measured.accuracy,
+            accuracy_drop=baseline.accuracy - measured.accuracy,
+            size_bytes=measured.size_bytes,
+            compressed_size_bytes=measured.compressed_size_bytes,
+            compression_ratio=baseline.size_bytes / measured.size_bytes if measured.size_bytes else None,
+            params=measured.params,
+            flops=measured.flops,
+            sparsity=measured.sparsity,
+            latency_ms=measured.latency,
+            estimates=measured.estimates,
+            artifact=Path(output.artifact).name,
+            formats={fmt: Path(path).name for fmt, path in output.formats.items()},
+            precision=output.precision,
+            duration_s=time.perf_counter() - started,
+            config=config_dump,
+            notes=output.notes,
+        )
+
+    def _recommend(self, report: Report) -> Any:
+        from edgeopt.recommend import recommend
+
+        return recommend(report, goal=self.spec.goal, constraints=self.spec.constraints, device=self.spec.device)
+
+
+def optimize(
+    model: str | Path | None = None,
+    *,
+    framework: str,
+    dataset: str,
+    device: str,
+    out_dir: str | Path,
+    goal: str = "balanced",
+    techniques: Sequence[str] | None = None,
+    constraints: Constraints | dict[str, float] | None = None,
+    arch: str | None = None,
+    epochs: int | None = None,
+    technique_configs: dict[str, dict[str, Any]] | None = None,
+    random_init: bool = False,
+    seed: int = 0,
+    on_progress: ProgressCallback | None = None,
+    cancelled: CancelCheck | None = None,
+    settings: Settings | None = None,
+) -> Report:
+    """The Python API: run an experiment and return its report (also written to ``out_dir/report.json``)."""
+    if isinstance(constraints, dict):
+        try:
+            constraints = Constraints(**constraints)
+        except ValueError as exc:
+            raise InvalidInput(f"Invalid constraints: {exc}", field="constraints") from exc
+    spec = ExperimentSpec(
+        framework=framework,
+        dataset=dataset,
+        device=device,
+        out_dir=Path(out_dir),
+        model=Path(model) if model is not None else None,
+        arch=arch,
+        goal=goal,
+        techniques=techniques,
+        constraints=constraints or Constraints(),
+        epochs=epochs,
+        technique_configs=technique_configs or {},
+        random_init=random_init,
+        seed=seed,
+    )
+    return Pipeline(spec, on_progress=on_progress, cancelled=cancelled, settings=settings).run()
+
+
+__all__ = ["BASELINE", "ExperimentSpec", "Pipeline", "TechniqueFailed", "measure_output", "optimize", "write_report"]
