@@ -39,6 +39,7 @@ from edgeopt.techniques import TechniqueContext, TechniqueOutput, get_technique,
 log = logging.getLogger(__name__)
 
 BASELINE = "baseline"
+MEASURE_START = 0.85  # share of a technique's progress bar given to its own work; measuring takes the rest
 _VERSIONED_PACKAGES = (
     "edgeopt",
     "torch",
@@ -330,7 +331,7 @@ class Pipeline:
             return self._previous_baseline
         reporter.stage("Exporting the original model to the board runtime", 0.0)
         output = backend.export_baseline(loaded, data, out_dir)
-        measured = measure_output(backend, loaded, output, data, self.settings, reporter)
+        measured = measure_output(backend, loaded, output, data, self.settings, reporter.sub(0.3, 1.0))
         return BaselineResult(
             accuracy=measured.accuracy,
             size_bytes=measured.size_bytes,
@@ -367,9 +368,11 @@ class Pipeline:
             if not loaded.transformable:
                 raise Unsupported(loaded.not_transformable_reason)
             technique = get_technique(name, spec.framework)
-            ctx = TechniqueContext(model=loaded, data=data, work_dir=out_dir, reporter=reporter, seed=spec.seed)
+            ctx = TechniqueContext(
+                model=loaded, data=data, work_dir=out_dir, reporter=reporter.sub(0.0, MEASURE_START), seed=spec.seed
+            )
             output = technique.apply(ctx, config)
-            measured = measure_output(backend, loaded, output, data, self.settings, reporter)
+            measured = measure_output(backend, loaded, output, data, self.settings, reporter.sub(MEASURE_START, 1.0))
         except Cancelled:
             raise
         except Unsupported as exc:

@@ -66,22 +66,43 @@ class StageReporter:
         total_techniques: int,
         emit: ProgressCallback = _ignore,
         cancelled: CancelCheck = _never,
+        span: tuple[float, float] = (0.0, 1.0),
+        _shared: list[float] | None = None,
     ) -> None:
         self.technique = technique
         self.technique_index = technique_index
         self.total_techniques = total_techniques
         self._emit = emit
         self._cancelled = cancelled
+        self._span = span
+        # The last fraction emitted for this technique, shared with sub-reporters so progress never goes back.
+        self._last = _shared if _shared is not None else [0.0]
+
+    def sub(self, start: float, end: float) -> StageReporter:
+        """A reporter whose 0..1 maps onto ``start..end`` of this one (e.g. the technique, then measuring it)."""
+        lo, hi = self._span
+        return StageReporter(
+            self.technique,
+            self.technique_index,
+            self.total_techniques,
+            self._emit,
+            self._cancelled,
+            span=(lo + (hi - lo) * start, lo + (hi - lo) * end),
+            _shared=self._last,
+        )
 
     def stage(self, name: str, fraction: float, **metrics: Any) -> None:
         if self._cancelled():
             raise Cancelled("The experiment was cancelled.")
+        lo, hi = self._span
+        overall = lo + (hi - lo) * min(1.0, max(0.0, fraction))
+        self._last[0] = max(self._last[0], overall)
         self._emit(
             ProgressEvent(
                 kind="progress",
                 technique=self.technique,
                 stage=name,
-                fraction=min(1.0, max(0.0, fraction)),
+                fraction=self._last[0],
                 technique_index=self.technique_index,
                 total_techniques=self.total_techniques,
                 payload=dict(metrics),
