@@ -1,0 +1,134 @@
+"""Time-remaining estimates for a running experiment, from its own progress events.
+
+Two parts, one per bar:
+- the current technique: its measured rate (elapsed time / fraction done) blended with what the cost model
+  predicted for it, trusting the measured rate more as the technique advances;
+- the rest of the experiment: a cost model per technique (a fixed part for export and measurement plus fine-tuning
+  epochs weighted by how expensive an epoch of that technique is) in units measured on this very run: the
+  baseline's export-and-measure time is the unit, and each finished technique corrects the whole model by the
+  ratio of actual to predicted durations so far.
+ETAs are never negative, and a new estimate can move the previous one only so far, so the number a user watches
+does not jump to nonsense when a slow stage starts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from edgeopt.progress import ProgressEvent
+
+# Per technique: (fixed units, cost of one fine-tuning epoch relative to a plain epoch). One fixed unit is the time
+# the baseline took to export and measure; QAT epochs run fake-quantized graphs, distillation also runs a teacher.
+COST_MODEL: dict[str, tuple[float, float]] = {
+    "ptq_int8": (1.6, 0.0),
+    "ptq_int4": (1.3, 0.0),
+    "prune_unstructured": (1.1, 1.0),
+    "prune_structured": (1.1, 1.0),
+    "distillation": (1.1, 1.3),
+    "qat_int8": (1.6, 2.5),
+    "hybrid_prune_int8": (1.7, 1.0),
+}
+DEFAULT_EPOCHS: dict[str, int] = {
+    "prune_unstructured": 2,
+    "prune_structured": 4,
+    "distillation": 8,
+    "qat_int8": 2,
+    "hybrid_prune_int8": 4,
+}
+EPOCH_UNITS = 0.5  # one plain fine-tuning epoch in baseline units; the run's own correction factor refines it
+
+
+@dataclass
+class EtaModel:
+    techniques: list[str]
+    epochs: dict[str, int] = field(default_factory=dict)  # per technique, when the user overrode the defaults
+    clock: Callable[[], float] = time.monotonic
+
+    unit_s: float | None = None  # seconds of one fixed unit (the baseline's export + measurement)
+    _correction: float = 1.0
+    _predicted_done: float = 0.0
+    _actual_done: float = 0.0
+    _experiment_start: float | None = None
+    _technique: str | None = None
+    _technique_start: float = 0.0
+    _fraction: float = 0.0
+    _completed: set[str] = field(default_factory=set)
+    _last_overall: float | None = None
+    _last_technique: float | None = None
+    _last_time: float = 0.0
+
+    def _epochs(self, technique: str) -> int:
+        return self.epochs.get(technique, DEFAULT_EPOCHS.get(technique, 0))
+
+    def predicted_seconds(self, technique: str) -> float:
+        fixed, epoch_weight = COST_MODEL.get(technique, (1.0, 1.0))
+        unit = self.unit_s or 1.0
+        return self._correction * unit * (fixed + self._epochs(technique) * epoch_weight * EPOCH_UNITS)
+
+    def observe(self, event: ProgressEvent) -> None:
+        now = self.clock()
+        if self._experiment_start is None:
+            self._experiment_start = now
+        if event.kind in ("technique_started", "progress") and event.technique != self._technique:
+            self._start_technique(event.technique, now)
+        if event.kind == "progress":
+            self._fraction = event.fraction
+        elif event.kind in ("technique_completed", "technique_failed") and event.technique:
+            self._finish_technique(event.technique, now)
+
+    def _start_technique(self, technique: str | None, now: float) -> None:
+        if self._technique == "baseline" and self.unit_s is None:
+            self.unit_s = max(now - self._technique_start, 1e-3)
+        self._technique = technique
+        self._technique_start = now
+        self._fraction = 0.0
+        self._last_technique = None
+
+    def _finish_technique(self, technique: str, now: float) -> None:
+        if technique in self._completed or technique == "baseline":
+            return
+        self._completed.add(technique)
+        actual = now - self._technique_start
+        predicted = self.predicted_seconds(technique) / self._correction
+        self._predicted_done += predicted
+        self._actual_done += actual
+        self._correction = min(3.0, max(0.33, self._actual_done / max(self._predicted_done, 1e-6)))
+        self._technique = None
+        self._fraction = 1.0
+
+    def technique_eta(self) -> float:
+        if self._technique is None or self._technique == "baseline":
+            return 0.0
+        now = self.clock()
+        elapsed = now - self._technique_start
+        predicted_left = max(self.predicted_seconds(self._technique) - elapsed, 0.0)
+        f = self._fraction
+        if f > 0.02:
+            measured_left = elapsed * (1.0 - f) / f
+            raw = f * measured_left + (1.0 - f) * predicted_left
+        else:
+            raw = predicted_left
+        self._last_technique = _damped(self._last_technique, raw, now - self._last_time)
+        return max(self._last_technique, 0.0)
+
+    def overall_eta(self) -> float:
+        """Seconds left for the whole experiment; damped so one slow stage does not swing it wildly."""
+        now = self.clock()
+        current = self.technique_eta() if self._technique not in (None, "baseline") else 0.0
+        remaining = [
+            name for name in self.techniques if name not in self._completed and name != self._technique
+        ]
+        raw = current + sum(self.predicted_seconds(name) for name in remaining)
+        self._last_overall = _damped(self._last_overall, raw, now - self._last_time)
+        self._last_time = now
+        return max(self._last_overall, 0.0)
+
+
+def _damped(previous: float | None, new: float, dt: float) -> float:
+    """Move towards ``new`` but count down smoothly: at most halve or double the time left in one update."""
+    if previous is None:
+        return new
+    expected = max(previous - max(dt, 0.0), 0.0)
+    return min(max(new, expected * 0.5), expected * 2.0 + 1.0)

@@ -1,0 +1,83 @@
+"""ETA model: driven by a fake clock through a synthetic run whose true durations are known."""
+
+from __future__ import annotations
+
+from edgeopt.eta import EtaModel
+from edgeopt.progress import ProgressEvent
+
+TECHNIQUES = ["ptq_int8", "prune_structured", "qat_int8"]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _event(kind: str, technique: str, fraction: float = 0.0, stage: str = "") -> ProgressEvent:
+    return ProgressEvent(kind=kind, technique=technique, fraction=fraction, stage=stage)  # type: ignore[arg-type]
+
+
+def _simulate(durations: dict[str, float], samples: list[float]) -> list[tuple[float, float]]:
+    """Play a run with the given true durations; return (true remaining, ETA) at the sampled instants."""
+    clock = FakeClock()
+    model = EtaModel(techniques=TECHNIQUES, clock=clock)
+    timeline: list[tuple[float, ProgressEvent]] = []
+    t = 0.0
+    timeline.append((t, _event("progress", "baseline", 0.0)))
+    t += durations["baseline"]
+    for name in TECHNIQUES:
+        timeline.append((t, _event("technique_started", name)))
+        steps = 20
+        for i in range(1, steps + 1):
+            stage = "Fine-tuning (epoch 1 of 2)" if name != "ptq_int8" else "Calibrating"
+            timeline.append((t + durations[name] * i / steps, _event("progress", name, 0.85 * i / steps, stage)))
+        t += durations[name]
+        timeline.append((t, _event("technique_completed", name, 1.0)))
+    total = t
+    out = []
+    queue = sorted(samples)
+    for when, event in timeline:
+        while queue and queue[0] * total <= when:
+            clock.now = queue.pop(0) * total
+            out.append((total - clock.now, model.overall_eta()))
+        clock.now = when
+        model.observe(event)
+        model.overall_eta()
+    return out
+
+
+def test_eta_is_close_when_the_cost_model_fits() -> None:
+    durations = {"baseline": 2.0, "ptq_int8": 3.2, "prune_structured": 2.2 + 4.0, "qat_int8": 3.2 + 5.0}
+    for remaining, eta in _simulate(durations, [0.25, 0.5, 0.75]):
+        assert abs(eta - remaining) <= 0.35 * remaining, (eta, remaining)
+
+
+def test_eta_never_negative_and_reaches_zero() -> None:
+    durations = {"baseline": 1.0, "ptq_int8": 30.0, "prune_structured": 1.0, "qat_int8": 1.0}
+    results = _simulate(durations, [0.1, 0.3, 0.6, 0.9, 0.999])
+    assert all(eta >= 0 for _, eta in results)
+    assert results[-1][1] < 0.2 * sum(durations.values())
+
+
+def test_estimate_does_not_jump_by_more_than_double() -> None:
+    clock = FakeClock()
+    model = EtaModel(techniques=TECHNIQUES, clock=clock)
+    model.observe(_event("progress", "baseline"))
+    clock.now = 1.0
+    model.observe(_event("technique_started", "ptq_int8"))
+    first = model.overall_eta()
+    clock.now = 1.5
+    model.observe(_event("progress", "ptq_int8", 0.01, "Calibrating"))  # a very slow start
+    second = model.overall_eta()
+    assert second <= 2 * first + 1.0
+
+
+def test_correction_learns_a_run_slower_than_predicted() -> None:
+    """Techniques take 1.8x what the cost model says: once one has finished, the ETA has caught up."""
+    base = {"ptq_int8": 3.2, "prune_structured": 6.2, "qat_int8": 8.2}
+    durations = {"baseline": 2.0, **{k: 1.8 * v for k, v in base.items()}}
+    (remaining, eta), = _simulate(durations, [0.75])
+    assert abs(eta - remaining) <= 0.35 * remaining, (eta, remaining)
