@@ -264,6 +264,10 @@ class Pipeline:
         )
         report.baseline = self._baseline(backend, loaded, data, out_dir, base_reporter)
         write_report(report, out_dir)
+        self._event(
+            "baseline_measured", BASELINE, 0, total,
+            baseline=report.baseline.model_dump(mode="json"), lineage=report.lineage,
+        )
 
         for index, name in enumerate(techniques):
             if name in self._previous:

@@ -15,6 +15,7 @@ from edgeopt.errors import Cancelled
 
 EventKind = Literal[
     "experiment_started",
+    "baseline_measured",
     "technique_started",
     "progress",
     "technique_completed",
