@@ -87,8 +87,8 @@ class EtaModel:
         self._last_technique = None
 
     def _finish_technique(self, technique: str, now: float) -> None:
-        if technique in self._completed or technique == "baseline":
-            return
+        if technique in self._completed or technique not in self.techniques:
+            return  # the baseline, or a run kept from before a restart: neither says how fast this run goes
         self._completed.add(technique)
         actual = now - self._technique_start
         predicted = self.predicted_seconds(technique) / self._correction
