@@ -1,0 +1,140 @@
+"""The FastAPI application factory: one app per ``Settings``, everything it needs hung on ``app.state``.
+
+Tests build one app per database; ``edgeopt serve`` builds one from the environment. Routers written by other parts
+of the service (runs and the job runner, the WebSocket) are included when their modules exist, and
+``edgeopt.service.jobs.lifespan`` (if defined) runs inside this app's lifespan, so adding them needs no edit here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from edgeopt import __version__
+from edgeopt.errors import InvalidInput
+from edgeopt.service.db.session import make_engine, make_session_factory
+from edgeopt.service.logging import RequestLogMiddleware, configure_logging
+from edgeopt.service.routes import catalog, experiments, health
+from edgeopt.service.security import ApiKeyMiddleware
+from edgeopt.service.storage import Storage
+from edgeopt.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# module -> attribute holding its APIRouter; included when the module is present in this installation.
+OPTIONAL_ROUTERS: tuple[str, ...] = ("edgeopt.service.routes.runs", "edgeopt.service.ws")
+JOBS_MODULE = "edgeopt.service.jobs"
+NOT_SPA_PREFIXES = ("api/", "ws/")
+
+
+def _optional_module(name: str) -> ModuleType | None:
+    """Import ``name`` if it exists; an ImportError raised *inside* it is a real bug and propagates."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (exc.name == name or name.startswith(exc.name + ".")):
+            return None
+        raise
+
+
+def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        report = app.state.storage.sweep(app.state.session_factory)
+        if report.removed or report.dangling_rows:
+            logger.info("start-up sweep", extra={"removed": report.removed, "dangling_rows": report.dangling_rows})
+        jobs = _optional_module(JOBS_MODULE)
+        jobs_lifespan = getattr(jobs, "lifespan", None) if jobs else None
+        try:
+            if jobs_lifespan is None:
+                yield
+            else:
+                context: AbstractAsyncContextManager[Any] = jobs_lifespan(app)
+                async with context:
+                    yield
+        finally:
+            app.state.engine.dispose()
+
+    return lifespan
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InvalidInput)
+    async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
+        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", extra={"method": request.method, "path": request.url.path})
+        return JSONResponse({"detail": "Internal server error; see the service log.", "field": None}, 500)
+
+
+def _mount_spa(app: FastAPI, static_dir: Path) -> None:
+    """Serve the built web app at ``/``; unknown paths get ``index.html`` so client-side routes survive a reload."""
+    root = static_dir.resolve()
+    index = root / "index.html"
+
+    @app.get("/{path:path}", include_in_schema=False)
+    async def spa(path: str) -> FileResponse:
+        if path.startswith(NOT_SPA_PREFIXES) or path in ("api", "ws"):
+            raise StarletteHTTPException(status_code=404, detail="Not Found")
+        candidate = (root / path).resolve()
+        if path and candidate.is_relative_to(root) and candidate.is_file():
+            return FileResponse(candidate)
+        return FileResponse(index)
+
+
+def create_app(settings: Settings | None = None, *, static_dir: Path | None = None) -> FastAPI:
+    """Build the service. ``static_dir`` overrides where the built web app is looked for (tests)."""
+    settings = settings or get_settings()
+    configure_logging()
+    app = FastAPI(
+        title="EdgeOpt",
+        version=__version__,
+        summary="Fit a trained image classifier onto a Raspberry Pi.",
+        docs_url="/docs",
+        lifespan=_lifespan(),
+        generate_unique_id_function=lambda route: route.name,
+    )
+    engine = make_engine(settings.resolved_database_url)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.storage = Storage(settings.storage_dir)
+    for area in (settings.models_dir, settings.datasets_dir):
+        area.mkdir(parents=True, exist_ok=True)
+
+    _error_handlers(app)
+    for router_module in (health, catalog, experiments):
+        app.include_router(router_module.router)
+    for name in OPTIONAL_ROUTERS:
+        module = _optional_module(name)
+        if module is not None:
+            app.include_router(module.router)
+
+    # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last.
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+    )
+    app.add_middleware(RequestLogMiddleware)
+
+    static = static_dir or STATIC_DIR
+    if (static / "index.html").is_file():
+        _mount_spa(app, static)
+    return app

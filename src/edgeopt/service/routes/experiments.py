@@ -1,0 +1,198 @@
+"""Experiments: create, list, read, delete, and receive the model file and an optional custom dataset.
+
+Uploads are ``async`` routes that read the raw request stream (``Storage.receive``) instead of declaring an
+``UploadFile`` parameter: FastAPI would otherwise spool the whole body to a temporary file before the handler runs,
+so the size limit could only be checked after receiving all of it. The OpenAPI description of the multipart body is
+therefore written out by hand in ``UPLOAD_BODY``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+from starlette.concurrency import run_in_threadpool
+
+from edgeopt.errors import InvalidInput, NotFound
+from edgeopt.formats import check_dataset_archive, check_model_file
+from edgeopt.service.db.models import ACTIVE_STATUSES, Experiment
+from edgeopt.service.deps import SessionDep, SettingsDep, StorageDep
+from edgeopt.service.schemas import ErrorPublic, ExperimentCreate, ExperimentPublic, ExperimentsPublic
+from edgeopt.service.storage import DATASETS, MODELS, ReceivedFile
+
+router = APIRouter(prefix="/api/experiments", tags=["experiments"])
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                }
+            }
+        },
+    }
+}
+ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorPublic}, 409: {"model": ErrorPublic}}
+UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    400: {"model": ErrorPublic, "description": "Not a model/dataset file of an accepted format."},
+    413: {"model": ErrorPublic, "description": "Larger than EDGEOPT_MAX_UPLOAD_BYTES."},
+}
+# Files can be (re)placed only before the experiment has run: results must describe the files they came from.
+UPLOADABLE_STATUSES = frozenset({"created", "ready"})
+
+
+def load_experiment(session: Session, experiment_id: str) -> Experiment:
+    experiment = session.get(Experiment, experiment_id, options=[selectinload(Experiment.files)])
+    if experiment is None:
+        raise NotFound(f"No experiment with id {experiment_id!r}.")
+    return experiment
+
+
+def _require_uploadable(experiment: Experiment) -> None:
+    if experiment.status not in UPLOADABLE_STATUSES:
+        raise InvalidInput(
+            f"The experiment is {experiment.status}; files can only be uploaded before it starts. "
+            "Create a new experiment to optimize another model.",
+            status_code=409,
+        )
+
+
+@router.post("/create", status_code=status.HTTP_201_CREATED, name="create_experiment")
+@router.post("", status_code=status.HTTP_201_CREATED, name="create_experiment_alias")
+def create_experiment(body: ExperimentCreate, session: SessionDep) -> ExperimentPublic:
+    """A named architecture needs no upload, so such an experiment is ``ready`` at once."""
+    experiment = Experiment(
+        name=body.name,
+        framework=body.framework,
+        dataset=body.dataset,
+        device=body.device,
+        goal=body.goal,
+        constraints=body.constraints.active(),
+        techniques=list(body.techniques),
+        arch=body.arch,
+        epochs=body.epochs,
+        technique_configs={name: dict(values) for name, values in body.technique_configs.items()},
+        status="ready" if body.arch else "created",
+        files=[],
+    )
+    session.add(experiment)
+    session.commit()
+    return ExperimentPublic.model_validate(experiment)
+
+
+@router.get("", name="list_experiments")
+def list_experiments(
+    session: SessionDep,
+    limit: int = Query(default=20, ge=1, le=100),
+    offset: int = Query(default=0, ge=0),
+) -> ExperimentsPublic:
+    total = session.scalar(select(func.count()).select_from(Experiment)) or 0
+    rows = session.scalars(
+        select(Experiment)
+        .options(selectinload(Experiment.files))
+        .order_by(Experiment.created_at.desc(), Experiment.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    items = [ExperimentPublic.model_validate(row) for row in rows]
+    return ExperimentsPublic(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{experiment_id}", name="get_experiment", responses=ERRORS)
+def get_experiment(experiment_id: str, session: SessionDep) -> ExperimentPublic:
+    return ExperimentPublic.model_validate(load_experiment(session, experiment_id))
+
+
+@router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, name="delete_experiment", responses=ERRORS)
+def delete_experiment(experiment_id: str, session: SessionDep, storage: StorageDep) -> Response:
+    """Rows first, then files: a crash in between leaves folders of a deleted experiment, which the sweep removes."""
+    experiment = load_experiment(session, experiment_id)
+    if experiment.status in ACTIVE_STATUSES:
+        raise InvalidInput(f"The experiment is {experiment.status}; cancel it before deleting it.", status_code=409)
+    session.delete(experiment)
+    session.commit()
+    storage.remove_experiment(experiment_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+async def _receive_checked(
+    request: Request,
+    storage: StorageDep,
+    folder: Path,
+    max_bytes: int,
+    check: Callable[[Path], Any],
+) -> tuple[ReceivedFile, Any]:
+    """Stream the upload to disk, then sniff it off the event loop; a refused file is deleted before answering."""
+    received = await storage.receive(request, folder, max_bytes=max_bytes)
+    try:
+        verdict = await run_in_threadpool(check, received.temp_path)
+    except BaseException:
+        received.discard()
+        raise
+    return received, verdict
+
+
+@router.post("/{experiment_id}/upload", name="upload_model", openapi_extra=UPLOAD_BODY, responses=UPLOAD_ERRORS)
+async def upload_model(
+    experiment_id: str, request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> ExperimentPublic:
+    """Store the model file under a service-chosen name; its format is sniffed from the content."""
+    experiment = load_experiment(session, experiment_id)
+    _require_uploadable(experiment)
+
+    def check(path: Path) -> Any:
+        return check_model_file(path, experiment.framework, trust_pickles=settings.trust_pickles)
+
+    received, model_format = await _receive_checked(
+        request, storage, storage.area_dir(MODELS, experiment.id), settings.max_upload_bytes, check
+    )
+    placed = storage.place(received, model_format.extension)
+    experiment.status = "ready"
+    experiment.error = None
+    storage.record(session, experiment, placed, role="original", format=model_format.kind)
+    return ExperimentPublic.model_validate(experiment)
+
+
+def _dataset_loader() -> Callable[[str], Any] | None:
+    """The engine's dataset loader when it is installed; the service then refuses an archive it cannot read."""
+    try:
+        module = importlib.import_module("edgeopt.data")
+    except ImportError:
+        return None
+    return getattr(module, "load_dataset", None)
+
+
+@router.post("/{experiment_id}/dataset", name="upload_dataset", openapi_extra=UPLOAD_BODY, responses=UPLOAD_ERRORS)
+async def upload_dataset(
+    experiment_id: str, request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep
+) -> ExperimentPublic:
+    """A custom dataset archive (.npz or .zip); the experiment's ``dataset`` becomes ``custom:<file id>``."""
+    experiment = load_experiment(session, experiment_id)
+    _require_uploadable(experiment)
+    received, kind = await _receive_checked(
+        request, storage, storage.area_dir(DATASETS, experiment.id), settings.max_upload_bytes, check_dataset_archive
+    )
+    placed = storage.place(received, f".{kind}")
+    loader = _dataset_loader()
+    if loader is not None:
+        try:  # the loader reads the archive under its real suffix, hence after placing it
+            await run_in_threadpool(loader, str(placed.path))
+        except InvalidInput as exc:
+            placed.discard()
+            raise InvalidInput(str(exc), field="file", status_code=exc.status_code) from exc
+        except BaseException:
+            placed.discard()
+            raise
+    experiment.dataset = f"custom:{placed.id}"
+    storage.record(session, experiment, placed, role="dataset", format=kind)
+    return ExperimentPublic.model_validate(experiment)

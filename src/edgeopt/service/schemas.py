@@ -1,0 +1,136 @@
+"""The API's request and response bodies (one family per resource, as in the FastAPI full-stack template).
+
+Every name is typed with the catalog's ``Literal`` aliases, so an unknown framework, device, goal, dataset,
+technique or architecture is a 422 whose ``loc`` names the field, and the OpenAPI schema (from which the web app's
+client is generated) lists the allowed values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from edgeopt.catalog import (
+    TECHNIQUE_NAMES,
+    ArchitectureName,
+    DeviceName,
+    Framework,
+    GoalName,
+    PresetDataset,
+    TechniqueName,
+)
+from edgeopt.report import Constraints
+from edgeopt.techniques import CONFIG_CLASSES
+
+MAX_EPOCHS = 100
+
+
+class ExperimentCreate(BaseModel):
+    """What a user chooses before uploading: the model file comes next, through ``/upload``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    framework: Framework
+    dataset: PresetDataset = Field(description="A preset; upload a custom archive to /dataset afterwards instead.")
+    device: DeviceName
+    goal: GoalName = "balanced"
+    constraints: Constraints = Field(default_factory=Constraints)
+    techniques: list[TechniqueName] = Field(
+        default_factory=lambda: list(TECHNIQUE_NAMES), description="Run in catalog order, whatever order is sent."
+    )
+    arch: ArchitectureName | None = Field(
+        default=None, description="A named architecture instead of (or as the skeleton for) an uploaded file."
+    )
+    epochs: int | None = Field(default=None, ge=0, le=MAX_EPOCHS, description="Fine-tuning epochs where it applies.")
+    technique_configs: dict[TechniqueName, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-technique overrides of the config defaults."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _strip_name(cls, value: str) -> str:
+        return value.strip()
+
+    @field_validator("techniques")
+    @classmethod
+    def _unique_in_catalog_order(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("choose at least one technique")
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"each technique may appear once; repeated: {', '.join(duplicates)}")
+        return [name for name in TECHNIQUE_NAMES if name in value]
+
+    @field_validator("technique_configs")
+    @classmethod
+    def _configs_valid(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Check overrides against each technique's config class now, not minutes later inside the job."""
+        for technique, overrides in value.items():
+            try:
+                CONFIG_CLASSES[technique].model_validate(overrides)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"technique_configs.{technique}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+                    for err in exc.errors()
+                )
+                raise ValueError(problems) from None
+        return value
+
+
+class ModelFilePublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    role: str
+    technique: str | None
+    format: str
+    original_filename: str
+    sha256: str
+    size_bytes: int
+    created_at: datetime
+
+
+class ExperimentPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    framework: str
+    dataset: str
+    device: str
+    goal: str
+    constraints: dict[str, float]
+    techniques: list[str]
+    arch: str | None
+    epochs: int | None
+    technique_configs: dict[str, dict[str, Any]]
+    status: str
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    files: list[ModelFilePublic] = Field(default_factory=list)
+
+
+class ExperimentsPublic(BaseModel):
+    items: list[ExperimentPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class HealthPublic(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+class ErrorPublic(BaseModel):
+    """The body of every 4xx the service raises itself (FastAPI's own 422 keeps its standard list form)."""
+
+    detail: str
+    field: str | None = None
