@@ -1,0 +1,254 @@
+"""Latency, memory and power of a profiled model on a Raspberry Pi board, without the board.
+
+The latency model is a per-operator roofline of an XNNPACK runtime (ExecuTorch ``.pte`` or LiteRT ``.tflite``):
+
+    t(op) = max(compute time, memory time) + per-operator overhead
+
+* compute time = MACs / (per-core peak x operator efficiency x size factor x thread speed-up). Peaks come from
+  ``devices.toml`` (NEON width and issue rate, dot-product for INT8 on the Cortex-A76). Efficiencies differ by
+  operator kind: depthwise convolutions reuse each weight only once per pixel and reach a small share of peak; the
+  size factor ``m / (m + m_half)`` (m = MACs per thread) models small layers that never fill the pipelines.
+* memory time = bytes read and written / sustained bandwidth (cache bandwidth when the operator's working set
+  fits in the last-level cache). Batch-1 dense layers and elementwise operators are memory-bound.
+* operators that XNNPACK folds away (batch norm, ReLU/ReLU6 clamps) cost nothing; see ``graph.mark_fusions``.
+
+The free parameters (efficiencies, overhead, multi-thread efficiency, INT8 kernel efficiency, cache speed-up) are
+fitted on published board measurements by ``calibrate.py`` and stored in ``fitted.toml``; docs/estimator.md
+reports the fit's error. Unstructured sparsity is deliberately ignored: XNNPACK runs dense kernels, so zeros cost
+the same as any other weight. INT4 means 4-bit weights in the file; XNNPACK's convolution kernels have no 4-bit
+path, so the runtime unpacks them to INT8 at load time and computes as INT8 (documented in docs/estimator.md).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, fields, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+from edgeopt.catalog import DEVICE_NAMES
+from edgeopt.errors import InvalidInput
+from edgeopt.estimate.graph import LayerSpec, ModelProfile
+from edgeopt.report import DeviceEstimate
+
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int4")
+RUNTIMES: tuple[str, ...] = ("xnnpack",)
+MB = 1_000_000
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class Board:
+    """The numbers of one board the model uses (all sourced in devices.toml)."""
+
+    name: str
+    title: str
+    cores: int
+    clock_ghz: float
+    dotprod: bool
+    fp32_macs_per_cycle: float
+    int8_macs_per_cycle: float
+    mem_bandwidth_gbs: float
+    llc_kb: int
+    ram_mib: int
+    os_reserved_mib: int
+    idle_w: float
+    loaded_w: float
+
+    @property
+    def budget_mb(self) -> float:
+        """Memory left for the model process after the OS, in MB (10^6 bytes)."""
+        return (self.ram_mib - self.os_reserved_mib) * MIB / MB
+
+    def macs_per_cycle(self, precision: str) -> float:
+        return self.fp32_macs_per_cycle if precision == "fp32" else self.int8_macs_per_cycle
+
+
+@dataclass(frozen=True)
+class Params:
+    """The estimator's free parameters; defaults are the preliminary values used before any fit."""
+
+    eff_conv: float = 0.55  # share of peak a large convolution reaches
+    eff_depthwise: float = 0.15  # share of peak a large depthwise convolution reaches
+    eff_dense: float = 0.5  # share of peak of a fully connected layer when compute-bound
+    m_half: float = 3.0e5  # MACs per thread at which a layer reaches half its operator efficiency
+    overhead_us_ghz: float = 12.0  # per-operator overhead in microseconds at 1 GHz (scales with 1/clock)
+    mt_eff: float = 0.8  # speed-up per extra thread: speed-up(n) = 1 + (n - 1) * mt_eff
+    int8_eff: float = 0.7  # share of the INT8 peak XNNPACK's QS8 kernels reach, relative to FP32's share
+    cache_speedup: float = 3.0  # bandwidth multiplier when an operator's working set fits in the last-level cache
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    name: str
+    overhead_mb: float
+
+
+def _read_toml(name: str) -> dict[str, Any]:
+    return tomllib.loads(resources.files("edgeopt.estimate").joinpath(name).read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=1)
+def load_boards() -> dict[str, Board]:
+    data = _read_toml("devices.toml")["boards"]
+    wanted = {f.name for f in fields(Board)} - {"name"}
+    return {name: Board(name=name, **{k: v for k, v in spec.items() if k in wanted}) for name, spec in data.items()}
+
+
+@lru_cache(maxsize=1)
+def load_runtimes() -> dict[str, Runtime]:
+    data = _read_toml("devices.toml")["runtimes"]
+    return {name: Runtime(name=name, overhead_mb=float(spec["overhead_mb"])) for name, spec in data.items()}
+
+
+@lru_cache(maxsize=1)
+def load_params() -> Params:
+    """Fitted parameters from fitted.toml; the preliminary defaults when no fit has been stored yet."""
+    try:
+        data = _read_toml("fitted.toml").get("params", {})
+    except FileNotFoundError:
+        return Params()
+    return Params(**{k: float(v) for k, v in data.items() if k in Params.names()})
+
+
+def get_board(device: str) -> Board:
+    boards = load_boards()
+    if device not in boards:
+        raise InvalidInput(f"Unknown device {device!r}; choose one of {', '.join(DEVICE_NAMES)}.", field="device")
+    return boards[device]
+
+
+def _check(precision: str, runtime: str) -> None:
+    if precision not in PRECISIONS:
+        raise InvalidInput(
+            f"Unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}.", field="precision"
+        )
+    if runtime not in RUNTIMES:
+        raise InvalidInput(f"Unknown runtime {runtime!r}; the estimator models {', '.join(RUNTIMES)}.", field="runtime")
+
+
+def _threads(board: Board, threads: int | None) -> int:
+    if threads is None:
+        return board.cores
+    if not 1 <= int(threads) <= board.cores:
+        raise InvalidInput(
+            f"threads={threads} is not possible on {board.title}: it has {board.cores} cores; pass 1..{board.cores}.",
+            field="threads",
+        )
+    return int(threads)
+
+
+def _act_bytes(precision: str) -> int:
+    return 4 if precision == "fp32" else 1
+
+
+def _weight_bytes(precision: str) -> int:
+    """Bytes per weight at run time: INT4 is unpacked to INT8 by XNNPACK at load (see module docstring)."""
+    return 4 if precision == "fp32" else 1
+
+
+def _efficiency(layer: LayerSpec, params: Params) -> float:
+    if layer.op == "depthwise_conv":
+        return params.eff_depthwise
+    if layer.op == "dense":
+        return params.eff_dense
+    return params.eff_conv
+
+
+def layer_time_s(layer: LayerSpec, board: Board, precision: str, threads: int, params: Params) -> float:
+    """Seconds one operator takes on ``board`` (0 for operators the runtime folds away)."""
+    if layer.fused:
+        return 0.0
+    act = _act_bytes(precision)
+    moved = (layer.input_elems + layer.output_elems) * act + layer.weight_elems * _weight_bytes(precision)
+    bandwidth = board.mem_bandwidth_gbs * 1e9
+    if moved <= board.llc_kb * 1024:
+        bandwidth *= params.cache_speedup
+    memory = moved / bandwidth
+    compute = 0.0
+    if layer.macs > 0:
+        efficiency = _efficiency(layer, params)
+        if precision != "fp32":
+            efficiency *= params.int8_eff
+        per_thread = layer.macs / threads
+        efficiency *= per_thread / (per_thread + params.m_half)
+        speedup = 1.0 + (threads - 1) * params.mt_eff
+        peak = board.macs_per_cycle(precision) * board.clock_ghz * 1e9
+        compute = layer.macs / (peak * efficiency * speedup)
+    overhead = params.overhead_us_ghz * 1e-6 / board.clock_ghz
+    return max(compute, memory) + overhead
+
+
+def latency_ms(
+    profile: ModelProfile, board: Board, precision: str, threads: int, params: Params | None = None
+) -> float:
+    params = params or load_params()
+    return 1000.0 * sum(layer_time_s(layer, board, precision, threads, params) for layer in profile.layers)
+
+
+def memory_mb(profile: ModelProfile, precision: str, runtime: str = "xnnpack") -> float:
+    """Weights at run-time precision + peak live activations + runtime overhead, in MB (10^6 bytes).
+
+    Biases stay 32-bit in every precision (INT8 kernels accumulate in INT32), so only weight tensors shrink.
+    """
+    weights = profile.weight_elems * _weight_bytes(precision) + max(profile.params - profile.weight_elems, 0) * 4
+    activations = profile.peak_activation_elems * _act_bytes(precision)
+    return (weights + activations) / MB + load_runtimes()[runtime].overhead_mb
+
+
+def estimate_on_board(
+    profile: ModelProfile,
+    board: Board,
+    precision: str,
+    runtime: str = "xnnpack",
+    threads: int | None = None,
+    params: Params | None = None,
+) -> DeviceEstimate:
+    _check(precision, runtime)
+    used = _threads(board, threads)
+    latency = latency_ms(profile, board, precision, used, params)
+    memory = memory_mb(profile, precision, runtime)
+    utilisation = used / board.cores  # the runtime keeps its threads busy for the whole inference
+    power = board.idle_w + (board.loaded_w - board.idle_w) * utilisation
+    return DeviceEstimate(
+        latency_ms=round(latency, 4),
+        memory_mb=round(memory, 3),
+        power_w=round(power, 3),
+        energy_mj=round(power * latency, 4),
+        fits=memory <= board.budget_mb,
+        runtime=runtime,
+        threads=used,
+    )
+
+
+def estimate_device(
+    profile: ModelProfile, device: str, precision: str, runtime: str = "xnnpack", threads: int | None = None
+) -> DeviceEstimate:
+    """Latency, peak memory, power and energy of one inference (batch 1) on ``device``."""
+    return estimate_on_board(profile, get_board(device), precision, runtime, threads)
+
+
+def estimate_all(
+    profile: ModelProfile, precision: str, runtime: str = "xnnpack", threads: int | None = None
+) -> dict[str, DeviceEstimate]:
+    """``estimate_device`` for every board in the catalog, in catalog order."""
+    return {device: estimate_device(profile, device, precision, runtime, threads) for device in DEVICE_NAMES}
+
+
+def flops_only_ms(profile: ModelProfile, board: Board, precision: str, threads: int, gflops_per_core: float) -> float:
+    """The baseline the per-layer model must beat: FLOPs / (one fitted sustained rate x threads x clock)."""
+    int8_gain = board.int8_macs_per_cycle / board.fp32_macs_per_cycle if precision != "fp32" else 1.0
+    rate = gflops_per_core * 1e9 * board.clock_ghz * threads * int8_gain
+    return 1000.0 * profile.flops / rate
+
+
+def with_clock(board: Board, clock_ghz: float | None) -> Board:
+    return (
+        board if clock_ghz is None or math.isclose(clock_ghz, board.clock_ghz) else replace(board, clock_ghz=clock_ghz)
+    )
