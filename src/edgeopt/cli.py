@@ -17,6 +17,7 @@ import typer
 
 from edgeopt import catalog
 from edgeopt.errors import Cancelled, InvalidInput
+from edgeopt.service.cli import db_app
 
 app = typer.Typer(
     name="edgeopt",
@@ -25,7 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -260,19 +260,6 @@ def serve(
     from edgeopt.service.cli import serve as run_server
 
     run_server(host=host, port=port)
-
-
-@db_app.command("upgrade")
-@user_errors
-def db_upgrade() -> None:
-    """Apply the database migrations."""
-    from edgeopt.service.db.migrate import upgrade
-    from edgeopt.settings import get_settings
-
-    settings = get_settings()
-    settings.storage_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.resolved_database_url)
-    typer.echo("database is up to date")
 
 
 def main() -> None:  # pragma: no cover - console entry point
