@@ -192,6 +192,29 @@ def write_report(report: Report, out_dir: Path) -> Path:
     return path
 
 
+def load_inputs(backend: FrameworkBackend, spec: ExperimentSpec, settings: Settings) -> tuple[Dataset, LoadedModel]:
+    """The model and the dataset adapted to its input, exactly as every measurement of the experiment sees them."""
+    from edgeopt.data import adapt, load_dataset
+
+    dataset = load_dataset(spec.dataset, settings, seed=spec.seed)
+    source = ModelSource(
+        path=Path(spec.model) if spec.model else None,
+        arch=spec.arch,
+        num_classes=dataset.num_classes,
+        random_init=spec.random_init or settings.allow_random_init,
+    )
+    loaded = backend.load(source, dataset)
+    if loaded.num_classes != dataset.num_classes:
+        raise InvalidInput(
+            f"The model predicts {loaded.num_classes} classes but dataset {spec.dataset!r} has "
+            f"{dataset.num_classes}; choose the dataset the model was trained for.",
+            field="dataset",
+        )
+    height, width, channels = loaded.input_shape
+    data = adapt(dataset, height, width, channels, normalization=loaded.info.get("normalization"))
+    return data, loaded
+
+
 class Pipeline:
     """Runs one ``ExperimentSpec``; ``previous_runs`` lets a restarted experiment keep what already completed."""
 
@@ -287,26 +310,7 @@ class Pipeline:
         return report
 
     def _load(self, backend: FrameworkBackend) -> tuple[Dataset, LoadedModel]:
-        from edgeopt.data import adapt, load_dataset
-
-        spec = self.spec
-        dataset = load_dataset(spec.dataset, self.settings, seed=spec.seed)
-        source = ModelSource(
-            path=Path(spec.model) if spec.model else None,
-            arch=spec.arch,
-            num_classes=dataset.num_classes,
-            random_init=spec.random_init or self.settings.allow_random_init,
-        )
-        loaded = backend.load(source, dataset)
-        if loaded.num_classes != dataset.num_classes:
-            raise InvalidInput(
-                f"The model predicts {loaded.num_classes} classes but dataset {spec.dataset!r} has "
-                f"{dataset.num_classes}; choose the dataset the model was trained for.",
-                field="dataset",
-            )
-        height, width, channels = loaded.input_shape
-        data = adapt(dataset, height, width, channels, normalization=loaded.info.get("normalization"))
-        return data, loaded
+        return load_inputs(backend, self.spec, self.settings)
 
     def _lineage(self, loaded: LoadedModel, data: Dataset) -> dict[str, Any]:
         spec = self.spec
