@@ -115,7 +115,7 @@ def optimize(
     min_accuracy: Annotated[float | None, typer.Option(help="Fraction 0..1")] = None,
     max_size_mb: Annotated[float | None, typer.Option(help="MB = 10^6 bytes of the artifact")] = None,
     max_latency_ms: Annotated[float | None, typer.Option(help="Estimated on the target board")] = None,
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Fraction below the baseline, 0.02 = 2 points")] = None,
+    max_accuracy_drop: Annotated[float | None, typer.Option(help="Fraction below baseline: 0.02 = 2 points")] = None,
     epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs for techniques that train")] = None,
     out: Annotated[Path, typer.Option(help="Folder for report.json and the artifacts")] = Path("edgeopt-out"),
     random_init: Annotated[bool, typer.Option(help="Named architectures: random weights if none are cached")] = False,

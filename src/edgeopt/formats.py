@@ -121,11 +121,12 @@ def _holds_tensors(value: Any) -> bool:
     return False
 
 
-def _classify_torch_pickle(path: Path) -> str:
+def _classify_torch_pickle(path: Path, *, zipped: bool) -> str:
     """``state_dict`` if it loads with ``weights_only=True`` and holds tensors, ``pickle`` if it needs full unpickling.
 
     The safe loader refuses any class outside torch's allow-list, so a whole ``nn.Module`` fails here without
-    running its code; a damaged file fails with another error and is refused.
+    running its code; a damaged file fails with another error and is refused. Zip archives are memory-mapped so a
+    large state_dict is not read into memory just to be classified (the legacy format cannot be mapped).
     """
     try:
         import torch
@@ -135,7 +136,7 @@ def _classify_torch_pickle(path: Path) -> str:
             field="file",
         ) from exc
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
             return "pickle"
@@ -193,7 +194,7 @@ def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFor
     if zipfile.is_zipfile(path):
         kind = _zip_kind(_open_zip(path, framework))
         if kind == "torch_pickle":
-            kind = _classify_torch_pickle(path)
+            kind = _classify_torch_pickle(path, zipped=True)
         if kind is None:
             raise _not_a_model("The zip archive holds no model EdgeOpt recognises.", framework)
         return ModelFormat(KINDS[kind][0], kind)
@@ -201,7 +202,7 @@ def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFor
         _check_hdf5_model(path)
         return ModelFormat("tensorflow", "h5")
     if len(head) >= 2 and head[0] == PICKLE_PROTO and 2 <= head[1] <= 5:
-        kind = _classify_torch_pickle(path)  # torch.save's legacy format
+        kind = _classify_torch_pickle(path, zipped=False)  # torch.save's legacy format
         return ModelFormat("pytorch", kind)
     raise _not_a_model("The file is not a model file (its content matches no supported format).", framework)
 

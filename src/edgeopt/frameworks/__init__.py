@@ -82,6 +82,10 @@ def get_backend(framework: str) -> FrameworkBackend:
     module_name, class_name = target.split(":")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidInput(f"The {framework} framework is not installed here ({exc}); run `make run` to install it.")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.startswith("edgeopt"):
+            raise  # a bug in our own code, not a missing framework
+        raise InvalidInput(
+            f"The {framework} framework is not installed here (missing {exc.name}); run `make run` to install it."
+        ) from exc
     return getattr(module, class_name)()

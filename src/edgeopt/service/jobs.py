@@ -11,6 +11,7 @@ A worker that dies leaves the experiment ``failed`` with the reason, and every r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing as mp
 import os
@@ -68,10 +69,8 @@ def worker_main(job: dict[str, Any], events: Any, cancel: Any, parent_pid: int) 
     """Entry point of the worker process: run one experiment, stream its events, end with one final message."""
     os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
     _exit_with_parent(parent_pid)
-    try:  # torch._dynamo before TensorFlow, or a later torch.export crashes (shared/PITFALLS.md)
+    with contextlib.suppress(ImportError):  # torch._dynamo before TensorFlow, or torch.export crashes later
         import torch._dynamo  # noqa: F401
-    except ImportError:
-        pass
     from edgeopt.errors import Cancelled
     from edgeopt.pipeline import ExperimentSpec, Pipeline, _readable_error
     from edgeopt.report import Constraints

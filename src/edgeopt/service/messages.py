@@ -15,7 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edgeopt.catalog import TECHNIQUE_NAMES
-from edgeopt.report import ExperimentInfo, Recommendation as RecommendationBody, Report, RunResult
+from edgeopt.report import ExperimentInfo, Report, RunResult
+from edgeopt.report import Recommendation as RecommendationBody
 from edgeopt.service.db.models import Experiment, ExperimentProgress, ModelFile, Recommendation
 from edgeopt.settings import Settings
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import selectinload
 from starlette.concurrency import run_in_threadpool
 
-from edgeopt.catalog import GoalName, TECHNIQUE_NAMES
+from edgeopt.catalog import TECHNIQUE_NAMES, GoalName
 from edgeopt.errors import InvalidInput, NotFound
 from edgeopt.report import Constraints, Recommendation, Report
 from edgeopt.service import messages
@@ -51,7 +51,11 @@ def _experiment(session: SessionDep, experiment_id: str) -> Experiment:
     exp = session.get(
         Experiment,
         experiment_id,
-        options=[selectinload(Experiment.runs), selectinload(Experiment.files), selectinload(Experiment.recommendation)],
+        options=[
+            selectinload(Experiment.runs),
+            selectinload(Experiment.files),
+            selectinload(Experiment.recommendation),
+        ],
     )
     if exp is None:
         raise NotFound(f"No experiment with id {experiment_id!r}.")
@@ -95,7 +99,9 @@ async def start_experiment(
     return ExperimentPublic.model_validate(exp)
 
 
-@router.post("/{experiment_id}/cancel", name="cancel_experiment", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)
+@router.post(
+    "/{experiment_id}/cancel", name="cancel_experiment", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS
+)
 def cancel_experiment(experiment_id: str, request: Request, session: SessionDep) -> ExperimentPublic:
     """A running job stops at its next stage boundary (seconds); a queued one is cancelled at once."""
     exp = _experiment(session, experiment_id)
