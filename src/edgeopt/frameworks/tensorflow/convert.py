@@ -1,0 +1,88 @@
+"""Keras model -> deployable ``.tflite`` (FP32 or full-integer INT8), and Keras model -> ``.keras`` download.
+
+Conversion goes through a concrete function with a batch-free input signature, which works the same for
+``tf_keras`` and Keras 3 models (the converter's ``from_keras_model`` path is Keras-version specific).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import TechniqueFailed
+from edgeopt.frameworks.tensorflow import keras_compat  # noqa: F401 - sets TF_USE_LEGACY_KERAS before tf.keras is used
+
+
+def _input_spec(model: Any) -> tf.TensorSpec:
+    shape = model.input_shape
+    if isinstance(shape, list):
+        raise TechniqueFailed("Models with several inputs cannot be converted; EdgeOpt handles image classifiers.")
+    return tf.TensorSpec([None, *shape[1:]], tf.float32, name="input")
+
+
+def representative_dataset(data: Dataset, samples: int, seed: int = 0) -> Iterator[list[np.ndarray]]:
+    """Calibration images for full-integer quantization, always from the TRAIN split (the test split is for scoring).
+
+    A fixed random subset, one image per step: the converter calibrates activation ranges from what it sees.
+    """
+    count = min(samples, len(data.x_train))
+    order = np.random.default_rng(seed).permutation(len(data.x_train))[:count]
+    for index in order:
+        yield [data.x_train[index : index + 1].astype(np.float32)]
+
+
+def _converter(model: Any) -> tf.lite.TFLiteConverter:
+    spec = _input_spec(model)
+
+    @tf.function(input_signature=[spec])
+    def serve(x: tf.Tensor) -> tf.Tensor:
+        return model(x, training=False)
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+
+
+def to_tflite(
+    model: Any,
+    path: Path,
+    *,
+    int8_data: Dataset | None = None,
+    calibration_samples: int = 256,
+    io_int8: bool = True,
+    seed: int = 0,
+) -> Path:
+    """Write ``model`` as a ``.tflite`` file: FP32 without ``int8_data``, else full-integer INT8.
+
+    INT8 means weights and activations in int8 with int8 built-in kernels only (the converter fails rather than
+    silently leaving float ops); with ``io_int8`` the input and output tensors are int8 too, so the board feeds
+    quantized pixels directly. ``runtime.load_tflite`` reads the quantization parameters back from the file.
+    """
+    converter = _converter(model)
+    if int8_data is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = lambda: representative_dataset(int8_data, calibration_samples, seed)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_int8:
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    try:
+        flat = converter.convert()
+    except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and plain exceptions
+        kind = "INT8" if int8_data is not None else "FP32"
+        raise TechniqueFailed(f"TFLite {kind} conversion failed: {str(exc).strip().splitlines()[0][:300]}") from exc
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(flat)
+    return path
+
+
+def save_keras(model: Any, path: Path) -> Path:
+    """Save the Keras model the user can download next to the ``.tflite`` (native ``.keras`` format)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    return path

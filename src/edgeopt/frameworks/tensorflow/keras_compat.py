@@ -1,0 +1,208 @@
+"""One Keras for the whole engine: ``tf_keras`` (Keras 2), because tensorflow-model-optimization needs it.
+
+Policy (shared/PITFALLS.md explains why):
+
+* The engine's TensorFlow code always works on ``tf_keras`` models. ``TF_USE_LEGACY_KERAS=1`` is set here, before
+  TensorFlow is imported, so ``tf.keras`` inside tfmot resolves to ``tf_keras`` too. Every module of this package
+  imports this one first.
+* Files written by ``tf_keras`` load directly. ``tf_keras`` cannot read files written by Keras 3 (its configs use
+  ``batch_shape``, DTypePolicy objects and a new node format), so those are loaded with Keras 3 and rebuilt as a
+  ``tf_keras`` model from their config, with every layer's weights copied over; the rebuilt model is checked to give
+  the same outputs as the original before it is used.
+* A Keras 3 model that cannot be rebuilt (Lambda layers, custom layer classes) is kept as a Keras 3 model: it still
+  converts to ``.tflite`` (baseline, post-training quantization), and the techniques that need ``tf_keras``
+  (tfmot pruning and QAT) refuse it with :func:`require_tf_keras`'s sentence.
+* Loading is always in Keras safe mode (no Python bytecode from a file) unless the user trusts pickles.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402,F401  - imported after the environment is set, on purpose
+import tf_keras  # noqa: E402
+
+from edgeopt.errors import InvalidInput, Unsupported  # noqa: E402
+
+TRUST_HINT = (
+    "Set EDGEOPT_TRUST_PICKLES=1 to load it, but only for files you trust: such layers run Python code stored "
+    "in the file."
+)
+
+# Keys that Keras 3 writes into layer configs and tf_keras does not know; dropped when they hold their default.
+_KERAS3_ONLY_KEYS = frozenset({"optional", "lora_rank", "lora_alpha", "quantization_config", "gptq"})
+
+
+def is_tf_keras_model(model: Any) -> bool:
+    return isinstance(model, tf_keras.Model)
+
+
+def is_keras3_model(model: Any) -> bool:
+    try:
+        import keras
+
+        return isinstance(model, keras.Model) and not isinstance(model, tf_keras.Model)
+    except ImportError:  # pragma: no cover - Keras 3 is a TensorFlow dependency
+        return False
+
+
+def require_tf_keras(model: Any, technique: str) -> Any:
+    """Return ``model`` if tfmot can work on it, else raise ``Unsupported`` with a reason a user understands."""
+    if is_tf_keras_model(model):
+        return model
+    raise Unsupported(
+        f"{technique} needs a tf_keras (Keras 2) model for TensorFlow Model Optimization, and this Keras 3 model "
+        "could not be rebuilt as one (it has Lambda or custom layers). Rebuild it without them, or save it with "
+        "tf_keras."
+    )
+
+
+def _clean_object(value: Any) -> Any:
+    """Translate a Keras 3 serialized object (initializer, regularizer, dtype policy) to what tf_keras reads."""
+    if isinstance(value, dict) and "class_name" in value and "config" in value:
+        if value["class_name"] in ("DTypePolicy", "FloatDTypePolicy"):
+            return value["config"].get("name", "float32")
+        config = {k: v for k, v in (value["config"] or {}).items() if v is not None}
+        return {"class_name": value["class_name"], "config": config}
+    return value
+
+
+def _node_to_legacy(node: dict[str, Any]) -> list[list[Any]]:
+    """A Keras 3 inbound node ``{"args": [...], "kwargs": {}}`` -> tf_keras ``[[layer, node, tensor, kwargs]]``."""
+    history: list[list[Any]] = []
+
+    def walk(item: Any) -> None:
+        if isinstance(item, dict) and item.get("class_name") == "__keras_tensor__":
+            name, node_index, tensor_index = item["config"]["keras_history"]
+            history.append([name, node_index, tensor_index, {}])
+        elif isinstance(item, list | tuple):
+            for sub in item:
+                walk(sub)
+
+    walk(node.get("args", []))
+    kwargs = {k: v for k, v in node.get("kwargs", {}).items() if not isinstance(v, dict | list)}
+    if kwargs and history:
+        history[0][3] = kwargs
+    return history
+
+
+def _layer_to_legacy(layer: dict[str, Any]) -> dict[str, Any]:
+    class_name = layer["class_name"]
+    config = dict(layer["config"])
+    if class_name in ("Functional", "Sequential", "Model"):
+        config = _model_config_to_legacy(class_name, config)
+    elif class_name == "Lambda" or layer.get("registered_name") not in (None, class_name):
+        raise Unsupported(f"layer {config.get('name')!r} ({class_name}) has no tf_keras equivalent")
+    else:
+        if class_name == "InputLayer" and "batch_shape" in config:
+            config["batch_input_shape"] = config.pop("batch_shape")
+        for key in list(config):
+            if key in _KERAS3_ONLY_KEYS and config[key] in (None, False, {}):
+                del config[key]
+            else:
+                config[key] = _clean_object(config[key])
+    out: dict[str, Any] = {"class_name": class_name, "config": config}
+    if "name" in layer:
+        out["name"] = layer["name"]
+    if "inbound_nodes" in layer:
+        out["inbound_nodes"] = [_node_to_legacy(node) for node in layer["inbound_nodes"]]
+    return out
+
+
+def _io_list(value: Any) -> list[list[Any]]:
+    """Keras 3 writes a single input as ``[name, 0, 0]``; tf_keras wants a list of such triples."""
+    if value and isinstance(value[0], str):
+        return [list(value)]
+    return [list(v) for v in value]
+
+
+def _model_config_to_legacy(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in config.items() if k not in ("layers", "dtype", "trainable")}
+    out["layers"] = [_layer_to_legacy(layer) for layer in config["layers"]]
+    if class_name != "Sequential":
+        out["input_layers"] = _io_list(config["input_layers"])
+        out["output_layers"] = _io_list(config["output_layers"])
+    return out
+
+
+def _copy_weights(source: Any, target: Any) -> None:
+    for layer in source.layers:
+        counterpart = target.get_layer(layer.name)
+        if hasattr(layer, "layers") and hasattr(counterpart, "layers"):
+            _copy_weights(layer, counterpart)
+        else:
+            counterpart.set_weights(layer.get_weights())
+
+
+def keras3_to_tf_keras(model: Any) -> Any:
+    """Rebuild a Keras 3 Sequential/Functional model as a tf_keras model with the same weights and outputs.
+
+    Raises ``Unsupported`` when a layer has no tf_keras twin or the rebuilt model computes something else.
+    """
+    class_name = "Sequential" if type(model).__name__ == "Sequential" else "Functional"
+    if type(model).__name__ not in ("Sequential", "Functional"):
+        raise Unsupported(f"a subclassed Keras 3 model ({type(model).__name__}) cannot be rebuilt from its config")
+    legacy = _model_config_to_legacy(class_name, model.get_config())
+    try:
+        if class_name == "Sequential":
+            rebuilt = tf_keras.Sequential.from_config(legacy)
+        else:
+            rebuilt = tf_keras.Model.from_config(legacy)
+        _copy_weights(model, rebuilt)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise Unsupported(f"tf_keras could not rebuild the Keras 3 config: {exc}") from exc
+    probe = np.random.default_rng(0).random((2, *model.input_shape[1:]), dtype=np.float32)
+    expected = np.asarray(model(probe, training=False))
+    got = np.asarray(rebuilt(probe, training=False))
+    if expected.shape != got.shape or not np.allclose(expected, got, atol=1e-4, rtol=1e-3):
+        raise Unsupported("the tf_keras rebuild of the Keras 3 model does not compute the same outputs")
+    return rebuilt
+
+
+def _is_keras3_format_error(exc: Exception) -> bool:
+    text = str(exc)
+    return "batch_shape" in text or "DTypePolicy" in text or "keras_history" in text or "__keras_tensor__" in text
+
+
+def _unsafe_refusal(exc: Exception) -> bool:
+    text = str(exc).lower()
+    return "safe_mode" in text or "lambda" in text and "arbitrary code" in text
+
+
+def load_keras_file(path: Path, *, trust: bool) -> tuple[Any, str, str]:
+    """Load a ``.keras``/``.h5`` file as a tf_keras model when at all possible.
+
+    Returns ``(model, flavor, note)`` with flavor ``"tf_keras"`` or ``"keras3"`` (kept as Keras 3 because it
+    could not be rebuilt; ``note`` says why).
+    """
+    try:
+        return tf_keras.models.load_model(path, compile=False, safe_mode=not trust), "tf_keras", ""
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types; sorted out below
+        if _unsafe_refusal(exc):
+            raise InvalidInput(f"{path.name} contains a Lambda layer (Python code). {TRUST_HINT}") from exc
+        if not _is_keras3_format_error(exc):
+            raise InvalidInput(f"{path.name} is not a readable Keras model file ({_first_line(exc)}).") from exc
+    import keras
+
+    try:
+        original = keras.saving.load_model(path, compile=False, safe_mode=not trust)
+    except Exception as exc:  # noqa: BLE001
+        if _unsafe_refusal(exc):
+            raise InvalidInput(f"{path.name} contains a Lambda layer (Python code). {TRUST_HINT}") from exc
+        raise InvalidInput(f"{path.name} is not a readable Keras model file ({_first_line(exc)}).") from exc
+    try:
+        return keras3_to_tf_keras(original), "tf_keras", "written by Keras 3, rebuilt as a tf_keras model"
+    except Unsupported as exc:
+        return original, "keras3", f"kept as a Keras 3 model: {exc}"
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__

@@ -1,0 +1,97 @@
+"""Fine-tuning a Keras model on the train split, reporting progress per group of batches.
+
+Works for ``tf_keras`` and Keras 3 models alike: the progress callback is built from the model's own Keras so the
+``fit`` loop accepts it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import tf_keras
+
+from edgeopt.data.dataset import Dataset
+from edgeopt.frameworks.tensorflow import keras_compat
+from edgeopt.progress import StageReporter
+
+REPORTS_PER_EPOCH = 10
+
+
+def _keras_of(model: Any) -> Any:
+    if keras_compat.is_tf_keras_model(model):
+        return tf_keras
+    import keras
+
+    return keras
+
+
+def outputs_probabilities(model: Any) -> bool:
+    """True when the model ends in a softmax, so the loss must not treat its outputs as logits."""
+    last = model.layers[-1]
+    if type(last).__name__ == "Softmax":
+        return True
+    activation = getattr(last, "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def progress_callback(keras_module: Any, reporter: StageReporter, stage: str, epochs: int, steps: int) -> Any:
+    """A Keras callback that calls ``reporter.stage`` about ten times per epoch (it also honours cancellation)."""
+    every = max(1, steps // REPORTS_PER_EPOCH)
+
+    class _Progress(keras_module.callbacks.Callback):
+        epoch = 0
+
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            self.epoch = epoch
+            reporter.stage(f"{stage} (epoch {epoch + 1} of {epochs})", epoch / max(epochs, 1))
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if (batch + 1) % every == 0:
+                fraction = (self.epoch + (batch + 1) / steps) / max(epochs, 1)
+                reporter.stage(f"{stage} (epoch {self.epoch + 1} of {epochs})", fraction)
+
+    return _Progress()
+
+
+def fine_tune(
+    model: Any,
+    data: Dataset,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    reporter: StageReporter,
+    stage: str = "Fine-tuning",
+    callbacks: Sequence[Any] = (),
+    loss: Any = None,
+    seed: int = 0,
+) -> Any:
+    """Compile with Adam and sparse cross-entropy (unless ``loss`` is given) and fit on the train split.
+
+    The test split is never seen here: it is reserved for scoring every technique the same way.
+    """
+    if epochs <= 0:
+        return model
+    k = _keras_of(model)
+    k.utils.set_random_seed(seed)
+    model.compile(
+        optimizer=k.optimizers.Adam(learning_rate=lr),
+        loss=loss
+        if loss is not None
+        else k.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model)),
+        metrics=["accuracy"],
+    )
+    steps = int(np.ceil(len(data.x_train) / batch_size))
+    model.fit(
+        data.x_train,
+        data.y_train,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[progress_callback(k, reporter, stage, epochs, steps), *callbacks],
+    )
+    reporter.stage(f"{stage} done", 1.0)
+    return model
