@@ -56,7 +56,10 @@ async def _poll(base: str, stop: asyncio.Event) -> list[float]:
     return latencies
 
 
-async def run(server: LiveServer, experiment_id: str, clients: int) -> tuple[list[list[tuple[str, float]]], list[float]]:
+Received = list[tuple[str, float]]
+
+
+async def run(server: LiveServer, experiment_id: str, clients: int) -> tuple[list[Received], list[float]]:
     url = f"{server.ws_url}/ws/experiments/{experiment_id}"
     ready = asyncio.Event()
     counter = [0]
