@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -39,6 +40,7 @@ def test_digits_upscaled_to_32x32_rgb(digits: Dataset) -> None:
     assert steps["from"] == [8, 8, 1] and steps["to"] == [32, 32, 3]
     assert "bilinear" in steps["resize"] and "repeat" in steps["channels"]
     assert data.info["seed"] == digits.info["seed"]
+    assert json.loads(json.dumps(data.info)) == data.info
 
 
 def test_bilinear_hand_values_half_pixel_centres() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zipfile
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_colour_wins_greys_are_repeated_and_odd_sizes_resized(tmp_path: Path) ->
     assert data.image_shape == (5, 6, 3)
     assert data.info["channels"] == 3 and data.info["grey_to_rgb"] is True
     assert data.info["resized"]["count"] == 1 and data.info["resized"]["to"] == [5, 6]
+    assert json.loads(json.dumps(data.info)) == data.info
     everything = np.concatenate([data.x_train, data.x_test])
     colour = everything[(everything[..., 0] != everything[..., 1]).any(axis=(1, 2))]
     assert len(colour) == 2  # the two RGB images; the greys have equal channels
@@ -194,6 +196,7 @@ def test_npz_uint8_greyscale_with_class_names(tmp_path: Path) -> None:
     assert data.image_shape == (7, 9, 1) and data.class_names == ("a", "b", "c")
     np.testing.assert_array_equal(data.x_train[..., 0], data_in["x_train"] / np.float32(255))
     assert len(data.y_test) == 3 and data.info["subsample"]["max_test"] == 3
+    assert json.loads(json.dumps(data.info)) == data.info
 
 
 def test_npz_float_rgb_kept(tmp_path: Path) -> None:

@@ -116,3 +116,30 @@ def test_label_count_must_match_images(tmp_path: Path) -> None:
     (tmp_path / "mnist" / NAMES[1]).write_bytes(idx_bytes(np.zeros(39, dtype=np.uint8)))
     with pytest.raises(InvalidInput, match="one label per image"):
         load_dataset("mnist", Settings(data_dir=tmp_path))
+
+
+def test_without_offline_flag_an_unreachable_network_fails_fast(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from edgeopt.data import presets
+
+    monkeypatch.delenv("EDGEOPT_OFFLINE")
+    monkeypatch.setattr(presets, "_ONLINE_PROBE", ("192.0.2.1", 9))  # TEST-NET-1: never routable (RFC 5737)
+    already_loaded = "torchvision" in sys.modules
+    start = time.perf_counter()
+    with pytest.raises(
+        InvalidInput, match=r"Automatic download was not possible: (no answer|cannot reach) 192\.0\.2\.1"
+    ):
+        load_dataset("fashion_mnist", Settings(data_dir=tmp_path))
+    assert time.perf_counter() - start < 4.0
+    assert already_loaded or "torchvision" not in sys.modules  # no download was attempted
+
+
+def test_info_is_plain_json(tmp_path: Path) -> None:
+    import json
+
+    write_mnist(tmp_path / "mnist")
+    data = load_dataset("mnist", Settings(data_dir=tmp_path), max_train=20)
+    assert json.loads(json.dumps(data.info)) == data.info
