@@ -121,7 +121,7 @@ def _holds_tensors(value: Any) -> bool:
     return False
 
 
-def _classify_torch_pickle(path: Path, *, zipped: bool) -> str:
+def _classify_torch_pickle(path: Path, *, zipped: bool, framework: str | None) -> str:
     """``state_dict`` if it loads with ``weights_only=True`` and holds tensors, ``pickle`` if it needs full unpickling.
 
     The safe loader refuses any class outside torch's allow-list, so a whole ``nn.Module`` fails here without
@@ -140,11 +140,11 @@ def _classify_torch_pickle(path: Path, *, zipped: bool) -> str:
     except pickle.UnpicklingError as exc:
         if "weights_only" in str(exc) or "Weights only load failed" in str(exc):
             return "pickle"
-        raise _not_a_model(f"The PyTorch file cannot be read ({_first_line(exc)}).", "pytorch") from exc
+        raise _not_a_model(f"The PyTorch file cannot be read ({_first_line(exc)}).", framework) from exc
     except Exception as exc:  # torch raises RuntimeError/EOFError/ValueError for damaged archives
-        raise _not_a_model(f"The PyTorch file is damaged or truncated ({_first_line(exc)}).", "pytorch") from exc
+        raise _not_a_model(f"The PyTorch file is damaged or truncated ({_first_line(exc)}).", framework) from exc
     if not _holds_tensors(loaded):
-        raise _not_a_model("The PyTorch file holds no tensors, so it is not a model's weights.", "pytorch")
+        raise _not_a_model("The PyTorch file holds no tensors, so it is not a model's weights.", framework)
     return "state_dict"
 
 
@@ -153,7 +153,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:200] if text else type(exc).__name__
 
 
-def _check_hdf5_model(path: Path) -> None:
+def _check_hdf5_model(path: Path, framework: str | None) -> None:
     """A legacy Keras model file carries its architecture in ``model_config``; a weights-only file does not."""
     try:
         import h5py
@@ -163,11 +163,11 @@ def _check_hdf5_model(path: Path) -> None:
         with h5py.File(path, "r") as handle:
             has_config = "model_config" in handle.attrs
     except OSError as exc:
-        raise _not_a_model(f"The HDF5 file is damaged or truncated ({_first_line(exc)}).", "tensorflow") from exc
+        raise _not_a_model(f"The HDF5 file is damaged or truncated ({_first_line(exc)}).", framework) from exc
     if not has_config:
         raise _not_a_model(
             "The HDF5 file holds no Keras model architecture (only weights?); save it with model.save().",
-            "tensorflow",
+            framework,
         )
 
 
@@ -183,8 +183,8 @@ def _has_hdf5_signature(path: Path) -> bool:
 def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFormat:
     """The real format of ``path``; ``InvalidInput`` (400) when it is no model format EdgeOpt reads.
 
-    ``framework`` only shapes the error message (which formats to list). Whole-module pickles are reported as
-    kind ``pickle``; whether to accept them is ``check_model_file``'s decision.
+    ``framework`` (the one the caller expects) only shapes error messages: which formats to list. Whole-module
+    pickles are reported as kind ``pickle``; whether to accept them is ``check_model_file``'s decision.
     """
     path = Path(path)
     if not path.is_file() or path.stat().st_size == 0:
@@ -194,15 +194,15 @@ def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFor
     if zipfile.is_zipfile(path):
         kind = _zip_kind(_open_zip(path, framework))
         if kind == "torch_pickle":
-            kind = _classify_torch_pickle(path, zipped=True)
+            kind = _classify_torch_pickle(path, zipped=True, framework=framework)
         if kind is None:
             raise _not_a_model("The zip archive holds no model EdgeOpt recognises.", framework)
         return ModelFormat(KINDS[kind][0], kind)
     if _has_hdf5_signature(path):
-        _check_hdf5_model(path)
+        _check_hdf5_model(path, framework)
         return ModelFormat("tensorflow", "h5")
     if len(head) >= 2 and head[0] == PICKLE_PROTO and 2 <= head[1] <= 5:
-        kind = _classify_torch_pickle(path, zipped=False)  # torch.save's legacy format
+        kind = _classify_torch_pickle(path, zipped=False, framework=framework)  # torch.save's legacy format
         return ModelFormat("pytorch", kind)
     raise _not_a_model("The file is not a model file (its content matches no supported format).", framework)
 

@@ -1,0 +1,231 @@
+"""Uploading real PyTorch files: every accepted format is recognised from its bytes; unsafe or broken ones refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from edgeopt.formats import detect_model_format
+from edgeopt.service.db.models import ModelFile
+from edgeopt.service.db.session import make_session_factory
+
+torch = pytest.importorskip("torch")
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 4, 3)
+        self.fc = torch.nn.Linear(4 * 6 * 6, 10)
+
+    def forward(self, x: Any) -> Any:
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+@pytest.fixture(scope="session")
+def torch_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """One real file per PyTorch format, written by the library that defines the format."""
+    import warnings
+
+    folder = tmp_path_factory.mktemp("torch-files")
+    model = TinyNet().eval()
+    example = (torch.randn(1, 1, 8, 8),)
+    files = {
+        "pt2": folder / "model.pt2",
+        "torchscript": folder / "scripted.pt",
+        "state_dict": folder / "weights.pt",
+        "state_dict_legacy": folder / "legacy.pth",
+        "checkpoint": folder / "checkpoint.ckpt",
+        "pickle": folder / "whole.pt",
+    }
+    torch.export.save(torch.export.export(model, example), files["pt2"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, yet users still have such files
+        torch.jit.save(torch.jit.trace(model, example), files["torchscript"])
+    torch.save(model.state_dict(), files["state_dict"])
+    torch.save(model.state_dict(), files["state_dict_legacy"], _use_new_zipfile_serialization=False)
+    torch.save({"epoch": 3, "model_state_dict": model.state_dict()}, files["checkpoint"])
+    torch.save(model, files["pickle"])
+    return files
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("pt2", "pt2"),
+        ("torchscript", "torchscript"),
+        ("state_dict", "state_dict"),
+        ("state_dict_legacy", "state_dict"),
+        ("checkpoint", "state_dict"),
+        ("pickle", "pickle"),
+    ],
+)
+def test_detects_each_pytorch_format(torch_files: dict[str, Path], name: str, kind: str) -> None:
+    detected = detect_model_format(torch_files[name])
+    assert (detected.framework, detected.kind) == ("pytorch", kind)
+
+
+def test_extension_is_not_trusted(torch_files: dict[str, Path], tmp_path: Path) -> None:
+    disguised = tmp_path / "model.keras"
+    disguised.write_bytes(torch_files["pt2"].read_bytes())
+    assert detect_model_format(disguised).kind == "pt2"
+
+
+def _upload(client: TestClient, experiment_id: str, path: Path, filename: str | None = None) -> Any:
+    with path.open("rb") as handle:
+        return client.post(f"/api/experiments/{experiment_id}/upload", files={"file": (filename or path.name, handle)})
+
+
+@pytest.mark.parametrize(("name", "kind", "suffix"), [("pt2", "pt2", ".pt2"), ("torchscript", "torchscript", ".pt")])
+def test_upload_valid_model_makes_experiment_ready(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    storage_dir: Path,
+    torch_files: dict[str, Path],
+    name: str,
+    kind: str,
+    suffix: str,
+) -> None:
+    import hashlib
+
+    experiment = new_experiment()
+    assert experiment["status"] == "created"
+    source = torch_files[name]
+    response = _upload(client, experiment["id"], source)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    (record,) = body["files"]
+    assert record["role"] == "original"
+    assert record["format"] == kind
+    assert record["size_bytes"] == source.stat().st_size
+    assert record["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
+    assert record["original_filename"] == source.name
+    (stored,) = (storage_dir / "models" / experiment["id"]).iterdir()
+    assert stored.suffix == suffix and stored.read_bytes() == source.read_bytes()
+    assert client.get(f"/api/experiments/{experiment['id']}").json()["files"] == body["files"]
+
+
+def test_reupload_replaces_the_previous_model(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    storage_dir: Path,
+    torch_files: dict[str, Path],
+) -> None:
+    experiment = new_experiment()
+    assert _upload(client, experiment["id"], torch_files["pt2"]).status_code == 200
+    response = _upload(client, experiment["id"], torch_files["state_dict"])
+    assert response.status_code == 200, response.text
+    (record,) = response.json()["files"]
+    assert record["format"] == "state_dict"
+    (stored,) = (storage_dir / "models" / experiment["id"]).iterdir()
+    assert stored.read_bytes() == torch_files["state_dict"].read_bytes()
+
+
+@pytest.mark.parametrize("filename", ["../../x.pt", "..\\..\\x.pt", "/etc/passwd", "....//x.pt", "", ".."])
+def test_client_filename_never_becomes_a_path(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    storage_dir: Path,
+    tmp_path: Path,
+    torch_files: dict[str, Path],
+    filename: str,
+) -> None:
+    experiment = new_experiment()
+    response = _upload(client, experiment["id"], torch_files["state_dict"], filename=filename)
+    assert response.status_code == 200, response.text
+    every_file = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix == ".pt"]
+    (stored,) = every_file
+    assert stored.parent == storage_dir / "models" / experiment["id"]
+    assert ".." not in stored.name and "/" not in stored.name
+    assert not (storage_dir.parent / "x.pt").exists() and not (tmp_path.parent / "x.pt").exists()
+
+
+def test_whole_module_pickle_refused_without_trust(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    stored_files: Callable[[], list[Path]],
+    torch_files: dict[str, Path],
+) -> None:
+    experiment = new_experiment()
+    response = _upload(client, experiment["id"], torch_files["pickle"])
+    assert response.status_code == 400
+    body = response.json()
+    assert body["field"] == "file"
+    assert "EDGEOPT_TRUST_PICKLES=1" in body["detail"] and "weights_only" in body["detail"]
+    assert stored_files() == []
+    assert client.get(f"/api/experiments/{experiment['id']}").json()["status"] == "created"
+
+
+def test_whole_module_pickle_accepted_when_trusted(settings: Any, torch_files: dict[str, Path]) -> None:
+    from edgeopt.service.app import create_app
+
+    trusted = settings.model_copy(update={"trust_pickles": True})
+    with TestClient(create_app(trusted)) as client:
+        experiment = client.post(
+            "/api/experiments", json={"framework": "pytorch", "dataset": "digits", "device": "rpi4"}
+        )
+        response = _upload(client, experiment.json()["id"], torch_files["pickle"])
+    assert response.status_code == 200, response.text
+    assert response.json()["files"][0]["format"] == "pickle"
+
+
+def test_truncated_pytorch_file_refused(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    stored_files: Callable[[], list[Path]],
+    torch_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    data = torch_files["state_dict"].read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(data[: len(data) // 2])
+    experiment = new_experiment()
+    response = _upload(client, experiment["id"], truncated)
+    assert response.status_code == 400
+    assert "torch.export archive" in response.json()["detail"]  # says which formats are accepted
+    assert stored_files() == []
+
+
+def test_pytorch_file_refused_for_tensorflow_experiment(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    torch_files: dict[str, Path],
+) -> None:
+    experiment = new_experiment(framework="tensorflow")
+    response = _upload(client, experiment["id"], torch_files["pt2"])
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "pytorch model" in detail and "Keras v3 file (.keras)" in detail
+
+
+def test_commit_failure_leaves_no_file_and_no_row(
+    app: Any,
+    new_experiment: Callable[..., dict[str, Any]],
+    stored_files: Callable[[], list[Path]],
+    torch_files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failure at the commit (the file is already in place) must take the file away with the row."""
+    from sqlalchemy.orm import Session
+
+    experiment = new_experiment()
+
+    def failing_commit(self: Session) -> None:
+        raise RuntimeError("injected: database went away at commit")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        monkeypatch.setattr(Session, "commit", failing_commit)
+        response = _upload(client, experiment["id"], torch_files["pt2"])
+        monkeypatch.undo()
+        after = client.get(f"/api/experiments/{experiment['id']}").json()
+    assert response.status_code == 500
+    assert stored_files() == []
+    assert after["files"] == [] and after["status"] == "created"
+    with make_session_factory(app.state.engine)() as session:
+        assert session.scalars(select(ModelFile)).all() == []
