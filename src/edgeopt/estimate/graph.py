@@ -132,7 +132,8 @@ def _consumers(layers: Sequence[LayerSpec]) -> dict[str, list[int]]:
 
 
 def mark_fusions(layers: Sequence[LayerSpec]) -> list[LayerSpec]:
-    """Marks what XNNPACK folds away: batch norm after a conv/dense, clamp activations after conv/dense/add.
+    """Marks what XNNPACK folds away: batch norm after a conv/dense, clamp activations after conv/dense/add,
+    and zero padding read only by convolutions (it becomes the convolution's own padding).
 
     Both the TFLite converter and ExecuTorch's XNNPACK partitioner fold an inference-mode batch norm into the
     preceding convolution's weights and turn ReLU/ReLU6 into the output clamp of the producing operator, but only
@@ -148,7 +149,9 @@ def mark_fusions(layers: Sequence[LayerSpec]) -> list[LayerSpec]:
         sole_reader = len(layer.inputs) == 1 and len(users.get(layer.inputs[0], [])) == 1
         folds_bn = layer.kind == "batch_norm" and producer is not None and producer.op in _WEIGHTED
         folds_clamp = layer.kind in _CLAMP_ACTIVATIONS and producer is not None and producer.op in _FUSING_PRODUCERS
-        fusable = sole_reader and (folds_bn or folds_clamp)
+        readers = [layers[i] for i in users.get(layer.name, [])]
+        folds_pad = layer.kind == "pad" and bool(readers) and all(r.op in ("conv", "depthwise_conv") for r in readers)
+        fusable = folds_pad or (sole_reader and (folds_bn or folds_clamp))
         if fusable and producer_name is not None:
             fused_into[layer.name] = producer_name
             result.append(replace(layer, fused=True))
@@ -167,7 +170,7 @@ def peak_live_elems(layers: Sequence[LayerSpec], input_elems: int) -> int:
     alias: dict[str, str] = {}
     size: dict[str, int] = {INPUT: input_elems}
     for layer in layers:
-        if layer.fused and layer.inputs:
+        if layer.fused and layer.inputs:  # written in place (or folded into its reader's padding)
             alias[layer.name] = alias.get(layer.inputs[0], layer.inputs[0])
         else:
             size[layer.name] = layer.output_elems

@@ -194,6 +194,8 @@ class _Recorder(TorchDispatchMode):
             return LayerSpec(self._name(name), "add", 0, 0, **common)
         if name in _CONCAT:
             return LayerSpec(self._name(name), "concat", 0, 0, **common)
+        if name in ("constant_pad_nd", "pad"):
+            return LayerSpec(self._name("pad"), "other", 0, 0, **{**common, "kind": "pad"})
         return LayerSpec(self._name(name), "other", 0, 0, **common)
 
     def _conv(self, bound: dict[str, Any], result: torch.Tensor, common: dict[str, Any]) -> LayerSpec:
