@@ -80,6 +80,18 @@ def to_tflite(
     return path
 
 
+def saved_model_to_tflite(directory: Path, path: Path) -> Path:
+    """FP32 ``.tflite`` from a SavedModel folder (a bare graph with no Keras model to trace)."""
+    try:
+        flat = tf.lite.TFLiteConverter.from_saved_model(str(directory)).convert()
+    except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and plain exceptions
+        raise TechniqueFailed(f"TFLite conversion of the SavedModel failed: {str(exc).strip().splitlines()[0][:300]}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(flat)
+    return path
+
+
 def save_keras(model: Any, path: Path) -> Path:
     """Save the Keras model the user can download next to the ``.tflite`` (native ``.keras`` format)."""
     path = Path(path)
