@@ -1,0 +1,424 @@
+"""Structured (filter) pruning of Keras models by rebuilding them with fewer filters, and ``prune_structured``.
+
+No maintained library removes filters from a Keras model (tfmot only zeroes weights), so this is ours. The
+model's layer graph is read from its config; the channel axis of every tensor is described as segments of
+*channel spaces*, one per layer that creates channels (Conv2D filters, Dense units, SeparableConv2D pointwise
+filters). Layers that keep channels (BatchNorm, activations, pooling, depthwise convolutions) pass the description
+on; element-wise merges (Add, Multiply) unite the spaces that meet there (union-find), so every branch of a
+residual block keeps the same channels; Concatenate lays spaces side by side; Flatten remembers the spatial
+positions so the next Dense keeps rows ``position * C + channel``. Each free space keeps the channels with the
+largest summed L2 norm of its producers' filters; spaces that reach the model's input or output, or touch a layer
+this module does not understand, stay whole. The config is then rewritten with the new widths, the model rebuilt
+and every weight sliced to the kept channels, so the result is a plain, smaller Keras model.
+"""
+
+from __future__ import annotations  # noqa: I001 - keras_compat must run before TensorFlow loads
+
+import copy
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from edgeopt.frameworks.tensorflow import keras_compat  # noqa: F401 - sets TF_USE_LEGACY_KERAS first
+
+import numpy as np  # noqa: E402
+import tf_keras  # noqa: E402
+
+from edgeopt.errors import Unsupported  # noqa: E402
+from edgeopt.techniques import (  # noqa: E402
+    PruneStructuredConfig,
+    TechniqueConfig,
+    TechniqueContext,
+    TechniqueOutput,
+)
+
+# Layers whose output has the input's channels, and which hold no per-channel weights.
+_PASS_THROUGH = frozenset(
+    {
+        "ReLU", "Activation", "Softmax", "LeakyReLU", "ELU", "ThresholdedReLU",
+        "Dropout", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "AlphaDropout", "ActivityRegularization",
+        "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D",
+        "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Identity",
+    }
+)  # fmt: skip
+_ELEMENTWISE = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
+_PER_CHANNEL = frozenset({"BatchNormalization", "LayerNormalization"})  # every weight is a (C,) vector
+_NESTED = frozenset({"Functional", "Sequential", "Model"})
+
+Segments = tuple[tuple[int, int], ...]  # (space id, original width) along the channel axis, in order
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """A flattened (H, W, C) tensor: Dense rows are indexed ``position * C + channel`` (channels-last order)."""
+
+    positions: int
+    channels: Segments
+
+
+Desc = Segments | _Flat
+
+
+class _Spaces:
+    """Union-find over channel spaces; each root holds its width, summed filter norms and whether it stays whole."""
+
+    def __init__(self) -> None:
+        self._parent: list[int] = []
+        self._width: list[int] = []
+        self._frozen: list[bool] = []
+        self._score: list[np.ndarray] = []
+
+    def new(self, width: int, *, frozen: bool = False, score: np.ndarray | None = None) -> int:
+        self._parent.append(len(self._parent))
+        self._width.append(width)
+        self._frozen.append(frozen)
+        self._score.append(np.zeros(width) if score is None else score.astype(np.float64))
+        return len(self._parent) - 1
+
+    def find(self, i: int) -> int:
+        while self._parent[i] != i:
+            self._parent[i] = self._parent[self._parent[i]]
+            i = self._parent[i]
+        return i
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self._parent[rb] = ra
+            self._frozen[ra] = self._frozen[ra] or self._frozen[rb]
+            self._score[ra] = self._score[ra] + self._score[rb]
+
+    def freeze(self, desc: Desc) -> None:
+        for space, _ in desc.channels if isinstance(desc, _Flat) else desc:
+            self._frozen[self.find(space)] = True
+
+    def is_free(self, space: int) -> bool:
+        return not self._frozen[self.find(space)]
+
+    def kept(self, space: int, sparsity: float) -> np.ndarray:
+        """Sorted indices the space keeps: the largest summed norms, or all of them when it stays whole."""
+        root = self.find(space)
+        width = self._width[root]
+        if self._frozen[root] or sparsity <= 0.0:
+            return np.arange(width)
+        keep = max(1, int(round(width * (1.0 - sparsity))))
+        return np.sort(np.argsort(-self._score[root], kind="stable")[:keep])
+
+
+@dataclass
+class _Node:
+    name: str
+    class_name: str
+    config: dict[str, Any]  # the layer's entry inside the (copied) model config; edited in place for the rebuild
+    inputs: list[str]
+
+
+@dataclass(frozen=True)
+class PrunedModel:
+    """The rebuilt model and what pruning did to it, for notes and tests."""
+
+    model: Any
+    filters_before: int  # Conv2D filters + Dense units (+ SeparableConv2D filters) of the original
+    filters_after: int
+    kept_whole: tuple[str, ...] = field(default=())  # layers whose unknown type kept their neighbours whole
+
+
+def _graph(model: Any, cfg: dict[str, Any]) -> tuple[list[_Node], list[str]]:
+    """Layers in topological order with their inbound layer names, and the names of the output layers."""
+    if isinstance(model, tf_keras.Sequential):
+        nodes: list[_Node] = []
+        for entry in cfg["layers"]:
+            name = entry["config"]["name"]
+            nodes.append(_Node(name, entry["class_name"], entry["config"], [nodes[-1].name] if nodes else []))
+        return nodes, [nodes[-1].name]
+    unordered: dict[str, _Node] = {}
+    for entry in cfg["layers"]:
+        inbound = entry.get("inbound_nodes") or []
+        if len(inbound) > 1:
+            raise Unsupported(
+                f"Layer {entry['name']!r} is used more than once (a shared layer); structured pruning cannot give "
+                "each use its own channels. Use a separate layer per call to prune this model."
+            )
+        inputs: list[str] = []
+        for tensor in inbound[0] if inbound else []:
+            if tensor[1] != 0 or tensor[2] != 0:
+                raise Unsupported(f"Layer {entry['name']!r} reads a layer with several outputs; it cannot be pruned.")
+            inputs.append(tensor[0])
+        unordered[entry["name"]] = _Node(entry["name"], entry["class_name"], entry["config"], inputs)
+    order: list[_Node] = []
+    pending = {name: set(node.inputs) for name, node in unordered.items()}
+    ready = deque(name for name, deps in pending.items() if not deps)
+    while ready:
+        name = ready.popleft()
+        order.append(unordered[name])
+        for other, deps in pending.items():
+            if name in deps:
+                deps.discard(name)
+                if not deps:
+                    ready.append(other)
+    return order, [out[0] for out in cfg["output_layers"]]
+
+
+def _axis_is_last(axis: Any, rank: int) -> bool:
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    return len(axes) == 1 and int(axes[0]) % rank == rank - 1
+
+
+def _filter_norms(kernel: np.ndarray) -> np.ndarray:
+    """L2 norm of each output filter (last axis) of a Conv2D / Dense / pointwise kernel."""
+    return np.sqrt(np.square(kernel.reshape(-1, kernel.shape[-1])).sum(axis=0))
+
+
+def _indices(segments: Segments, spaces: _Spaces, sparsity: float) -> np.ndarray:
+    parts, offset = [], 0
+    for space, width in segments:
+        parts.append(spaces.kept(space, sparsity) + offset)
+        offset += width
+    return np.concatenate(parts) if parts else np.arange(0)
+
+
+def _rows(desc: Desc, spaces: _Spaces, sparsity: float) -> np.ndarray:
+    """Input indices a layer keeps along its input-channel axis (Dense rows after a Flatten included)."""
+    if isinstance(desc, _Flat):
+        channels = _indices(desc.channels, spaces, sparsity)
+        width = sum(w for _, w in desc.channels)
+        return (np.arange(desc.positions)[:, None] * width + channels[None, :]).ravel()
+    return _indices(desc, spaces, sparsity)
+
+
+class _Analysis:
+    """Walks the graph once, giving every tensor its channel description and every producer its space."""
+
+    def __init__(self, model: Any, nodes: list[_Node], outputs: list[str]) -> None:
+        self.model = model
+        self.spaces = _Spaces()
+        self.out: dict[str, Desc] = {}
+        self.ins: dict[str, list[Desc]] = {}
+        self.produced: dict[str, int] = {}  # layer name -> the space of the channels it creates
+        self.kept_whole: list[str] = []
+        for node in nodes:
+            self.ins[node.name] = [self.out[name] for name in node.inputs]
+            self.out[node.name] = self._visit(node, self.ins[node.name])
+        for name in outputs:
+            self.spaces.freeze(self.out[name])
+
+    def _layer(self, name: str) -> Any:
+        return self.model.get_layer(name)
+
+    def _fresh_frozen(self, width: int) -> Segments:
+        return ((self.spaces.new(width, frozen=True), width),)
+
+    def _produce(self, node: _Node, kernel: np.ndarray) -> Segments:
+        width = int(kernel.shape[-1])
+        self.produced[node.name] = self.spaces.new(width, score=_filter_norms(kernel))
+        return ((self.produced[node.name], width),)
+
+    def _visit(self, node: _Node, ins: list[Desc]) -> Desc:  # noqa: C901 - one dispatch over layer kinds
+        cls, cfg = node.class_name, node.config
+        if cls in _NESTED:
+            raise Unsupported(
+                f"Layer {node.name!r} is a whole model nested inside this one; structured pruning needs a flat "
+                "Functional or Sequential model. Rebuild it with the inner model's layers inlined."
+            )
+        if cls == "InputLayer":
+            return self._fresh_frozen(int(cfg["batch_input_shape"][-1]))
+        if not ins:  # the first layer of a Sequential model built without an InputLayer entry
+            ins = [self._fresh_frozen(int(self.model.input_shape[-1]))]
+        first = ins[0]
+        weights = self._layer(node.name).get_weights()
+        rank = len(self._layer(node.name).input_shape) if len(ins) == 1 else 0
+        if cls == "Conv2D" and cfg.get("groups", 1) == 1 and cfg.get("data_format") != "channels_first":
+            return self._produce(node, weights[0])
+        if cls == "Dense":
+            return self._produce(node, weights[0])
+        if cls == "SeparableConv2D" and cfg.get("depth_multiplier") == 1 and cfg.get("data_format") != "channels_first":
+            return self._produce(node, weights[1])
+        if cls == "DepthwiseConv2D" and cfg.get("depth_multiplier") == 1 and cfg.get("data_format") != "channels_first":
+            return first
+        if cls in _PER_CHANNEL and not isinstance(first, _Flat) and _axis_is_last(cfg.get("axis", -1), rank):
+            return first
+        if cls in _PASS_THROUGH and cfg.get("data_format") != "channels_first":
+            return first
+        if cls == "Flatten" and not isinstance(first, _Flat):
+            shape = self._layer(node.name).input_shape
+            return first if len(shape) == 2 else _Flat(int(np.prod(shape[1:-1])), first)
+        if cls == "Concatenate" and all(not isinstance(d, _Flat) for d in ins):
+            out_rank = len(self._layer(node.name).output_shape)
+            if _axis_is_last(cfg.get("axis", -1), out_rank):
+                return tuple(seg for desc in ins for seg in desc)  # type: ignore[union-attr]
+            return self._merge(ins)
+        if cls in _ELEMENTWISE:
+            return self._merge(ins)
+        return self._unknown(node, ins)
+
+    def _merge(self, ins: list[Desc]) -> Desc:
+        """All tensors meeting element-wise share channels: unite their spaces, or keep them whole if they differ."""
+        shapes = {tuple(w for _, w in d) for d in ins if not isinstance(d, _Flat)}
+        if len(shapes) == 1 and not any(isinstance(d, _Flat) for d in ins):
+            for other in ins[1:]:
+                for (a, _), (b, _) in zip(ins[0], other, strict=True):  # type: ignore[arg-type]
+                    self.spaces.union(a, b)
+        else:
+            for desc in ins:
+                self.spaces.freeze(desc)
+        return ins[0]
+
+    def _unknown(self, node: _Node, ins: list[Desc]) -> Desc:
+        """A layer we cannot slice: its inputs and output keep every channel, so its weights stay valid as they are."""
+        for desc in ins:
+            self.spaces.freeze(desc)
+        shape = self._layer(node.name).output_shape
+        if isinstance(shape, list):
+            raise Unsupported(f"Layer {node.name!r} ({node.class_name}) has several outputs; it cannot be pruned.")
+        self.kept_whole.append(f"{node.name} ({node.class_name})")
+        return self._fresh_frozen(int(shape[-1]) if shape and shape[-1] else 1)
+
+
+def _sliced_weights(node: _Node, weights: list[np.ndarray], ins: list[Desc], analysis: _Analysis, sparsity: float):
+    """The layer's weights restricted to its kept input channels and kept output filters."""
+    spaces, cls = analysis.spaces, node.class_name
+    if not weights or not ins:
+        return weights
+    rows = _rows(ins[0], spaces, sparsity)
+    if node.name in analysis.produced:
+        cols = spaces.kept(analysis.produced[node.name], sparsity)
+        if cls == "Dense":
+            return [weights[0][rows][:, cols], *(w[cols] for w in weights[1:])]
+        if cls == "Conv2D":
+            return [weights[0][:, :, rows, :][..., cols], *(w[cols] for w in weights[1:])]
+        depthwise, pointwise, *bias = weights  # SeparableConv2D
+        return [depthwise[:, :, rows, :], pointwise[:, :, rows, :][..., cols], *(b[cols] for b in bias)]
+    if cls == "DepthwiseConv2D":
+        return [weights[0][:, :, rows, :], *(w[rows] for w in weights[1:])]
+    if cls in _PER_CHANNEL:
+        return [w[rows] for w in weights]
+    return weights  # an unknown layer: every channel around it was kept
+
+
+def _model_config(model: Any) -> dict[str, Any]:
+    if not isinstance(model, tf_keras.Model):
+        raise Unsupported(
+            f"Structured pruning works on tf_keras models; got {type(model).__name__}. Load the model as a Keras "
+            "(.keras or .h5) model to use it."
+        )
+    if not getattr(model, "_is_graph_network", False):
+        raise Unsupported(
+            f"{type(model).__name__} is a subclassed Keras model (a custom `call`), which has no layer graph to "
+            "rebuild with fewer filters. Save it as a Functional or Sequential model to prune it structurally."
+        )
+    try:
+        cfg = copy.deepcopy(model.get_config())
+    except NotImplementedError as exc:
+        raise Unsupported(
+            f"A custom layer in this model does not implement get_config(), so it cannot be rebuilt with fewer "
+            f"filters ({exc})."
+        ) from exc
+    for entry in cfg["layers"]:
+        entry.pop("build_config", None)  # recorded input shapes would rebuild the old widths
+    return cfg
+
+
+def prune_filters(model: Any, sparsity: float) -> PrunedModel:
+    """Rebuild ``model`` keeping ``1 - sparsity`` of the filters of every prunable channel space, weights carried.
+
+    ``sparsity=0`` rebuilds an identical model (same outputs), which is how the weight slicing is tested.
+    """
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    from tf_keras.src.saving.serialization_lib import SafeModeScope
+
+    cfg = _model_config(model)
+    nodes, outputs = _graph(model, cfg)
+    analysis = _Analysis(model, nodes, outputs)
+    if sparsity > 0 and not any(analysis.spaces.is_free(s) for s in analysis.produced.values()):
+        raise Unsupported(
+            "No filter of this model can be removed: every convolution or dense layer feeds the output or a layer "
+            f"structured pruning does not understand ({', '.join(analysis.kept_whole) or 'none'})."
+        )
+    before = after = 0
+    for node in nodes:
+        if node.name in analysis.produced:
+            width = len(analysis.spaces.kept(analysis.produced[node.name], sparsity))
+            before += int(node.config["units" if node.class_name == "Dense" else "filters"])
+            after += width
+            node.config["units" if node.class_name == "Dense" else "filters"] = width
+    custom = {type(layer).__name__: type(layer) for layer in model.layers}
+    try:
+        # The model is already in memory, so its own Lambda functions are rebuilt without a new trust decision.
+        with SafeModeScope(False):
+            rebuilt = type(model).from_config(cfg, custom_objects=custom)
+    except (TypeError, ValueError) as exc:
+        raise Unsupported(f"This Keras model could not be rebuilt from its config with fewer filters: {exc}") from exc
+    for node in nodes:
+        if node.class_name == "InputLayer":
+            continue
+        weights = model.get_layer(node.name).get_weights()
+        rebuilt.get_layer(node.name).set_weights(
+            _sliced_weights(node, weights, analysis.ins[node.name], analysis, sparsity)
+        )
+    return PrunedModel(rebuilt, before, after, tuple(analysis.kept_whole))
+
+
+class PruneStructured:
+    """``prune_structured``: half of the filters removed physically, fine-tuned, exported to FP32 ``.tflite``."""
+
+    name: ClassVar[str] = "prune_structured"
+    framework: ClassVar[str] = "tensorflow"
+    config_class: ClassVar[type[TechniqueConfig]] = PruneStructuredConfig
+
+    def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
+        from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
+
+        if not isinstance(config, PruneStructuredConfig):
+            raise TypeError(f"expected PruneStructuredConfig, got {type(config).__name__}")
+        pruned = prune_and_fine_tune(ctx, config.channel_sparsity, config, stage_prefix="")
+        ctx.reporter.stage("Exporting the pruned model to .tflite", 0.92)
+        artifact = to_tflite(pruned.model, ctx.work_dir / f"{self.name}.tflite")
+        keras_file = save_keras(pruned.model, ctx.work_dir / f"{self.name}.keras")
+        return TechniqueOutput(
+            artifact=artifact,
+            precision="fp32",
+            model=pruned.model,
+            formats={"keras": keras_file},
+            notes=describe(pruned),
+        )
+
+
+def describe(pruned: PrunedModel) -> str:
+    """One sentence for a run's notes: how many filters remain and what kept some layers whole."""
+    text = (
+        f"Filters and units rebuilt from {pruned.filters_before} to {pruned.filters_after} "
+        f"({pruned.filters_after / max(1, pruned.filters_before):.0%} kept; the classifier's outputs are never pruned)."
+    )
+    if pruned.kept_whole:
+        text += f" Kept whole around layers structured pruning cannot slice: {', '.join(pruned.kept_whole)}."
+    return text
+
+
+def prune_and_fine_tune(
+    ctx: TechniqueContext, sparsity: float, config: Any, *, stage_prefix: str, fraction_span: Sequence[float] = (0, 0.9)
+) -> PrunedModel:
+    """Prune ``ctx.model`` structurally and fine-tune the result; shared by prune_structured and hybrid."""
+    from edgeopt.frameworks.tensorflow.training import fine_tune
+
+    _require_transformable(ctx)
+    start, end = fraction_span
+    ctx.reporter.stage(f"{stage_prefix}Removing {sparsity:.0%} of the filters", start)
+    pruned = prune_filters(ctx.model.model, sparsity)
+    if config.epochs > 0:
+        fine_tune(
+            pruned.model,
+            ctx.data,
+            epochs=config.epochs,
+            lr=config.learning_rate,
+            batch_size=config.batch_size,
+            reporter=ctx.reporter,
+            stage=(f"{stage_prefix}Fine-tuning the pruned model", start + 0.05 * (end - start), end),
+        )
+    return pruned
+
+
+def _require_transformable(ctx: TechniqueContext) -> None:
+    if not getattr(ctx.model, "transformable", True):
+        raise Unsupported(ctx.model.not_transformable_reason or "This model can be evaluated but not transformed.")

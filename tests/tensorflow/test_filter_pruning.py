@@ -1,0 +1,215 @@
+"""Keras filter pruning: the rebuilt model really is narrower, and it computes exactly what it should.
+
+The strongest check is functional: in a model whose odd-numbered filters are zero (and whose BatchNorm maps zero to
+zero), those filters are exactly the ones with the smallest norm, so removing them must not change the output at
+all. Any wrong slice (a BatchNorm vector, a depthwise channel, a Dense row after Flatten, an Add branch that keeps
+other channels) changes the logits and fails the test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import tf_keras as keras  # the root conftest set TF_USE_LEGACY_KERAS=1 first
+
+from edgeopt.errors import Unsupported
+from edgeopt.frameworks.tensorflow.filter_pruning import prune_filters
+
+layers = keras.layers
+
+
+def sequential() -> Any:
+    return keras.Sequential(
+        [
+            keras.Input((12, 12, 1)),
+            layers.Conv2D(8, 3, padding="same", use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.MaxPooling2D(),
+            layers.Conv2D(16, 3, padding="same", activation="relu"),
+            layers.Flatten(),
+            layers.Dense(32, activation="relu"),
+            layers.Dropout(0.1),
+            layers.Dense(10),
+        ]
+    )
+
+
+def functional() -> Any:
+    """Depthwise convolution, two branches joined by Concatenate, GlobalAveragePooling and a hidden Dense."""
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(8, 3, padding="same", activation="relu")(inputs)
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    a = layers.Conv2D(8, 1, activation="relu")(x)
+    b = layers.Conv2D(12, 3, padding="same", activation="relu")(x)
+    x = layers.Concatenate()([a, b])
+    x = layers.Conv2D(16, 3, strides=2, activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(16, activation="relu")(x)
+    return keras.Model(inputs, layers.Dense(10)(x))
+
+
+def resnet_like() -> Any:
+    """Two residual blocks (identity and projection shortcut): every tensor meeting at an Add shares channels."""
+    inputs = keras.Input((16, 16, 3))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
+    for filters, stride in ((16, 1), (32, 2)):
+        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
+        y = layers.ReLU()(layers.BatchNormalization()(y))
+        y = layers.BatchNormalization()(layers.Conv2D(filters, 3, padding="same", use_bias=False)(y))
+        shortcut = x if stride == 1 else layers.Conv2D(filters, 1, strides=stride, use_bias=False)(x)
+        x = layers.ReLU()(layers.Add()([y, shortcut]))
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10)(x))
+
+
+def mobilenet_v2() -> Any:
+    return keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
+
+
+BUILDERS: dict[str, Callable[[], Any]] = {
+    "sequential": sequential,
+    "functional": functional,
+    "resnet_like": resnet_like,
+    "mobilenet_v2": mobilenet_v2,
+}
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def model(request: pytest.FixtureRequest) -> Any:
+    keras.utils.set_random_seed(0)
+    built = BUILDERS[request.param]()
+    _calibrate_batchnorm(built)
+    return built
+
+
+def _calibrate_batchnorm(model: Any, *, zero_odd_beta: bool = False) -> None:
+    """BatchNorm statistics of real activations and random gamma/beta, as in a trained network.
+
+    Without this, a deep random network (MobileNetV2) decays to a constant output and any slice would "match".
+    One training-mode pass with momentum 0 sets every moving mean/variance to the batch's statistics.
+    """
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if isinstance(layer, layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            beta = rng.uniform(-0.2, 0.2, beta.shape)
+            if zero_odd_beta:
+                beta[1::2] = 0.0
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), beta, mean, variance])
+            layer.momentum = 0.0
+    model(_inputs(model, 32), training=True)
+
+
+def _inputs(model: Any, count: int = 4) -> np.ndarray:
+    return np.random.default_rng(2).random((count, *model.input_shape[1:]), dtype=np.float32)
+
+
+def _producers(model: Any) -> dict[str, int]:
+    """Filters of every Conv2D and units of every Dense, by layer name."""
+    return {
+        layer.name: int(layer.filters if isinstance(layer, layers.Conv2D) else layer.units)
+        for layer in model.layers
+        if isinstance(layer, layers.Conv2D | layers.Dense) and not isinstance(layer, layers.DepthwiseConv2D)
+    }
+
+
+def _macs(model: Any) -> int:
+    """Multiply-accumulates of the convolutions and dense layers at the model's input size."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, layers.DepthwiseConv2D):
+            _, h, w, c = layer.output_shape
+            total += h * w * c * int(np.prod(layer.kernel_size))
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c = layer.output_shape
+            total += h * w * c * int(np.prod(layer.kernel.shape[:-1]))
+        elif isinstance(layer, layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def _zero_odd_filters(model: Any) -> None:
+    """Zero every odd-numbered filter (except the classifier's) and make BatchNorm keep those channels at zero."""
+    classifier = model.layers[-1].name
+    producers = _producers(model)
+    for layer in model.layers:
+        if layer.name in producers and layer.name != classifier:
+            weights = layer.get_weights()
+            for w in weights:
+                w[..., 1::2] = 0.0
+            layer.set_weights(weights)
+    _calibrate_batchnorm(model, zero_odd_beta=True)  # zero channels get mean 0 and beta 0: they stay zero
+
+
+def test_pruning_nothing_rebuilds_an_identical_model(model: Any) -> None:
+    pruned = prune_filters(model, 0.0)
+    x = _inputs(model)
+    assert pruned.filters_after == pruned.filters_before
+    np.testing.assert_allclose(pruned.model(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_half_of_the_filters_go_and_compute_drops_at_least_twofold(model: Any) -> None:
+    pruned = prune_filters(model, 0.5)
+    before, after = _producers(model), _producers(pruned.model)
+    classifier = model.layers[-1].name
+    assert after[classifier] == before[classifier]  # the classes are never pruned
+    hidden = [name for name in before if name != classifier]
+    assert sum(after[n] for n in hidden) == pytest.approx(sum(before[n] for n in hidden) / 2, rel=0.05)
+    assert _macs(model) / _macs(pruned.model) >= 2.0
+    assert pruned.model.count_params() < model.count_params() / 2
+
+
+def test_removing_zero_filters_leaves_the_output_unchanged(model: Any) -> None:
+    """Exact equivalence: every weight slice (BatchNorm, depthwise, Flatten rows, Add groups, Concatenate) is right."""
+    _zero_odd_filters(model)
+    x = _inputs(model)
+    expected = model(x).numpy()
+    assert np.ptp(expected, axis=1).min() > 1e-3  # the outputs depend on the input: the comparison means something
+    pruned = prune_filters(model, 0.5)
+    assert pruned.filters_after < pruned.filters_before
+    np.testing.assert_allclose(pruned.model(x).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_subclassed_model_is_unsupported_with_a_reason() -> None:
+    class Tiny(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = layers.Conv2D(4, 3)
+            self.head = layers.Dense(2)
+
+        def call(self, x: Any) -> Any:
+            return self.head(layers.Flatten()(self.conv(x)))
+
+    tiny = Tiny()
+    tiny(np.zeros((1, 8, 8, 1), np.float32))
+    with pytest.raises(Unsupported, match="subclassed"):
+        prune_filters(tiny, 0.5)
+
+
+def test_a_shared_layer_is_unsupported_with_a_reason() -> None:
+    inputs = keras.Input((8, 8, 4))
+    conv = layers.Conv2D(4, 3, padding="same")
+    x = conv(conv(inputs))
+    model = keras.Model(inputs, layers.Dense(2)(layers.Flatten()(x)))
+    with pytest.raises(Unsupported, match="shared layer"):
+        prune_filters(model, 0.5)
+
+
+def test_channels_around_a_lambda_layer_are_kept_and_the_rest_pruned() -> None:
+    """A Lambda could index channels, so the tensors it touches keep all of them; other layers are still pruned."""
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = layers.Lambda(lambda t: t * 2.0, name="double")(x)
+    x = layers.Conv2D(8, 3, activation="relu")(x)
+    model = keras.Model(inputs, layers.Dense(3)(layers.Flatten()(x)))
+    pruned = prune_filters(model, 0.5)
+    widths = _producers(pruned.model)
+    assert list(widths.values()) == [8, 4, 3]
+    assert any("double (Lambda)" in name for name in pruned.kept_whole)
+    x = _inputs(model)
+    assert pruned.model(x).shape == model(x).shape
