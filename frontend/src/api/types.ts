@@ -1,0 +1,29 @@
+/** Names for the generated OpenAPI types, so components import `RunResult`, not a path into the schema. */
+import type { components } from "./schema.gen";
+
+type Schemas = components["schemas"];
+
+export type Report = Schemas["Report"];
+export type RunResult = Schemas["RunResult"];
+export type BaselineResult = Schemas["BaselineResult"];
+export type Recommendation = Schemas["Recommendation"];
+export type DeviceEstimate = Schemas["DeviceEstimate"];
+export type Constraints = Schemas["Constraints"];
+export type ExperimentCreate = Schemas["ExperimentCreate"];
+export type ExperimentPublic = Schemas["ExperimentPublic"];
+export type ExperimentsPublic = Schemas["ExperimentsPublic"];
+export type ModelFilePublic = Schemas["ModelFilePublic"];
+export type GoalName = ExperimentCreate["goal"];
+export type TechniqueName = NonNullable<ExperimentCreate["techniques"]>[number];
+
+export type ConstraintName = keyof Constraints;
+export const CONSTRAINT_NAMES: readonly ConstraintName[] = [
+  "min_accuracy",
+  "max_accuracy_drop",
+  "max_size_mb",
+  "max_latency_ms",
+];
+
+/** Experiment statuses after which nothing more will happen without the user starting it again. */
+export const FINISHED_STATUSES: readonly string[] = ["completed", "failed", "cancelled", "interrupted"];
+export const ACTIVE_STATUSES: readonly string[] = ["queued", "running"];

@@ -1,0 +1,108 @@
+/**
+ * Accuracy against size or board latency, one point per result. The Pareto front (from the recommender, not
+ * recomputed here) is joined by a line; hovering or focusing a point shows its figures.
+ */
+import { useId, useState } from "react";
+import {
+  CartesianGrid,
+  Legend,
+  ResponsiveContainer,
+  Scatter,
+  ScatterChart,
+  Tooltip,
+  XAxis,
+  YAxis,
+  type TooltipContentProps,
+  type TooltipValueType,
+} from "recharts";
+import type { ChartPoint } from "../lib/results";
+import { formatMegabytes, formatMs, formatPercent } from "../lib/format";
+import { METRIC_HELP } from "../lib/glossary";
+import { InfoTip } from "./InfoTip";
+
+type Axis = "size" | "latency";
+
+function PointTooltip({ active, payload }: TooltipContentProps<TooltipValueType, string | number>) {
+  const point = active ? (payload?.[0]?.payload as ChartPoint | undefined) : undefined;
+  if (!point) return null;
+  return (
+    <div className="rounded-md border border-slate-300 bg-white p-2 text-xs shadow">
+      <p className="font-semibold">{point.title}</p>
+      <p>Accuracy {formatPercent(point.accuracy)}</p>
+      <p>Size {formatMegabytes(point.sizeMb)}</p>
+      <p>Latency {formatMs(point.latencyMs)}</p>
+      {point.onFront && <p className="text-sky-800">On the Pareto front</p>}
+      {point.recommended && <p className="font-semibold text-sky-800">Recommended</p>}
+    </div>
+  );
+}
+
+export function ParetoChart({ points, deviceTitle }: { points: ChartPoint[]; deviceTitle: string }) {
+  const id = useId();
+  const [axis, setAxis] = useState<Axis>("size");
+  const x = (p: ChartPoint) => (axis === "size" ? p.sizeMb : p.latencyMs);
+  const usable = points.filter((p) => x(p) !== null);
+  const toDatum = (p: ChartPoint) => ({ ...p, x: x(p), y: p.accuracy * 100 });
+  const front = usable.filter((p) => p.onFront).map(toDatum).sort((a, b) => (a.x ?? 0) - (b.x ?? 0));
+  const others = usable.filter((p) => !p.onFront && !p.isBaseline).map(toDatum);
+  const baseline = usable.filter((p) => p.isBaseline).map(toDatum);
+  const xLabel = axis === "size" ? "Size (MB)" : `Latency on ${deviceTitle} (ms)`;
+  const summary = front.length
+    ? `Pareto front: ${front.map((p) => p.title).join(", ")}.`
+    : "No result is on the Pareto front yet.";
+
+  return (
+    <section className="card space-y-3" aria-labelledby={`${id}-heading`}>
+      <div className="flex flex-wrap items-center justify-between gap-2">
+        <h2 id={`${id}-heading`} className="h-section flex items-center">
+          Trade-offs
+          <InfoTip label="the Pareto front">{METRIC_HELP.pareto}</InfoTip>
+        </h2>
+        <fieldset className="flex items-center gap-3 text-sm">
+          <legend className="sr-only">Horizontal axis</legend>
+          <label className="inline-flex items-center gap-1">
+            <input type="radio" name={`${id}-axis`} checked={axis === "size"} onChange={() => setAxis("size")} />
+            Accuracy vs size
+          </label>
+          <label className="inline-flex items-center gap-1">
+            <input type="radio" name={`${id}-axis`} checked={axis === "latency"} onChange={() => setAxis("latency")} />
+            Accuracy vs latency
+          </label>
+        </fieldset>
+      </div>
+      <p className="text-sm text-slate-700">{summary}</p>
+      {usable.length === 0 ? (
+        <p className="text-sm text-slate-600">No completed result has this figure.</p>
+      ) : (
+        <div className="h-72 w-full" role="img" aria-label={`Chart of accuracy against ${xLabel}. ${summary}`}>
+          <ResponsiveContainer width="100%" height="100%">
+            <ScatterChart margin={{ top: 10, right: 20, bottom: 30, left: 10 }}>
+              <CartesianGrid strokeDasharray="3 3" />
+              <XAxis
+                type="number"
+                dataKey="x"
+                name={xLabel}
+                domain={["auto", "auto"]}
+                tickFormatter={(value: number) => value.toPrecision(3)}
+                label={{ value: xLabel, position: "insideBottom", offset: -15 }}
+              />
+              <YAxis
+                type="number"
+                dataKey="y"
+                name="Accuracy (%)"
+                domain={["auto", "auto"]}
+                tickFormatter={(value: number) => value.toFixed(1)}
+                label={{ value: "Accuracy (%)", angle: -90, position: "insideLeft" }}
+              />
+              <Tooltip content={PointTooltip} />
+              <Legend verticalAlign="top" />
+              <Scatter name="Pareto front" data={front} fill="#0369a1" line={{ stroke: "#0369a1" }} />
+              <Scatter name="Other results" data={others} fill="#94a3b8" />
+              <Scatter name="Original model" data={baseline} fill="#b45309" shape="diamond" />
+            </ScatterChart>
+          </ResponsiveContainer>
+        </div>
+      )}
+    </section>
+  );
+}

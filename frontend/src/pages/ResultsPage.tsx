@@ -1,0 +1,150 @@
+/** The finished experiment: recommendation, every result, trade-offs, boards, downloads, and what-if goals. */
+import { useMemo, useState } from "react";
+import { Link, useParams } from "react-router";
+import { getExperiment, getResults, recomputeRecommendation } from "../api/client";
+import { titleOf } from "../api/catalog";
+import { errorMessage } from "../api/errors";
+import type { Constraints, GoalName, Recommendation, Report } from "../api/types";
+import { BoardComparison } from "../components/BoardComparison";
+import { DownloadButton } from "../components/DownloadButton";
+import { GoalConstraintsEditor } from "../components/GoalConstraintsEditor";
+import { ParetoChart } from "../components/ParetoChart";
+import { RecommendationCard } from "../components/RecommendationCard";
+import { ResultsTable } from "../components/ResultsTable";
+import { EmptyState, ErrorState, Loading } from "../components/States";
+import { StatusBadge } from "../components/StatusBadge";
+import { useAsync } from "../hooks/useAsync";
+import { useCatalog } from "../hooks/useCatalog";
+import { inputsFromConstraints } from "../lib/setupForm";
+import { chartPoints } from "../lib/results";
+import { routes } from "../routes";
+
+export function ResultsPage() {
+  const { experimentId = "" } = useParams();
+  const catalog = useCatalog();
+  const loaded = useAsync(
+    async (signal) => {
+      const [report, experiment] = await Promise.all([getResults(experimentId, signal), getExperiment(experimentId, signal)]);
+      return { report, experiment };
+    },
+    [experimentId],
+  );
+  const [recommendation, setRecommendation] = useState<Recommendation | null>(null);
+  const [goal, setGoal] = useState<string | null>(null);
+  const [recomputing, setRecomputing] = useState(false);
+  const [recomputeError, setRecomputeError] = useState<string | null>(null);
+
+  const report: Report | null = loaded.data?.report ?? null;
+  const current = recommendation ?? report?.recommendation ?? null;
+  const titles = useMemo(() => Object.fromEntries(catalog.techniques.map((t) => [t.name, t.title])), [catalog]);
+
+  if (loaded.status === "loading" && !loaded.data) return <Loading what="the results" />;
+  if (loaded.status === "error" || !report || !loaded.data) {
+    return <ErrorState title="The results could not be loaded" message={loaded.error ?? "Unknown error."} onRetry={loaded.reload} />;
+  }
+
+  const experiment = loaded.data.experiment;
+  const device = report.experiment.device;
+  const deviceTitle = titleOf(catalog.devices, device);
+  const runs = report.runs ?? [];
+  const shownGoal = goal ?? current?.goal ?? report.experiment.goal;
+  const name = experiment.name || `Experiment ${experiment.id.slice(0, 8)}`;
+
+  const onRecompute = (newGoal: string, constraints: Constraints) => {
+    setRecomputing(true);
+    setRecomputeError(null);
+    recomputeRecommendation(experimentId, newGoal as GoalName, constraints).then(
+      (result) => {
+        setRecommendation(result);
+        setGoal(newGoal);
+        setRecomputing(false);
+      },
+      (error: unknown) => {
+        setRecomputeError(errorMessage(error));
+        setRecomputing(false);
+      },
+    );
+  };
+
+  return (
+    <div className="space-y-6">
+      <div className="flex flex-wrap items-center justify-between gap-3">
+        <h1 className="h-page flex flex-wrap items-center gap-3">
+          Results: {name} <StatusBadge status={experiment.status} />
+        </h1>
+        <p className="text-sm text-slate-700">
+          {titleOf(catalog.datasets, report.experiment.dataset)} · {deviceTitle} · {runs.length} techniques
+        </p>
+      </div>
+      {["running", "queued"].includes(experiment.status) && (
+        <p role="status" className="rounded-md bg-sky-50 p-3 text-sm text-sky-950">
+          The experiment is still running; these are the results so far.{" "}
+          <Link className="underline" to={routes.progress(experimentId)}>Watch the progress</Link>
+        </p>
+      )}
+      {experiment.error && experiment.status !== "completed" && (
+        <p role="alert" className="rounded-md bg-orange-50 p-3 text-sm text-orange-950">
+          {experiment.error}
+        </p>
+      )}
+      {!report.baseline && runs.length === 0 ? (
+        <EmptyState title="No results yet">The original model is measured first; results appear as techniques finish.</EmptyState>
+      ) : (
+        <>
+          <div className="grid gap-6 lg:grid-cols-[3fr_2fr]">
+            <RecommendationCard
+              recommendation={current}
+              run={runs.find((r) => r.technique === current?.technique)}
+              device={device}
+              deviceTitle={deviceTitle}
+              goalTitle={titleOf(catalog.goals, shownGoal)}
+              techniques={catalog.techniques}
+              busy={recomputing}
+            />
+            <GoalConstraintsEditor
+              catalog={catalog}
+              goals={catalog.goals}
+              initialGoal={shownGoal}
+              initialConstraints={inputsFromConstraints(report.experiment.constraints ?? {})}
+              busy={recomputing}
+              error={recomputeError}
+              onSubmit={onRecompute}
+            />
+          </div>
+          <section aria-labelledby="table-heading" className="space-y-2">
+            <h2 id="table-heading" className="h-section">
+              All results
+            </h2>
+            <ResultsTable
+              runs={runs}
+              baseline={report.baseline}
+              recommendation={current}
+              device={device}
+              deviceTitle={deviceTitle}
+              techniques={catalog.techniques}
+              renderActions={(run) =>
+                run.artifact ? (
+                  <DownloadButton
+                    experimentId={experimentId}
+                    technique={run.technique}
+                    artifact={run.artifact}
+                    formats={run.formats ?? {}}
+                    title={titles[run.technique] ?? run.technique}
+                  />
+                ) : null
+              }
+            />
+          </section>
+          <ParetoChart points={chartPoints(runs, report.baseline, current, device, titles)} deviceTitle={deviceTitle} />
+          <BoardComparison
+            runs={runs}
+            baseline={report.baseline}
+            devices={catalog.devices}
+            chosenDevice={device}
+            techniques={catalog.techniques}
+          />
+        </>
+      )}
+    </div>
+  );
+}
