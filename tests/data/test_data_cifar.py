@@ -62,6 +62,18 @@ def test_cifar10_batches_decode_to_nhwc(tmp_path: Path, protocol: int) -> None:
     np.testing.assert_array_equal(data.y_train[:20], np.arange(20) % 10)
 
 
+def test_numpy_1_module_names_of_the_official_files_load(tmp_path: Path) -> None:
+    """The published batches name ``numpy.core.multiarray`` (numpy 1); numpy 2 writes ``numpy._core``."""
+    batches = write_cifar10(tmp_path)
+    target = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    raw = target.read_bytes()
+    assert b"cnumpy._core.multiarray\n_reconstruct\n" in raw  # protocol 2 names globals as text lines
+    target.write_bytes(raw.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n"))
+    data = load_dataset("cifar10", Settings(data_dir=tmp_path))
+    restored = np.rint(data.x_train[20:40].transpose(0, 3, 1, 2).reshape(20, -1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(restored, batches[1][b"data"])
+
+
 def test_cifar100_uses_fine_labels(tmp_path: Path) -> None:
     folder = tmp_path / "cifar-100-python"
     keys = (b"fine_labels", b"coarse_labels")

@@ -144,8 +144,8 @@ def _is_os_junk(parts: tuple[str, ...]) -> bool:
     return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1].lower() in _OS_JUNK
 
 
-def _layout(image_parts: list[tuple[str, ...]]) -> tuple[list[tuple[str | None, str]], str]:
-    """(split or None, class) for each image, after dropping the folders every image shares.
+def _layout(image_parts: list[tuple[str, ...]]) -> tuple[list[tuple[str | None, str]], bool]:
+    """(split or None, class) for each image after dropping the folders every image shares; True if split given.
 
     Images must sit directly in a class folder; the class folders may sit in ``train/`` and ``test/``.
     """
@@ -153,14 +153,14 @@ def _layout(image_parts: list[tuple[str, ...]]) -> tuple[list[tuple[str | None, 
     while all(len(d) >= 2 for d in dirs) and len({d[0] for d in dirs}) == 1:
         dirs = [d[1:] for d in dirs]
     if all(len(d) == 2 and d[0].lower() in _SPLIT_FOLDERS for d in dirs):
-        return [(d[0].lower(), d[1]) for d in dirs], "train/test folders of class folders"
+        return [(d[0].lower(), d[1]) for d in dirs], True
     for parts, d in zip(image_parts, dirs, strict=True):
         if len(d) != 1:
             raise InvalidInput(
                 f"Image '{'/'.join(parts)}' is not directly inside a class folder: use <class>/<image> or "
                 "train/<class>/<image> and test/<class>/<image>."
             )
-    return [(None, d[0]) for d in dirs], "class folders"
+    return [(None, d[0]) for d in dirs], False
 
 
 def _decode(data: bytes, name: str) -> np.ndarray:
@@ -218,20 +218,18 @@ def _read_image_zip(
             ignored.append(info.filename)
     if not images:
         raise InvalidInput("The zip holds no .png, .jpg or .jpeg images; put them in one folder per class.")
-    places, layout = _layout([PurePosixPath(i.filename.replace("\\", "/")).parts for i in images])
+    places, split_given = _layout([PurePosixPath(i.filename.replace("\\", "/")).parts for i in images])
     class_names = tuple(sorted({cls for split, cls in places if split != "test"}))
     if len(class_names) < 2:
         raise InvalidInput(f"At least 2 classes (folders of images) are needed; found {len(class_names)}.")
     unknown = sorted({cls for split, cls in places if split == "test"} - set(class_names))
     if unknown:
         raise InvalidInput(f"Test class folders {unknown} have no images under train/; every class needs both.")
-    if layout.startswith("train/test") and not any(split == "test" for split, _ in places):
-        raise InvalidInput("The test/ folder holds no images.")
     index = {name: i for i, name in enumerate(class_names)}
     decoded = [_decode(budget.read(archive, info), info.filename) for info in images]
     x, stack_info = _stack(decoded)
     y = np.array([index[cls] for _, cls in places], dtype=np.int64)
-    if layout.startswith("train/test"):
+    if split_given:
         is_test = np.array([split == "test" for split, _ in places])
         train_idx, test_idx = np.flatnonzero(~is_test), np.flatnonzero(is_test)
         split: dict[str, Any] = {"kind": "given (train/ and test/ folders)"}
@@ -240,7 +238,7 @@ def _read_image_zip(
         train_idx, test_idx = train_test_indices(y, TEST_FRACTION, seed, hint=hint)
         split = {"kind": "stratified", "test_size": TEST_FRACTION, "random_state": seed}
     info = {
-        "layout": layout,
+        "layout": "train/test folders of class folders" if split_given else "class folders",
         "split": split,
         **stack_info,
         "ignored_files": {"count": len(ignored), "names": ignored[:_LISTED_IGNORED]},

@@ -58,10 +58,10 @@ def subsample(
     x: np.ndarray, y: np.ndarray, limit: int | None, seed: int, *, name: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Keep at most ``limit`` items, stratified and seeded; ``None`` or a limit at or above ``len(y)`` keeps all."""
+    if limit is not None and limit < 1:
+        raise InvalidInput(f"{name} must be a positive number of images, got {limit}.")
     if limit is None or limit >= len(y):
         return x, y
-    if limit < 1:
-        raise InvalidInput(f"{name} must be a positive number of images, got {limit}.")
     chosen, _ = _stratified(y, seed, purpose=f"{name} subsample", train_size=int(limit))
     return x[chosen], y[chosen]
 
