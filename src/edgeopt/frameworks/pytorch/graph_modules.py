@@ -1,0 +1,253 @@
+"""Turns a ``torch.export`` program back into a model made of real layers, so it can be pruned and trained.
+
+``ExportedProgram.module()`` returns a GraphModule whose convolutions, batch norms and linears are functional ATen
+calls reading loose parameters, and which refuses ``.train()``. torch-pruning finds prunable layers by their module
+type (``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.Linear``) and cannot see any in such a graph; batch norm could not
+learn its statistics either. This rewrite puts each such call back into the module it came from (the same
+parameter objects, the same names), so torch-pruning builds its dependency graph on it like on any eager model and
+``fine_tune`` trains it with batch statistics. Everything else in the graph (adds, activations, pooling) is kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.export import ExportedProgram
+from torch.fx import GraphModule, Node
+
+aten = torch.ops.aten
+
+
+class EditableModel(nn.Module):
+    """Holds the rebuilt graph behind a plain ``nn.Module`` so ``train()``/``eval()`` reach every layer.
+
+    A bare GraphModule with function calls is taken for an exported graph by the training loop, which would then
+    switch modes with torchao's graph rewrites instead of the layers' own flags.
+    """
+
+    def __init__(self, graph_module: GraphModule) -> None:
+        super().__init__()
+        self.graph_module = graph_module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.graph_module(x)
+
+
+def editable_module(model: nn.Module | ExportedProgram) -> nn.Module:
+    """A trainable, prunable deep copy of ``model``; eager modules are only copied, the original is never touched.
+
+    Accepts an ExportedProgram or the GraphModule its ``.module()`` returns.
+    """
+    if isinstance(model, ExportedProgram):
+        return EditableModel(_rebuild_layers(model.module()))
+    if isinstance(model, GraphModule) and any(
+        node.op == "call_function" and node.target in _BUILDERS for node in model.graph.nodes
+    ):
+        return EditableModel(_rebuild_layers(model))
+    return copy.deepcopy(model)
+
+
+def _rebuild_layers(exported: GraphModule) -> GraphModule:
+    graph = copy.deepcopy(exported.graph)
+    root = nn.Module()
+    for node in list(graph.nodes):
+        if node.op == "call_module" and str(node.target).startswith("_guards") and not node.users:
+            # torch.export's input guards pin the example's batch size; training needs other batch sizes.
+            graph.erase_node(node)
+            continue
+        builder = _BUILDERS.get(node.target) if node.op == "call_function" else None
+        layer = builder(node, exported) if builder else None
+        if layer is not None:
+            _replace_with_layer(graph, node, layer, root)
+        elif node.op == "call_function" and node.target in (aten.view.default, aten.reshape.default):
+            _generalise_flatten(graph, node)
+    for node in list(graph.nodes):
+        if node.op == "get_attr":
+            if node.users:
+                _set_path(root, str(node.target), _copy(_get_path(exported, str(node.target))))
+            else:
+                graph.erase_node(node)
+    rebuilt = GraphModule(root, graph)
+    # The graph keeps torch.export's pytree calling convention, which reads these two specs from its module.
+    for spec in ("_in_spec", "_out_spec"):
+        if hasattr(exported, spec):
+            setattr(rebuilt, spec, getattr(exported, spec))
+    rebuilt.recompile()
+    return rebuilt
+
+
+def _replace_with_layer(graph: torch.fx.Graph, node: Node, layer: nn.Module, root: nn.Module) -> None:
+    weight_node = node.args[1]
+    name = _unique_name(root, str(weight_node.target).rpartition(".")[0] or node.name)  # type: ignore[union-attr]
+    _set_path(root, name, layer)
+    with graph.inserting_before(node):
+        call = graph.call_module(name, (node.args[0],))
+    call.meta = dict(node.meta)
+    if node.target is aten._native_batch_norm_legit_no_training.default:
+        # This op returns (out, mean, rstd); only out is ever used in an inference graph.
+        for user in list(node.users):
+            user.replace_all_uses_with(call)
+            graph.erase_node(user)
+    else:
+        node.replace_all_uses_with(call)
+    graph.erase_node(node)
+
+
+def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> None:
+    """``x.view(1, 512)`` recorded with the export's batch and channel count -> ``flatten(x, 1)``.
+
+    Pruning changes the channel count and training changes the batch, so a reshape frozen at export time would
+    break both; a reshape that flattens all but the batch dimension means exactly ``flatten(x, 1)``.
+    """
+    source, shape = node.args[0], node.args[1]
+    value = source.meta.get("val") if isinstance(source, Node) else None
+    if value is None or len(shape) != 2 or value.dim() <= 2:
+        return
+    features = math.prod(int(d) for d in value.shape[1:])
+    if int(shape[0]) in (int(value.shape[0]), -1) and int(shape[1]) in (features, -1):
+        with graph.inserting_before(node):
+            flat = graph.call_function(aten.flatten.using_ints, (source, 1))
+        flat.meta = dict(node.meta)
+        node.replace_all_uses_with(flat)
+        graph.erase_node(node)
+
+
+def _tensor(module: GraphModule, node: Any) -> torch.Tensor | None:
+    if node is None:
+        return None
+    if not isinstance(node, Node) or node.op != "get_attr":
+        raise _NotALayer
+    return _get_path(module, str(node.target))
+
+
+class _NotALayer(Exception):
+    """The call reads a computed tensor, not a stored parameter: it stays a function call."""
+
+
+def _as_parameter(tensor: torch.Tensor) -> nn.Parameter:
+    """A copy: ``ExportedProgram.module()`` shares its tensors with the program, which must stay untouched."""
+    return nn.Parameter(tensor.detach().clone())
+
+
+def _conv(node: Node, module: GraphModule) -> nn.Module | None:
+    args = list(node.args) + [None] * (9 - len(node.args))
+    if node.target is aten.convolution.default:
+        _, weight, bias, stride, padding, dilation, transposed, _, groups = args
+        if transposed:
+            return None
+    else:
+        _, weight, bias, stride, padding, dilation, groups = args[:7]
+    w, b = _tensor(module, weight), _tensor(module, bias)
+    if w is None or w.dim() != 4 or isinstance(padding, str):
+        return None
+    groups = int(groups or 1)
+    layer = nn.Conv2d(
+        w.shape[1] * groups,
+        w.shape[0],
+        tuple(w.shape[2:]),
+        stride=tuple(stride or (1, 1)),
+        padding=tuple(padding or (0, 0)),
+        dilation=tuple(dilation or (1, 1)),
+        groups=groups,
+        bias=b is not None,
+    )
+    layer.weight = _as_parameter(w)
+    if b is not None:
+        layer.bias = _as_parameter(b)
+    return layer
+
+
+def _batch_norm(node: Node, module: GraphModule) -> nn.Module | None:
+    if node.target is aten.batch_norm.default:
+        _, weight, bias, mean, var, _, momentum, eps = node.args[:8]
+    else:  # _native_batch_norm_legit_no_training(input, weight, bias, mean, var, momentum, eps)
+        _, weight, bias, mean, var, momentum, eps = node.args[:7]
+    w, b, m, v = (_tensor(module, n) for n in (weight, bias, mean, var))
+    if w is None or b is None or m is None or v is None:
+        return None
+    layer = nn.BatchNorm2d(w.shape[0], eps=float(eps), momentum=float(momentum))
+    layer.weight, layer.bias = _as_parameter(w), _as_parameter(b)
+    layer.running_mean.copy_(m)
+    layer.running_var.copy_(v)
+    return layer
+
+
+def _linear(node: Node, module: GraphModule) -> nn.Module | None:
+    w = _tensor(module, node.args[1])
+    b = _tensor(module, node.args[2] if len(node.args) > 2 else None)
+    if w is None or w.dim() != 2:
+        return None
+    layer = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
+    layer.weight = _as_parameter(w)
+    if b is not None:
+        layer.bias = _as_parameter(b)
+    return layer
+
+
+def _safe(build: Callable[[Node, GraphModule], nn.Module | None]) -> Callable[[Node, GraphModule], nn.Module | None]:
+    def wrapper(node: Node, module: GraphModule) -> nn.Module | None:
+        try:
+            return build(node, module)
+        except _NotALayer:
+            return None
+
+    return wrapper
+
+
+_BUILDERS: dict[Any, Callable[[Node, GraphModule], nn.Module | None]] = {
+    aten.conv2d.default: _safe(_conv),
+    aten.convolution.default: _safe(_conv),
+    aten.batch_norm.default: _safe(_batch_norm),
+    aten._native_batch_norm_legit_no_training.default: _safe(_batch_norm),
+    aten.linear.default: _safe(_linear),
+}
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, nn.Parameter):
+        return _as_parameter(value)
+    return copy.deepcopy(value)
+
+
+def _get_path(module: nn.Module, path: str) -> Any:
+    owner, _, attr = path.rpartition(".")
+    return getattr(module.get_submodule(owner) if owner else module, attr)
+
+
+def _set_path(root: nn.Module, path: str, value: Any) -> None:
+    """Sets ``root.a.b.c = value``, creating plain container modules for missing parents."""
+    parts = path.split(".")
+    owner = root
+    for part in parts[:-1]:
+        child = getattr(owner, part, None)
+        if not isinstance(child, nn.Module):
+            child = nn.Module()
+            owner.add_module(part, child)
+        owner = child
+    leaf = parts[-1]
+    if isinstance(value, nn.Module):
+        owner.add_module(leaf, value)
+    elif isinstance(value, nn.Parameter):
+        owner.register_parameter(leaf, value)
+    else:
+        owner.register_buffer(leaf, value)
+
+
+def _unique_name(root: nn.Module, name: str) -> str:
+    candidate, index = name, 1
+    while _has_path(root, candidate):
+        candidate, index = f"{name}_{index}", index + 1
+    return candidate
+
+
+def _has_path(root: nn.Module, path: str) -> bool:
+    try:
+        _get_path(root, path)
+    except AttributeError:
+        return False
+    return True
