@@ -143,3 +143,17 @@ def test_info_is_plain_json(tmp_path: Path) -> None:
     write_mnist(tmp_path / "mnist")
     data = load_dataset("mnist", Settings(data_dir=tmp_path), max_train=20)
     assert json.loads(json.dumps(data.info)) == data.info
+
+
+def test_check_dataset_finds_files_without_parsing_them(tmp_path: Path) -> None:
+    from edgeopt.data import check_dataset
+
+    settings = Settings(data_dir=tmp_path)
+    with pytest.raises(InvalidInput, match="not available"):
+        check_dataset("mnist", settings)
+    write_mnist(tmp_path / "mnist")
+    (tmp_path / "mnist" / NAMES[0]).write_bytes(b"garbage")  # present: the cheap check passes, a load does not
+    check_dataset("mnist", settings)
+    check_dataset("digits", settings)
+    with pytest.raises(InvalidInput, match="corrupt|not an IDX"):
+        load_dataset("mnist", settings)

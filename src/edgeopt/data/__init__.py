@@ -11,7 +11,7 @@ from pathlib import Path
 from edgeopt.data.adapt import adapt
 from edgeopt.data.custom import DEFAULT_MAX_UNCOMPRESSED_BYTES, MAX_ZIP_ENTRIES, load_custom
 from edgeopt.data.dataset import Dataset
-from edgeopt.data.presets import PRESET_NAMES, load_preset
+from edgeopt.data.presets import PRESET_NAMES, ensure_preset_files, load_preset
 from edgeopt.errors import InvalidInput
 from edgeopt.settings import Settings, get_settings
 
@@ -21,6 +21,7 @@ __all__ = [
     "PRESET_NAMES",
     "Dataset",
     "adapt",
+    "check_dataset",
     "load_custom",
     "load_dataset",
     "load_preset",
@@ -50,3 +51,15 @@ def load_dataset(
         "folders or an .npz file.",
         field="dataset",
     )
+
+
+def check_dataset(spec: str | Path, settings: Settings | None = None) -> None:
+    """Raise ``InvalidInput`` when ``spec`` cannot be loaded, as cheaply as the check allows.
+
+    A preset only needs its files present (their parsing is left to the run); a custom file is loaded in full,
+    because decoding every image is the only honest proof that it is valid.
+    """
+    if isinstance(spec, str) and spec in PRESET_NAMES:
+        ensure_preset_files(spec, settings or get_settings())
+        return
+    load_dataset(spec, settings)

@@ -173,6 +173,20 @@ def _locate(preset: str, data_dir: Path) -> tuple[Path, dict[str, Path]]:
     return located
 
 
+def ensure_preset_files(name: str, settings: Settings) -> Path | None:
+    """Fail fast (InvalidInput) when a preset's files are absent, without parsing them; returns their folder.
+
+    For the service's "start" check: finding four files is instant where parsing all of MNIST is not.
+    ``digits`` ships with scikit-learn and has no folder.
+    """
+    if name == "digits":
+        return None
+    if name not in _FILESETS:
+        raise InvalidInput(f"Unknown preset dataset '{name}'; choose one of {', '.join(PRESET_NAMES)}.")
+    folder, _ = _locate(name, Path(settings.data_dir).expanduser())
+    return folder
+
+
 def _read_idx_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.ndarray]:
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
