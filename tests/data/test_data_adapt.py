@@ -100,3 +100,11 @@ def test_data_and_measure_never_import_a_framework() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_imagenet_normalization_is_recorded_as_given() -> None:
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    data = adapt(tiny(np.full((2, 4, 4, 3), 0.5)), 4, 4, 3, normalization=(mean, std))
+    assert data.info["preprocessing"]["normalization"] == {"mean": list(mean), "std": list(std)}
+    assert data.x_train.dtype == np.float32
+    np.testing.assert_allclose(data.x_train[0, 0, 0], (0.5 - np.array(mean)) / np.array(std), rtol=1e-6)

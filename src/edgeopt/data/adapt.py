@@ -52,19 +52,24 @@ def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:
     return out
 
 
-def _convert_channels(images: np.ndarray, channels: int) -> tuple[np.ndarray, str | None]:
+_CHANNEL_CONVERSIONS = {
+    (1, 3): "grey to RGB (channel repeated)",
+    (3, 1): "RGB to grey (ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B)",
+}
+
+
+def _convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    """1 -> 3 by repetition, 3 -> 1 by luma; other counts were refused before."""
     current = images.shape[-1]
     if current == channels:
-        return images, None
-    if current == 1 and channels == 3:
-        return np.repeat(images, 3, axis=-1), "grey to RGB (channel repeated)"
-    # current == 3, channels == 1 (other counts were refused before)
-    grey = np.tensordot(images, LUMA_WEIGHTS, axes=([-1], [0]))[..., None].astype(np.float32)
-    return grey, "RGB to grey (ITU-R BT.601 luma 0.299 R + 0.587 G + 0.114 B)"
+        return images
+    if current == 1:
+        return np.repeat(images, channels, axis=-1)
+    return np.tensordot(images, LUMA_WEIGHTS, axes=([-1], [0]))[..., None].astype(np.float32)
 
 
 def _per_channel(values: float | Sequence[float], channels: int, what: str) -> np.ndarray:
-    array = np.atleast_1d(np.asarray(values, dtype=np.float32))
+    array = np.atleast_1d(np.asarray(values, dtype=np.float64))  # float64 so the recorded values read as given
     if array.ndim != 1 or array.size not in (1, channels):
         raise InvalidInput(f"Normalization {what} must be one number or {channels} numbers, got {values!r}.")
     if not np.all(np.isfinite(array)):
@@ -107,6 +112,8 @@ def adapt(
     steps: dict[str, Any] = {"from": [source_h, source_w, source_c], "to": [height, width, channels]}
     if (source_h, source_w) != (height, width):
         steps["resize"] = RESIZE_METHOD
+    if source_c != channels:
+        steps["channels"] = _CHANNEL_CONVERSIONS[(source_c, channels)]
     mean = std = None
     if normalization is not None:
         mean = _per_channel(normalization[0], channels, "mean")
@@ -116,11 +123,9 @@ def adapt(
         steps["normalization"] = {"mean": mean.tolist(), "std": std.tolist()}
 
     def transform(images: np.ndarray) -> np.ndarray:
-        out, how = _convert_channels(resize_images(images, height, width), channels)
-        if how is not None:
-            steps["channels"] = how
+        out = _convert_channels(resize_images(images, height, width), channels)
         if mean is not None and std is not None:
-            out = (out - mean) / std
+            out = (out - mean.astype(np.float32)) / std.astype(np.float32)
         return out.astype(np.float32, copy=False)
 
     x_train, x_test = transform(dataset.x_train), transform(dataset.x_test)
