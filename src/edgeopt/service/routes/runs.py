@@ -64,10 +64,10 @@ def _experiment(session: SessionDep, experiment_id: str) -> Experiment:
 
 def _check_dataset(spec: str, settings: SettingsDep) -> None:
     """Fail at start, not minutes later in the worker, when a preset's files are missing."""
-    from edgeopt.data import load_dataset
+    from edgeopt.data import check_dataset
 
     try:
-        load_dataset(spec, settings)
+        check_dataset(spec, settings)
     except InvalidInput as exc:
         raise InvalidInput(f"The dataset is not available: {exc}", field="dataset", status_code=422) from exc
 
