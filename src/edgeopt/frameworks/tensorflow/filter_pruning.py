@@ -16,7 +16,6 @@ from __future__ import annotations  # noqa: I001 - keras_compat must run before 
 
 import copy
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,7 +25,9 @@ import numpy as np  # noqa: E402
 import tf_keras  # noqa: E402
 
 from edgeopt.errors import Unsupported  # noqa: E402
+from edgeopt.progress import StageReporter  # noqa: E402
 from edgeopt.techniques import (  # noqa: E402
+    FineTuneConfig,
     PruneStructuredConfig,
     TechniqueConfig,
     TechniqueContext,
@@ -371,54 +372,58 @@ class PruneStructured:
         from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
 
         if not isinstance(config, PruneStructuredConfig):
-            raise TypeError(f"expected PruneStructuredConfig, got {type(config).__name__}")
-        pruned = prune_and_fine_tune(ctx, config.channel_sparsity, config, stage_prefix="")
+            config = PruneStructuredConfig.model_validate(config.model_dump())
+        pruned = prune_and_fine_tune(ctx, config.channel_sparsity, config, ctx.reporter.sub(0.0, 0.9))
         ctx.reporter.stage("Exporting the pruned model to .tflite", 0.92)
         artifact = to_tflite(pruned.model, ctx.work_dir / f"{self.name}.tflite")
         keras_file = save_keras(pruned.model, ctx.work_dir / f"{self.name}.keras")
+        ctx.reporter.stage("Exported", 1.0)
         return TechniqueOutput(
             artifact=artifact,
             precision="fp32",
             model=pruned.model,
             formats={"keras": keras_file},
-            notes=describe(pruned),
+            notes=describe(pruned, config.epochs),
         )
 
 
-def describe(pruned: PrunedModel) -> str:
-    """One sentence for a run's notes: how many filters remain and what kept some layers whole."""
-    text = (
-        f"Filters and units rebuilt from {pruned.filters_before} to {pruned.filters_after} "
-        f"({pruned.filters_after / max(1, pruned.filters_before):.0%} kept; the classifier's outputs are never pruned)."
+def describe(pruned: PrunedModel, epochs: int) -> str:
+    """Sentences for a run's notes: how many filters remain, what kept some layers whole, how it was trained."""
+    return (
+        f"Filters rebuilt from {pruned.filters_before} to {pruned.filters_after} (Conv2D filters and Dense units "
+        f"ranked by L2 norm; the classifier's outputs are never pruned), then fine-tuned for {epochs} epoch(s)."
+        + kept_whole_note(pruned)
     )
-    if pruned.kept_whole:
-        text += f" Kept whole around layers structured pruning cannot slice: {', '.join(pruned.kept_whole)}."
-    return text
+
+
+def kept_whole_note(pruned: PrunedModel) -> str:
+    """A sentence naming the layers that kept their neighbours' channels whole, or "" when none did."""
+    if not pruned.kept_whole:
+        return ""
+    return f" Channels kept whole around layers structured pruning cannot slice: {', '.join(pruned.kept_whole)}."
 
 
 def prune_and_fine_tune(
-    ctx: TechniqueContext, sparsity: float, config: Any, *, stage_prefix: str, fraction_span: Sequence[float] = (0, 0.9)
+    ctx: TechniqueContext, sparsity: float, config: FineTuneConfig, reporter: StageReporter
 ) -> PrunedModel:
-    """Prune ``ctx.model`` structurally and fine-tune the result; shared by prune_structured and hybrid."""
+    """Prune ``ctx.model`` structurally, then fine-tune the smaller model; shared by prune_structured and hybrid.
+
+    ``reporter`` covers this step's share of the technique's progress bar.
+    """
     from edgeopt.frameworks.tensorflow.training import fine_tune
 
-    _require_transformable(ctx)
-    start, end = fraction_span
-    ctx.reporter.stage(f"{stage_prefix}Removing {sparsity:.0%} of the filters", start)
-    pruned = prune_filters(ctx.model.model, sparsity)
-    if config.epochs > 0:
-        fine_tune(
-            pruned.model,
-            ctx.data,
-            epochs=config.epochs,
-            lr=config.learning_rate,
-            batch_size=config.batch_size,
-            reporter=ctx.reporter,
-            stage=(f"{stage_prefix}Fine-tuning the pruned model", start + 0.05 * (end - start), end),
-        )
-    return pruned
-
-
-def _require_transformable(ctx: TechniqueContext) -> None:
     if not getattr(ctx.model, "transformable", True):
         raise Unsupported(ctx.model.not_transformable_reason or "This model can be evaluated but not transformed.")
+    reporter.stage(f"Removing {sparsity:.0%} of the filters and rebuilding the model", 0.0)
+    pruned = prune_filters(ctx.model.model, sparsity)
+    fine_tune(
+        pruned.model,
+        ctx.data,
+        epochs=config.epochs,
+        lr=config.learning_rate,
+        batch_size=config.batch_size,
+        reporter=reporter.sub(0.05, 1.0),
+        stage="Fine-tuning the pruned model",
+        seed=config.seed,
+    )
+    return pruned
