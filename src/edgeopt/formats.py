@@ -8,6 +8,7 @@ this module at start, and only a zip that holds a pickle needs torch (to try the
 
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 HDF5_SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
 # torch.save's legacy (non-zip) format starts with a pickle PROTO opcode.
 PICKLE_PROTO = 0x80
+MAX_KERAS_CONFIG_BYTES = 64 * 1024 * 1024
 
 ACCEPTED_FORMATS: dict[str, str] = {
     "pytorch": (
@@ -104,10 +106,28 @@ def _zip_kind(names: list[str]) -> str | None:
     if "data.pkl" in relative:
         return "torch_pickle"
     if {"config.json", "model.weights.h5"} <= set(names):
-        return "keras"
+        return "keras_candidate"
     if "saved_model.pb" in basenames or "saved_model.pbtxt" in basenames:
         return "savedmodel_zip"
     return None
+
+
+def _check_keras_archive(path: Path, framework: str | None) -> str:
+    """A Keras v3 file: its ``config.json`` describes a model and its weights entry is an HDF5 file."""
+    with zipfile.ZipFile(path) as archive:
+        if archive.getinfo("config.json").file_size > MAX_KERAS_CONFIG_BYTES:
+            raise _not_a_model("The Keras file's config.json is implausibly large.", framework)
+        try:
+            config = json.loads(archive.read("config.json"))
+        except ValueError as exc:
+            raise _not_a_model(f"The Keras file's config.json is not valid JSON ({exc}).", framework) from exc
+        with archive.open("model.weights.h5") as weights:
+            signature = weights.read(len(HDF5_SIGNATURE))
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise _not_a_model("The Keras file's config.json describes no model (no class_name).", framework)
+    if signature != HDF5_SIGNATURE:
+        raise _not_a_model("The Keras file's model.weights.h5 is not an HDF5 file.", framework)
+    return "keras"
 
 
 def _holds_tensors(value: Any) -> bool:
@@ -195,6 +215,8 @@ def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFor
         kind = _zip_kind(_open_zip(path, framework))
         if kind == "torch_pickle":
             kind = _classify_torch_pickle(path, zipped=True, framework=framework)
+        elif kind == "keras_candidate":
+            kind = _check_keras_archive(path, framework)
         if kind is None:
             raise _not_a_model("The zip archive holds no model EdgeOpt recognises.", framework)
         return ModelFormat(KINDS[kind][0], kind)
