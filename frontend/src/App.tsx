@@ -1,11 +1,15 @@
+import { lazy, Suspense } from "react";
 import { BrowserRouter, Link, NavLink, Route, Routes } from "react-router";
+import { Loading } from "./components/States";
 import { CatalogProvider } from "./hooks/useCatalog";
 import { HomePage } from "./pages/HomePage";
 import { NotFoundPage } from "./pages/NotFoundPage";
 import { ProgressPage } from "./pages/ProgressPage";
-import { ResultsPage } from "./pages/ResultsPage";
 import { SetupPage } from "./pages/SetupPage";
 
+
+// The results page carries the charting library; loading it on demand keeps the first page light.
+const ResultsPage = lazy(() => import("./pages/ResultsPage").then((m) => ({ default: m.ResultsPage })));
 
 function Header() {
   const navClass = ({ isActive }: { isActive: boolean }) =>
@@ -44,13 +48,15 @@ export function App() {
       <Header />
       <CatalogProvider>
         <main id="main" className="mx-auto max-w-6xl px-4 py-6">
-          <Routes>
-            <Route path="/" element={<HomePage />} />
-            <Route path="/new" element={<SetupPage />} />
-            <Route path="/experiments/:experimentId/progress" element={<ProgressPage />} />
-            <Route path="/experiments/:experimentId/results" element={<ResultsPage />} />
-            <Route path="*" element={<NotFoundPage />} />
-          </Routes>
+          <Suspense fallback={<Loading what="the page" />}>
+            <Routes>
+              <Route path="/" element={<HomePage />} />
+              <Route path="/new" element={<SetupPage />} />
+              <Route path="/experiments/:experimentId/progress" element={<ProgressPage />} />
+              <Route path="/experiments/:experimentId/results" element={<ResultsPage />} />
+              <Route path="*" element={<NotFoundPage />} />
+            </Routes>
+          </Suspense>
         </main>
       </CatalogProvider>
     </BrowserRouter>

@@ -36,7 +36,7 @@ export function InfoTip({ label, children }: InfoTipProps) {
       <span
         id={id}
         role="tooltip"
-        className={`${open ? "visible opacity-100" : "invisible opacity-0"} absolute left-1/2 top-6 z-30 w-60 -translate-x-1/2 rounded-md bg-slate-900 px-3 py-2 text-left text-xs font-normal normal-case leading-snug text-white shadow-lg transition-opacity`}
+        className={`${open ? "block" : "hidden"} absolute left-1/2 top-6 z-30 w-60 max-w-[70vw] -translate-x-1/2 rounded-md bg-slate-900 px-3 py-2 text-left text-xs font-normal normal-case leading-snug text-white shadow-lg`}
       >
         {children}
       </span>

@@ -1,0 +1,95 @@
+import { render, screen, within } from "@testing-library/react";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it } from "vitest";
+import { catalog } from "../test/catalog";
+import { recommendation, report } from "../test/fixtures";
+import { ResultsTable } from "./ResultsTable";
+
+function renderTable(rec = recommendation()) {
+  const r = report();
+  return render(
+    <ResultsTable
+      runs={r.runs ?? []}
+      baseline={r.baseline}
+      recommendation={rec}
+      device="rpi4"
+      deviceTitle="Raspberry Pi 4 Model B"
+      techniques={catalog.techniques}
+    />,
+  );
+}
+
+const bodyRows = () => screen.getAllByRole("row").slice(2); // header and the original model
+
+describe("ResultsTable", () => {
+  it("highlights the recommended row and only it", () => {
+    renderTable();
+    const recommended = screen.getByRole("rowheader", { name: /Post-training INT8/ }).closest("tr");
+    expect(recommended).toHaveAttribute("data-recommended", "true");
+    expect(within(recommended as HTMLElement).getByText("Recommended")).toBeInTheDocument();
+    expect(document.querySelectorAll('tr[data-recommended="true"]')).toHaveLength(1);
+  });
+
+  it("follows a recomputed recommendation", () => {
+    const { rerender } = renderTable();
+    const r = report();
+    rerender(
+      <ResultsTable
+        runs={r.runs ?? []}
+        baseline={r.baseline}
+        recommendation={recommendation({ technique: "ptq_int4" })}
+        device="rpi4"
+        deviceTitle="Raspberry Pi 4 Model B"
+        techniques={catalog.techniques}
+      />,
+    );
+    const highlighted = document.querySelector('tr[data-recommended="true"]');
+    expect(within(highlighted as HTMLElement).getByRole("rowheader")).toHaveTextContent("Post-training INT4 weights");
+  });
+
+  it("colours each judged cell green or red and says so in words", () => {
+    renderTable();
+    const int8 = screen.getByRole("rowheader", { name: /Post-training INT8/ }).closest("tr") as HTMLElement;
+    const int4 = screen.getByRole("rowheader", { name: /Post-training INT4/ }).closest("tr") as HTMLElement;
+    const int8Drop = int8.querySelector('[data-constraint]') as HTMLElement;
+    const int4Drop = int4.querySelector('[data-constraint]') as HTMLElement;
+    expect(int8Drop).toHaveAttribute("data-constraint", "met");
+    expect(int8Drop).toHaveClass("bg-emerald-100");
+    expect(int8Drop).toHaveTextContent("meets your limit");
+    expect(int4Drop).toHaveAttribute("data-constraint", "missed");
+    expect(int4Drop).toHaveClass("bg-red-100");
+    expect(int4Drop).toHaveTextContent("misses your limit");
+    // Only the judged column (accuracy drop) is coloured.
+    expect(int8.querySelectorAll("[data-constraint]")).toHaveLength(1);
+  });
+
+  it("sorts by a column both ways, failed runs last", async () => {
+    const user = userEvent.setup();
+    renderTable();
+    const names = () => bodyRows().map((row) => within(row).getByRole("rowheader").textContent);
+    await user.click(screen.getByRole("button", { name: /^Size/ }));
+    expect(screen.getByRole("columnheader", { name: /^Size/ })).toHaveAttribute("aria-sort", "ascending");
+    expect(names()[0]).toMatch(/INT4/);
+    expect(names().at(-1)).toMatch(/Knowledge distillation/);
+    await user.click(screen.getByRole("button", { name: /^Size/ }));
+    expect(screen.getByRole("columnheader", { name: /^Size/ })).toHaveAttribute("aria-sort", "descending");
+    expect(names()[0]).toMatch(/Structured pruning/);
+    expect(names().at(-1)).toMatch(/Knowledge distillation/);
+  });
+
+  it("says when a result does not fit the board and shows why a run failed", () => {
+    render(
+      <ResultsTable
+        runs={report().runs ?? []}
+        baseline={null}
+        recommendation={null}
+        device="rpi_zero_2w"
+        deviceTitle="Raspberry Pi Zero 2 W"
+        techniques={catalog.techniques}
+      />,
+    );
+    const int4 = screen.getByRole("rowheader", { name: /Post-training INT4/ }).closest("tr") as HTMLElement;
+    expect(within(int4).getByText("does not fit")).toBeInTheDocument();
+    expect(screen.getByText("The student did not converge.")).toBeInTheDocument();
+  });
+});
