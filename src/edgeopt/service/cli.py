@@ -14,6 +14,11 @@ from edgeopt.settings import get_settings
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
 
+@db_app.callback()
+def db_group() -> None:
+    """Database maintenance (a group even with one command, so it is always ``db upgrade``)."""
+
+
 def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
