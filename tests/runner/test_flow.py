@@ -1,4 +1,4 @@
-"""Issue 5's integration test for PyTorch: the whole flow through a real service and real workers."""
+"""Issue 5's integration test, for each framework: the whole flow through a real service and real workers."""
 
 from __future__ import annotations
 
@@ -17,14 +17,20 @@ from tests.runner.live import LiveServer
 pytestmark = pytest.mark.slow
 
 
-def test_pytorch_experiment_end_to_end(live_server: LiveServer, torch_demo_file: Path, tmp_path: Path) -> None:
-    outcome = run_full_flow(live_server, torch_demo_file, "pytorch")
+@pytest.mark.parametrize(
+    ("framework", "demo_fixture"), [("pytorch", "torch_demo_file"), ("tensorflow", "keras_demo_file")]
+)
+def test_experiment_end_to_end(
+    framework: str, demo_fixture: str, live_server: LiveServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    model: Path = request.getfixturevalue(demo_fixture)
+    outcome = run_full_flow(live_server, model, framework)
     check_stream(outcome)
     check_results_match_stream(outcome)
 
-    backend = get_backend("pytorch")
-    spec = ExperimentSpec(framework="pytorch", dataset="digits", device="rpi4", out_dir=tmp_path,
-                          model=torch_demo_file)
+    # Every downloaded artifact, run again here in its board runtime, gives the accuracy the report states.
+    backend = get_backend(framework)
+    spec = ExperimentSpec(framework=framework, dataset="digits", device="rpi4", out_dir=tmp_path, model=model)
     data, _ = load_inputs(backend, spec, Settings(storage_dir=tmp_path))
     for run in outcome["results"]["runs"]:
         if run["status"] != "completed":
