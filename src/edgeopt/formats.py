@@ -24,6 +24,9 @@ HDF5_SIGNATURE_OFFSETS = (0, 512, 1024, 2048)
 # torch.save's legacy (non-zip) format starts with a pickle PROTO opcode.
 PICKLE_PROTO = 0x80
 MAX_KERAS_CONFIG_BYTES = 64 * 1024 * 1024
+# Checking a zip inflates every entry; zipfile stops at each entry's declared size, so bounding the declared total
+# bounds the work a small, highly compressed upload (a zip bomb) can cause.
+MAX_UNCOMPRESSED_BYTES = 16 * 1024**3
 
 ACCEPTED_FORMATS: dict[str, str] = {
     "pytorch": (
@@ -81,12 +84,22 @@ def _check_entry_names(names: list[str]) -> None:
             )
 
 
+def _check_inflated_size(archive: zipfile.ZipFile) -> None:
+    declared = sum(info.file_size for info in archive.infolist())
+    if declared > MAX_UNCOMPRESSED_BYTES:
+        raise InvalidInput(
+            f"The archive would inflate to {declared:,} bytes, more than the {MAX_UNCOMPRESSED_BYTES:,} accepted.",
+            field="file",
+        )
+
+
 def _open_zip(path: Path, framework: str | None) -> list[str]:
     """Entry names of a complete, undamaged zip; a truncated or corrupt one is refused here."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             _check_entry_names(names)
+            _check_inflated_size(archive)
             damaged = archive.testzip()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise _not_a_model(f"The file is a damaged or truncated zip archive ({exc}).", framework) from exc
@@ -258,6 +271,7 @@ def check_dataset_archive(path: Path) -> str:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
             _check_entry_names(names)
+            _check_inflated_size(archive)
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise InvalidInput(f"The dataset archive is damaged or truncated ({exc}). {accepted}", field="file") from exc

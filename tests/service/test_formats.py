@@ -80,3 +80,18 @@ def test_dataset_archive_kinds(tmp_path: Path) -> None:
     raw.write_bytes(buffer.getvalue())
     with pytest.raises(InvalidInput, match=r"not a \.zip or \.npz"):
         check_dataset_archive(raw)
+
+
+def test_archive_inflating_beyond_the_bound_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgeopt.formats as formats
+
+    monkeypatch.setattr(formats, "MAX_UNCOMPRESSED_BYTES", 1_000_000)  # the real bound (16 GiB) is slow to build
+    path = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("config.json", b"{}")
+        archive.writestr("model.weights.h5", b"\0" * 5_000_000)
+    assert path.stat().st_size < 50_000
+    with pytest.raises(InvalidInput, match="would inflate"):
+        detect_model_format(path)
+    with pytest.raises(InvalidInput, match="would inflate"):
+        check_dataset_archive(path)

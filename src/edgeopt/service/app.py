@@ -32,6 +32,8 @@ from edgeopt.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+# In a source checkout (`make run` installs the package editable), Vite builds the web app here.
+CHECKOUT_STATIC_DIR = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 # module -> attribute holding its APIRouter; included when the module is present in this installation.
 OPTIONAL_ROUTERS: tuple[str, ...] = ("edgeopt.service.routes.runs", "edgeopt.service.ws")
 JOBS_MODULE = "edgeopt.service.jobs"
@@ -95,6 +97,14 @@ def _mount_spa(app: FastAPI, static_dir: Path) -> None:
         return FileResponse(index)
 
 
+def find_static_dir() -> Path | None:
+    """The built web app: bundled in the package (a wheel) or, in a source checkout, Vite's output folder."""
+    for candidate in (STATIC_DIR, CHECKOUT_STATIC_DIR):
+        if (candidate / "index.html").is_file():
+            return candidate
+    return None
+
+
 def create_app(settings: Settings | None = None, *, static_dir: Path | None = None) -> FastAPI:
     """Build the service. ``static_dir`` overrides where the built web app is looked for (tests)."""
     settings = settings or get_settings()
@@ -134,7 +144,7 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
     )
     app.add_middleware(RequestLogMiddleware)
 
-    static = static_dir or STATIC_DIR
-    if (static / "index.html").is_file():
+    static = static_dir or find_static_dir()
+    if static is not None and (static / "index.html").is_file():
         _mount_spa(app, static)
     return app
