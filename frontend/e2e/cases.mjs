@@ -177,7 +177,7 @@ async function fullFlow(ctx, framework) {
   const ext = run.artifact.split(".").pop();
   const [download] = await Promise.all([
     page.waitForEvent("download", { timeout: 60_000 }),
-    page.getByRole("button", { name: `Download ${runTitle} as .${ext}` }).click(),
+    page.getByRole("button", { name: `Download .${ext} of ${runTitle}` }).click(),
   ]);
   const saved = join(OUT_DIR, `download-${framework}-${download.suggestedFilename()}`);
   await download.saveAs(saved);
@@ -269,7 +269,8 @@ export const CASES = [
     async run(ctx) {
       const { page } = ctx;
       await requirePaths(ctx.stack.apiUrl, RUN_PATHS);
-      const model = await demoModel(ctx, "pytorch");
+      // TensorFlow: its demo model is already made by the TensorFlow flow, and any framework shows the reconnect.
+      const model = await demoModel(ctx, "tensorflow");
       // Sockets go through Playwright so the test can cut one, as a flaky network would.
       const sockets = [];
       await page.routeWebSocket(/\/ws\/experiments\//, (ws) => {
@@ -278,7 +279,7 @@ export const CASES = [
       });
       await fillSetup(page, {
         file: model,
-        framework: "pytorch",
+        framework: "tensorflow",
         name: "e2e reload",
         techniques: ["Quantization-aware training", "Unstructured pruning", "Knowledge distillation"],
         epochs: "3",

@@ -16,7 +16,7 @@ function Header() {
     `rounded px-2 py-1 text-sm font-medium ${isActive ? "bg-sky-100 text-sky-900" : "text-slate-700 hover:bg-slate-100"}`;
   return (
     <header className="border-b border-slate-200 bg-white">
-      <div className="mx-auto flex max-w-6xl flex-wrap items-center justify-between gap-2 px-4 py-3">
+      <div className="mx-auto flex max-w-7xl flex-wrap items-center justify-between gap-2 px-4 py-3">
         <Link to="/" className="text-lg font-bold text-sky-900">
           EdgeOpt
         </Link>
@@ -47,7 +47,7 @@ export function App() {
       </a>
       <Header />
       <CatalogProvider>
-        <main id="main" className="mx-auto max-w-6xl px-4 py-6">
+        <main id="main" className="mx-auto max-w-7xl px-4 py-6">
           <Suspense fallback={<Loading what="the page" />}>
             <Routes>
               <Route path="/" element={<HomePage />} />

@@ -4,6 +4,7 @@
  */
 import createClient from "openapi-fetch";
 import type { paths } from "./schema.gen";
+import { authHeaders } from "./auth";
 import { ApiError, toApiError } from "./errors";
 import type { Catalog } from "./catalog";
 import { parseCatalog } from "./catalog";
@@ -17,6 +18,12 @@ import type {
 } from "./types";
 
 export const api = createClient<paths>({ baseUrl: "" });
+api.use({
+  onRequest({ request }) {
+    for (const [name, value] of Object.entries(authHeaders())) request.headers.set(name, value);
+    return request;
+  },
+});
 
 interface FetchResult<T> {
   data?: T;

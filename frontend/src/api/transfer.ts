@@ -4,6 +4,7 @@
  * `fetch` cannot report upload progress, so uploads use XMLHttpRequest; downloads stream the body through a reader
  * and count bytes against `Content-Length`. Both URLs are built from the generated schema's paths.
  */
+import { authHeaders } from "./auth";
 import { ApiError, toApiError } from "./errors";
 import { apiPath } from "./client";
 import type { ExperimentPublic } from "./types";
@@ -30,6 +31,7 @@ export function uploadFile(
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", url);
+    for (const [name, value] of Object.entries(authHeaders())) xhr.setRequestHeader(name, value);
     xhr.responseType = "text";
     xhr.upload.onprogress = (event) => onProgress({ loaded: event.loaded, total: event.lengthComputable ? event.total : null });
     xhr.onload = () => {
@@ -88,7 +90,7 @@ export async function downloadArtifact(
 ): Promise<DownloadedFile> {
   let response: Response;
   try {
-    response = await fetch(artifactUrl(experimentId, technique, format), { signal });
+    response = await fetch(artifactUrl(experimentId, technique, format), { signal, headers: authHeaders() });
   } catch (error) {
     if (error instanceof DOMException && error.name === "AbortError") throw error;
     throw new ApiError(0, toApiError(0, null).message);

@@ -4,6 +4,7 @@
  * OpenAPI cannot describe WebSocket messages, so these shapes are written here from the design; the run results
  * they carry are the generated `RunResult` from the service's report models, so the two never drift apart.
  */
+import { API_KEY_QUERY, getApiKey } from "./auth";
 import type { BaselineResult, Recommendation, RunResult } from "./types";
 
 export interface CurrentTechnique {
@@ -92,7 +93,10 @@ export const CLOSE_NOT_FOUND = 4404;
 
 export function experimentSocketUrl(experimentId: string, base: Location | URL = window.location): string {
   const scheme = base.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${base.host}/ws/experiments/${encodeURIComponent(experimentId)}`;
+  const url = `${scheme}//${base.host}/ws/experiments/${encodeURIComponent(experimentId)}`;
+  // Browsers cannot set headers on a WebSocket, so the key travels as a query parameter (the service accepts both).
+  const key = getApiKey();
+  return key ? `${url}?${API_KEY_QUERY}=${encodeURIComponent(key)}` : url;
 }
 
 const KNOWN_TYPES = new Set<string>([

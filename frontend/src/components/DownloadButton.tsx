@@ -75,7 +75,7 @@ export function DownloadButton({ experimentId, technique, artifact, formats, tit
           className="btn-secondary"
           onClick={onDownload}
           disabled={progress !== null}
-          aria-label={`Download ${title} as .${format}`}
+          aria-label={`Download .${format} of ${title}`}
         >
           {progress ? "Downloading…" : `Download .${format}`}
         </button>

@@ -1,6 +1,7 @@
 /**
- * Accuracy against size or board latency, one point per result. The Pareto front (from the recommender, not
- * recomputed here) is joined by a line; hovering or focusing a point shows its figures.
+ * Accuracy against size or board latency, one point per result. The Pareto front comes from the recommender (over
+ * accuracy, size and latency together, so no line joins it in a 2-D view) and is drawn in a stronger colour;
+ * hovering a point shows its figures.
  */
 import { useId, useState } from "react";
 import {
@@ -96,7 +97,7 @@ export function ParetoChart({ points, deviceTitle }: { points: ChartPoint[]; dev
               />
               <Tooltip content={PointTooltip} />
               <Legend verticalAlign="top" />
-              <Scatter name="Pareto front" data={front} fill="#0369a1" line={{ stroke: "#0369a1" }} />
+              <Scatter name="Pareto front" data={front} fill="#0369a1" />
               <Scatter name="Other results" data={others} fill="#94a3b8" />
               <Scatter name="Original model" data={baseline} fill="#b45309" shape="diamond" />
             </ScatterChart>

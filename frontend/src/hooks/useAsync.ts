@@ -3,12 +3,12 @@
  * Small on purpose: the app has a handful of GETs, each owned by one page.
  */
 import { useCallback, useEffect, useState } from "react";
-import { errorMessage } from "../api/errors";
+import { ApiError, errorMessage } from "../api/errors";
 
 export type AsyncState<T> =
   | { status: "loading"; data: T | null; error: null }
   | { status: "ready"; data: T; error: null }
-  | { status: "error"; data: T | null; error: string };
+  | { status: "error"; data: T | null; error: string; httpStatus: number | null };
 
 export function useAsync<T>(
   load: (signal: AbortSignal) => Promise<T>,
@@ -25,7 +25,12 @@ export function useAsync<T>(
         if (!controller.signal.aborted) setState({ status: "ready", data, error: null });
       },
       (error: unknown) => {
-        if (!controller.signal.aborted) setState((previous) => ({ status: "error", data: previous.data, error: errorMessage(error) }));
+        if (!controller.signal.aborted) setState((previous) => ({
+            status: "error",
+            data: previous.data,
+            error: errorMessage(error),
+            httpStatus: error instanceof ApiError ? error.status : null,
+          }));
       },
     );
     return () => controller.abort();

@@ -5,6 +5,7 @@
 import { createContext, useContext, type ReactNode } from "react";
 import { getCatalog } from "../api/client";
 import type { Catalog } from "../api/catalog";
+import { ApiKeyForm } from "../components/ApiKeyForm";
 import { ErrorState, Loading } from "../components/States";
 import { useAsync } from "./useAsync";
 
@@ -12,6 +13,13 @@ const CatalogContext = createContext<Catalog | null>(null);
 
 export function CatalogProvider({ children, loader = getCatalog }: { children: ReactNode; loader?: typeof getCatalog }) {
   const catalog = useAsync((signal) => loader(signal), []);
+  if (catalog.status === "error" && catalog.httpStatus === 401) {
+    return (
+      <main className="mx-auto max-w-3xl p-6">
+        <ApiKeyForm message={catalog.error} onSaved={catalog.reload} />
+      </main>
+    );
+  }
   if (catalog.status === "error") {
     return (
       <main className="mx-auto max-w-3xl p-6">
