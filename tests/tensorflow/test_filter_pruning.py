@@ -9,14 +9,22 @@ other channels) changes the logits and fails the test.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import tf_keras as keras  # the root conftest set TF_USE_LEGACY_KERAS=1 first
 
+from edgeopt.data.dataset import Dataset
 from edgeopt.errors import Unsupported
-from edgeopt.frameworks.tensorflow.filter_pruning import prune_filters
+from edgeopt.frameworks import LoadedModel
+from edgeopt.frameworks.tensorflow.convert import to_tflite
+from edgeopt.frameworks.tensorflow.filter_pruning import PruneStructured, prune_filters
+from edgeopt.frameworks.tensorflow.runtime import load_tflite
+from edgeopt.frameworks.tensorflow.training import fine_tune
+from edgeopt.progress import silent_reporter
+from edgeopt.techniques import PruneStructuredConfig, TechniqueContext
 
 layers = keras.layers
 
@@ -213,3 +221,57 @@ def test_channels_around_a_lambda_layer_are_kept_and_the_rest_pruned() -> None:
     assert any("double (Lambda)" in name for name in pruned.kept_whole)
     x = _inputs(model)
     assert pruned.model(x).shape == model(x).shape
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet_like", "mobilenet_v2"])
+def test_a_pruned_model_fine_tunes_and_converts_to_tflite(name: str, tmp_path: Path) -> None:
+    keras.utils.set_random_seed(0)
+    model = BUILDERS[name]()
+    pruned = prune_filters(model, 0.5).model
+    rng = np.random.default_rng(0)
+    x = rng.random((48, *model.input_shape[1:]), dtype=np.float32)
+    data = Dataset("random", x[:32], rng.integers(0, 10, 32), x[32:], rng.integers(0, 10, 16), num_classes=10)
+    before = [w.copy() for w in pruned.get_weights()]
+    fine_tune(pruned, data, epochs=1, lr=1e-3, batch_size=16, reporter=silent_reporter())
+    assert any(not np.allclose(a, b) for a, b in zip(before, pruned.get_weights(), strict=True))
+    artifact = to_tflite(pruned, tmp_path / f"{name}.tflite")
+    np.testing.assert_allclose(load_tflite(artifact)(data.x_test), pruned(data.x_test).numpy(), atol=1e-4)
+
+
+def _context(model: Any, tmp_path: Path, shape: tuple[int, int, int], **loaded: Any) -> TechniqueContext:
+    rng = np.random.default_rng(0)
+    x = rng.random((8, *shape), dtype=np.float32)
+    data = Dataset("random", x, rng.integers(0, 2, 8), x, rng.integers(0, 2, 8), num_classes=2)
+    return TechniqueContext(
+        model=LoadedModel("tensorflow", model, "keras", shape, 2, **loaded),  # type: ignore[arg-type]
+        data=data,
+        work_dir=tmp_path,
+        reporter=silent_reporter(),
+    )
+
+
+def test_prune_structured_skips_a_subclassed_model_with_a_sentence(tmp_path: Path) -> None:
+    class Custom(keras.Model):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = layers.Conv2D(4, 3)
+            self.flat = layers.Flatten()
+            self.head = layers.Dense(2)
+
+        def call(self, x: Any) -> Any:
+            return self.head(self.flat(self.conv(x)))
+
+    model = Custom()
+    model(np.zeros((1, 8, 8, 1), np.float32))
+    with pytest.raises(Unsupported, match="Functional or Sequential"):
+        PruneStructured().apply(_context(model, tmp_path, (8, 8, 1)), PruneStructuredConfig(epochs=0))
+    assert not list(tmp_path.iterdir()), "nothing is written for a skipped run"
+
+
+def test_prune_structured_respects_a_model_that_cannot_be_transformed(tmp_path: Path) -> None:
+    model = sequential()
+    reason = "A bare SavedModel graph can be measured but not transformed."
+    ctx = _context(model, tmp_path, (12, 12, 1), transformable=False, not_transformable_reason=reason)
+    with pytest.raises(Unsupported, match="bare SavedModel"):
+        PruneStructured().apply(ctx, PruneStructuredConfig(epochs=0))

@@ -1,0 +1,249 @@
+"""Benchmark: all seven TensorFlow techniques on two Keras models trained on digits, through ``edgeopt.optimize``.
+
+Models: the demo Keras CNN (``edgeopt demo-model``) and ``keras.applications`` MobileNetV2 (alpha 0.35, 32x32,
+``weights=None``) trained here on digits first. Every figure comes from the pipeline's own measurement of the
+artifact file (LiteRT with XNNPACK on this machine); the table compares each technique with the FP32 ``.tflite``
+baseline and checks the issue's targets. Writes ``benchmarks/results/tensorflow.md``.
+
+    .venv/bin/python benchmarks/tensorflow_techniques.py [--models demo,mobilenet_v2] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from edgeopt import catalog  # noqa: E402
+from edgeopt.report import Report, RunResult  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results" / "tensorflow.md"
+MOBILENET_EPOCHS = 30
+BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the running statistics untrained after a few hundred steps (PITFALLS)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One row of the issue's target table for TensorFlow (None = not promised)."""
+
+    min_size_ratio: float | None = None
+    max_drop: float | None = None  # accuracy points
+    min_gzip_ratio: float | None = None
+    sparsity: tuple[float, float] | None = None
+    min_flops_ratio: float | None = None
+    max_params_fraction: float | None = None
+    faster: bool = False  # host latency below the baseline's
+
+
+TARGETS: dict[str, Target] = {
+    "ptq_int8": Target(min_size_ratio=3.5, max_drop=0.5),
+    "ptq_int4": Target(min_size_ratio=6.0, max_drop=1.5),
+    "prune_unstructured": Target(min_gzip_ratio=1.6, sparsity=(0.49, 0.51), max_drop=1.0),
+    "prune_structured": Target(min_size_ratio=2.0, min_flops_ratio=2.0, max_drop=1.5, faster=True),
+    "distillation": Target(max_params_fraction=0.5, max_drop=2.0),
+    "qat_int8": Target(),  # drop <= ptq_int8's + 0.3, checked against that run
+    "hybrid_prune_int8": Target(min_size_ratio=6.0, max_drop=2.0),
+}
+
+
+def misses(run: RunResult, report: Report) -> list[str]:
+    """The targets this run misses, as short phrases; empty when it meets them all."""
+    base = report.baseline
+    target = TARGETS[run.technique]
+    drop = 100.0 * (base.accuracy - (run.accuracy or 0.0))
+    found = []
+    size_ratio = base.size_bytes / run.size_bytes if run.size_bytes else 0.0
+    if target.min_size_ratio and size_ratio < target.min_size_ratio:
+        found.append(f"size {size_ratio:.2f}x < {target.min_size_ratio}x")
+    if target.max_drop is not None and drop > target.max_drop:
+        found.append(f"drop {drop:.2f} > {target.max_drop}")
+    if target.min_gzip_ratio and run.compressed_size_bytes:
+        gzip_ratio = base.compressed_size_bytes / run.compressed_size_bytes
+        if gzip_ratio < target.min_gzip_ratio:
+            found.append(f"gzip {gzip_ratio:.2f}x < {target.min_gzip_ratio}x")
+    if target.sparsity and not target.sparsity[0] <= (run.sparsity or 0.0) <= target.sparsity[1]:
+        found.append(f"sparsity {run.sparsity:.3f} outside {target.sparsity}")
+    if target.min_flops_ratio and run.flops and base.flops / run.flops < target.min_flops_ratio:
+        found.append(f"FLOPs {base.flops / run.flops:.2f}x < {target.min_flops_ratio}x")
+    if target.max_params_fraction and (run.params or 0) > target.max_params_fraction * base.params:
+        found.append(f"params {run.params} > {target.max_params_fraction:.0%} of {base.params}")
+    if target.faster and run.latency_ms and run.latency_ms.host >= base.latency_ms.host:
+        found.append(f"latency {run.latency_ms.host:.3f} ms not below {base.latency_ms.host:.3f} ms")
+    if run.technique == "qat_int8":
+        ptq = next((r for r in report.runs if r.technique == "ptq_int8" and r.status == "completed"), None)
+        if ptq is not None and run.accuracy is not None and ptq.accuracy is not None:
+            ptq_drop = 100.0 * (base.accuracy - ptq.accuracy)
+            if drop > ptq_drop + 0.3:
+                found.append(f"drop {drop:.2f} > ptq_int8's {ptq_drop:.2f} + 0.3")
+    return found
+
+
+# ------------------------------------------------------------------------------------------------- models
+
+
+def demo_model(work: Path) -> Path:
+    from edgeopt.frameworks.tensorflow.demo import train_demo_model
+
+    return train_demo_model(work / "demo_cnn.keras", seed=0)
+
+
+def mobilenet_v2_model(work: Path) -> Path:
+    """MobileNetV2 (alpha 0.35, 32x32, random init) trained on digits, adapted exactly as the pipeline adapts it."""
+    import tf_keras
+
+    from edgeopt.data.adapt import adapt
+    from edgeopt.data.presets import load_preset
+    from edgeopt.frameworks.tensorflow.training import fine_tune
+    from edgeopt.progress import silent_reporter
+    from edgeopt.settings import get_settings
+
+    data = adapt(load_preset("digits", get_settings(), seed=0), 32, 32, 3)
+    tf_keras.utils.set_random_seed(0)
+    model = tf_keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            layer.momentum = BN_MOMENTUM
+    fine_tune(
+        model,
+        data,
+        epochs=MOBILENET_EPOCHS,
+        lr=2e-3,
+        batch_size=32,
+        reporter=silent_reporter("mobilenet_v2"),
+        stage="Training MobileNetV2",
+    )
+    path = work / "mobilenet_v2_035.keras"
+    model.save(path)
+    return path
+
+
+MODELS: dict[str, tuple[str, Callable[[Path], Path]]] = {
+    "demo": ("demo Keras CNN (conv 32/64/128 + BN, GAP, dense)", demo_model),
+    "mobilenet_v2": (
+        f"keras.applications MobileNetV2 alpha 0.35, 32x32, random init, {MOBILENET_EPOCHS} epochs",
+        mobilenet_v2_model,
+    ),
+}
+
+
+# ------------------------------------------------------------------------------------------------- table
+
+
+def _kb(size: int | None) -> str:
+    return f"{size / 1000:.1f}" if size else "-"
+
+
+def table(report: Report) -> list[str]:
+    base = report.baseline
+    lines = [
+        "| technique | status | accuracy | drop (pts) | size KB | size ratio | gzip ratio | sparsity | FLOPs ratio "
+        "| params | host ms (p50 / p90) | wall s | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| baseline FP32 .tflite | measured | {base.accuracy:.4f} | 0.00 | {_kb(base.size_bytes)} | 1.00 | 1.00 | "
+        f"{base.sparsity:.3f} | 1.00 | {base.params} | {base.latency_ms.host:.3f} / {base.latency_ms.host_p90:.3f} "
+        "| - | - |",
+    ]
+    for run in report.runs:
+        if run.status != "completed":
+            reason = (run.error or "").replace("|", "/")[:160]
+            lines.append(
+                f"| {run.technique} | {run.status} | - | - | - | - | - | - | - | - | - | "
+                f"{run.duration_s or 0:.1f} | {reason} |"
+            )
+            continue
+        found = misses(run, report)
+        lines.append(
+            f"| {run.technique} | completed | {run.accuracy:.4f} | {100 * (base.accuracy - run.accuracy):.2f} | "
+            f"{_kb(run.size_bytes)} | {base.size_bytes / run.size_bytes:.2f} | "
+            f"{base.compressed_size_bytes / run.compressed_size_bytes:.2f} | {run.sparsity:.3f} | "
+            f"{base.flops / run.flops if run.flops else float('nan'):.2f} | {run.params} | "
+            f"{run.latency_ms.host:.3f} / {run.latency_ms.host_p90:.3f} | {run.duration_s:.1f} | "
+            f"{'met' if not found else 'MISS: ' + '; '.join(found)} |"
+        )
+    return lines
+
+
+def notes(report: Report) -> list[str]:
+    return [f"- `{run.technique}`: {(run.notes or run.error or '').strip()}" for run in report.runs]
+
+
+def run(models: list[str], out: Path, work: Path) -> None:
+    from edgeopt.pipeline import optimize
+
+    command = "python " + " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    sections = [
+        "# TensorFlow techniques benchmark",
+        "",
+        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Command: `{command}`",
+        f"- Machine: {platform.machine()}, {os.cpu_count()} CPU cores visible (shared with other work), "
+        f"Python {platform.python_version()}",
+        "- Dataset: scikit-learn digits (1437 train / 360 test images), adapted to each model's input by the "
+        "pipeline; accuracy is top-1 on the 360 test images (differences below ~0.5 points are noise).",
+        "- Every figure is measured by `edgeopt.optimize` on the artifact file: size in bytes, gzip -9 size, "
+        "accuracy and batch-1 latency in LiteRT with XNNPACK (median and p90 of at least 50 runs). Ratios are "
+        "against the FP32 `.tflite` of the same model. FLOPs and params come from the Keras layer graph.",
+        "- Technique configs are the defaults (`edgeopt.techniques`), the way a user runs them.",
+        "",
+    ]
+    for key in models:
+        title, build = MODELS[key]
+        started = time.perf_counter()
+        model_path = build(work)
+        trained_s = time.perf_counter() - started
+        started = time.perf_counter()
+        report = optimize(
+            model_path, framework="tensorflow", dataset="digits", device="rpi4", out_dir=work / key, seed=0
+        )
+        pipeline_s = time.perf_counter() - started
+        sections += [
+            f"## {title}",
+            "",
+            f"Source model trained in {trained_s:.0f} s; whole pipeline (baseline + 7 techniques, each measured) "
+            f"{pipeline_s:.0f} s wall.",
+            "",
+            *table(report),
+            "",
+            "Notes per run:",
+            "",
+            *notes(report),
+            "",
+        ]
+        print(f"{key}: pipeline {pipeline_s:.0f} s", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(sections))
+    print(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, default=None, help="keep artifacts here (default: a temp folder)")
+    args = parser.parse_args()
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    assert tuple(TARGETS) == catalog.TECHNIQUE_NAMES  # noqa: S101 - the table covers every technique, in order
+    if args.work is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
+        run(models, args.out, args.work)
+    else:
+        with tempfile.TemporaryDirectory(prefix="edgeopt_tf_bench_") as tmp:
+            run(models, args.out, Path(tmp))
+
+
+if __name__ == "__main__":
+    main()
