@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
+
+import numpy as np
 
 from edgeopt.catalog import DEVICE_NAMES
 from edgeopt.errors import InvalidInput
@@ -35,6 +38,7 @@ from edgeopt.report import DeviceEstimate
 
 PRECISIONS: tuple[str, ...] = ("fp32", "int8", "int4")
 RUNTIMES: tuple[str, ...] = ("xnnpack",)
+WINOGRAD = frozenset({"ncnn"})  # calibration-only runtimes that run 3x3 stride-1 convolutions with Winograd
 MB = 1_000_000
 MIB = 1 << 20
 
@@ -78,6 +82,8 @@ class Params:
     mt_eff: float = 0.8  # speed-up per extra thread: speed-up(n) = 1 + (n - 1) * mt_eff
     int8_eff: float = 0.7  # share of the INT8 peak XNNPACK's QS8 kernels reach, relative to FP32's share
     cache_speedup: float = 3.0  # bandwidth multiplier when an operator's working set fits in the last-level cache
+    single_core_bw: float = 0.5  # share of the board's sustained bandwidth one core can draw alone
+    winograd_gain: float = 2.0  # MAC reduction of Winograd 3x3 kernels; only runtimes that use them (not XNNPACK)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -153,43 +159,85 @@ def _weight_bytes(precision: str) -> int:
     return 4 if precision == "fp32" else 1
 
 
-def _efficiency(layer: LayerSpec, params: Params) -> float:
-    if layer.op == "depthwise_conv":
-        return params.eff_depthwise
-    if layer.op == "dense":
-        return params.eff_dense
-    return params.eff_conv
+@dataclass(frozen=True)
+class LayerArrays:
+    """A profile's operators as numpy columns, so a latency is one vectorised expression (and a fit is fast)."""
+
+    macs: np.ndarray
+    act_elems: np.ndarray  # input + output activation elements
+    weight_elems: np.ndarray
+    depthwise: np.ndarray  # bool
+    dense: np.ndarray  # bool
+    winograd: np.ndarray  # bool: 3x3 stride-1 dense convolution (Winograd-eligible in runtimes that have it)
+    active: np.ndarray  # bool: False for operators the runtime folds away
+
+    @classmethod
+    def of(cls, layers: Sequence[LayerSpec]) -> LayerArrays:
+        return cls(
+            macs=np.array([layer.macs for layer in layers], dtype=np.float64),
+            act_elems=np.array([layer.input_elems + layer.output_elems for layer in layers], dtype=np.float64),
+            weight_elems=np.array([layer.weight_elems for layer in layers], dtype=np.float64),
+            depthwise=np.array([layer.op == "depthwise_conv" for layer in layers], dtype=bool),
+            dense=np.array([layer.op == "dense" for layer in layers], dtype=bool),
+            winograd=np.array([_winograd_eligible(layer) for layer in layers], dtype=bool),
+            active=np.array([not layer.fused for layer in layers], dtype=bool),
+        )
+
+
+def _winograd_eligible(layer: LayerSpec) -> bool:
+    if layer.op != "conv" or layer.kernel != (3, 3) or layer.groups != 1 or not layer.in_channels:
+        return False
+    return layer.input_elems * layer.out_channels == layer.output_elems * layer.in_channels  # same H x W: stride 1
+
+
+def layer_times_s(
+    arrays: LayerArrays, board: Board, precision: str, threads: int, params: Params, runtime: str = "xnnpack"
+) -> np.ndarray:
+    """Seconds each operator takes on ``board`` (0 for operators the runtime folds away).
+
+    ``runtime`` other than XNNPACK exists only for calibration rows measured with another runtime: ncnn runs 3x3
+    stride-1 convolutions with Winograd transforms (fewer multiplications), which XNNPACK does not.
+    """
+    moved = arrays.act_elems * _act_bytes(precision) + arrays.weight_elems * _weight_bytes(precision)
+    in_cache = moved <= board.llc_kb * 1024
+    share = params.single_core_bw + (1.0 - params.single_core_bw) * (threads - 1) / max(board.cores - 1, 1)
+    bandwidth = board.mem_bandwidth_gbs * 1e9 * share * np.where(in_cache, params.cache_speedup, 1.0)
+    memory = moved / bandwidth
+    efficiency = np.where(
+        arrays.depthwise, params.eff_depthwise, np.where(arrays.dense, params.eff_dense, params.eff_conv)
+    )
+    if precision != "fp32":
+        efficiency = efficiency * params.int8_eff
+    macs = (
+        np.where(arrays.winograd, arrays.macs / params.winograd_gain, arrays.macs)
+        if runtime in WINOGRAD
+        else arrays.macs
+    )
+    per_thread = macs / threads
+    efficiency = efficiency * per_thread / (per_thread + params.m_half)
+    speedup = 1.0 + (threads - 1) * params.mt_eff
+    peak = board.macs_per_cycle(precision) * board.clock_ghz * 1e9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute = np.where(macs > 0, macs / (peak * efficiency * speedup), 0.0)
+    overhead = params.overhead_us_ghz * 1e-6 / board.clock_ghz
+    return np.where(arrays.active, np.maximum(compute, memory) + overhead, 0.0)
 
 
 def layer_time_s(layer: LayerSpec, board: Board, precision: str, threads: int, params: Params) -> float:
     """Seconds one operator takes on ``board`` (0 for operators the runtime folds away)."""
-    if layer.fused:
-        return 0.0
-    act = _act_bytes(precision)
-    moved = (layer.input_elems + layer.output_elems) * act + layer.weight_elems * _weight_bytes(precision)
-    bandwidth = board.mem_bandwidth_gbs * 1e9
-    if moved <= board.llc_kb * 1024:
-        bandwidth *= params.cache_speedup
-    memory = moved / bandwidth
-    compute = 0.0
-    if layer.macs > 0:
-        efficiency = _efficiency(layer, params)
-        if precision != "fp32":
-            efficiency *= params.int8_eff
-        per_thread = layer.macs / threads
-        efficiency *= per_thread / (per_thread + params.m_half)
-        speedup = 1.0 + (threads - 1) * params.mt_eff
-        peak = board.macs_per_cycle(precision) * board.clock_ghz * 1e9
-        compute = layer.macs / (peak * efficiency * speedup)
-    overhead = params.overhead_us_ghz * 1e-6 / board.clock_ghz
-    return max(compute, memory) + overhead
+    return float(layer_times_s(LayerArrays.of([layer]), board, precision, threads, params)[0])
 
 
 def latency_ms(
-    profile: ModelProfile, board: Board, precision: str, threads: int, params: Params | None = None
+    profile: ModelProfile | LayerArrays,
+    board: Board,
+    precision: str,
+    threads: int,
+    params: Params | None = None,
+    runtime: str = "xnnpack",
 ) -> float:
-    params = params or load_params()
-    return 1000.0 * sum(layer_time_s(layer, board, precision, threads, params) for layer in profile.layers)
+    arrays = profile if isinstance(profile, LayerArrays) else LayerArrays.of(profile.layers)
+    return 1000.0 * float(layer_times_s(arrays, board, precision, threads, params or load_params(), runtime).sum())
 
 
 def memory_mb(profile: ModelProfile, precision: str, runtime: str = "xnnpack") -> float:
