@@ -15,6 +15,9 @@ from edgeopt.data.dataset import Dataset
 from edgeopt.frameworks import LoadedModel, ModelSource
 from edgeopt.frameworks.tensorflow.backend import TensorFlowBackend
 from edgeopt.frameworks.tensorflow.demo import digits_for_demo, train_demo_model
+from edgeopt.frameworks.tensorflow.runtime import accuracy, load_tflite
+from edgeopt.progress import silent_reporter
+from edgeopt.techniques import TechniqueContext, TechniqueOutput, get_technique, make_config
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +43,24 @@ def tmp_work(tmp_path: Path) -> Path:
     work = tmp_path / "work"
     work.mkdir()
     return work
+
+
+@pytest.fixture(scope="session")
+def tf_baseline(
+    keras_demo: LoadedModel, digits_keras: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> TechniqueOutput:
+    """The demo model exported as the pipeline's FP32 ``.tflite`` baseline (every ratio is against this file)."""
+    return TensorFlowBackend().export_baseline(keras_demo, digits_keras, tmp_path_factory.mktemp("tf_baseline"))
+
+
+@pytest.fixture(scope="session")
+def tf_baseline_accuracy(tf_baseline: TechniqueOutput, digits_keras: Dataset) -> float:
+    return accuracy(load_tflite(tf_baseline.artifact), digits_keras.x_test, digits_keras.y_test)
+
+
+def run_technique(name: str, loaded: LoadedModel, data: Dataset, work: Path, **config: object) -> TechniqueOutput:
+    """Apply a registered TensorFlow technique the way the pipeline does (registry, typed config, work folder)."""
+    return get_technique(name, "tensorflow").apply(
+        TechniqueContext(model=loaded, data=data, work_dir=work, reporter=silent_reporter(name)),
+        make_config(name, config),
+    )

@@ -23,7 +23,12 @@ def _graph_profile(loaded: LoadedModel) -> dict[str, Any]:
 
     graph: SavedModelGraph = loaded.model
     checkpoint = graph.directory / "variables" / "variables"
-    params = sum(int(np.prod(shape)) for _, shape in tf.train.list_variables(str(checkpoint)))
+    bookkeeping = ("_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter", "optimizer/")
+    params = sum(
+        int(np.prod(shape))
+        for name, shape in tf.train.list_variables(str(checkpoint))
+        if not any(mark in name for mark in bookkeeping)
+    )
     h, w, c = loaded.input_shape
     layer = LayerSpec(
         name="savedmodel_graph",
@@ -85,10 +90,8 @@ class TensorFlowBackend:
         from edgeopt.estimate.keras_profile import profile_keras
 
         model = output.model if output.model is not None else loaded.model
-        if isinstance(model, SavedModelGraph):
-            profile = _graph_profile(loaded)
-        else:
-            profile = profile_keras(model).to_dict()
+        graph = isinstance(model, SavedModelGraph)
+        profile = _graph_profile(loaded) if graph else profile_keras(model).to_dict()
         return {
             "params": profile["params"],
             "flops": profile["flops"],

@@ -43,7 +43,9 @@ def _converter(model: Any) -> tf.lite.TFLiteConverter:
     def serve(x: tf.Tensor) -> tf.Tensor:
         return model(x, training=False)
 
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+    # No trackable_obj: with a Keras 3 model it makes the converter freeze the wrong variables (NaN outputs); the
+    # closure over ``model`` keeps the variables alive for the conversion either way.
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
 
 
 def to_tflite(
@@ -69,10 +71,13 @@ def to_tflite(
         if io_int8:
             converter.inference_input_type = tf.int8
             converter.inference_output_type = tf.int8
+    return _write(converter, path, "INT8" if int8_data is not None else "FP32")
+
+
+def _write(converter: tf.lite.TFLiteConverter, path: Path, kind: str) -> Path:
     try:
         flat = converter.convert()
     except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and plain exceptions
-        kind = "INT8" if int8_data is not None else "FP32"
         raise TechniqueFailed(f"TFLite {kind} conversion failed: {str(exc).strip().splitlines()[0][:300]}") from exc
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,14 +87,7 @@ def to_tflite(
 
 def saved_model_to_tflite(directory: Path, path: Path) -> Path:
     """FP32 ``.tflite`` from a SavedModel folder (a bare graph with no Keras model to trace)."""
-    try:
-        flat = tf.lite.TFLiteConverter.from_saved_model(str(directory)).convert()
-    except Exception as exc:  # noqa: BLE001 - the converter raises ConverterError and plain exceptions
-        raise TechniqueFailed(f"TFLite conversion of the SavedModel failed: {str(exc).strip().splitlines()[0][:300]}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(flat)
-    return path
+    return _write(tf.lite.TFLiteConverter.from_saved_model(str(directory)), path, "SavedModel")
 
 
 def save_keras(model: Any, path: Path) -> Path:

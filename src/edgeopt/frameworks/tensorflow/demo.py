@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tf_keras
 
 from edgeopt.data.dataset import Dataset
@@ -21,6 +22,8 @@ DEMO_INPUT = (32, 32, 1)  # (height, width, channels): digits upscaled from 8x8
 DEMO_WIDTHS = (32, 64, 128)
 DEMO_EPOCHS = 10
 BN_MOMENTUM = 0.9
+BATCH_SIZE = 32
+PEAK_LR = 3e-3
 
 
 def build_demo_cnn(
@@ -60,12 +63,15 @@ def train_demo_model(
     data = digits_for_demo(seed)
     tf_keras.utils.set_random_seed(seed)
     model = build_demo_cnn(DEMO_INPUT, data.num_classes)
+    steps = epochs * int(np.ceil(len(data.x_train) / BATCH_SIZE))
+    # Cosine decay to zero: at a constant rate the last epoch's weights (and BN statistics) still bounce around.
+    schedule = tf_keras.optimizers.schedules.CosineDecay(PEAK_LR, decay_steps=max(1, steps))
     fine_tune(
         model,
         data,
         epochs=epochs,
-        lr=3e-3,
-        batch_size=32,
+        lr=schedule,
+        batch_size=BATCH_SIZE,
         reporter=reporter or silent_reporter("demo"),
         stage="Training the demo model",
         seed=seed,

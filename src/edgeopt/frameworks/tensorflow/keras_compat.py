@@ -64,6 +64,22 @@ def require_tf_keras(model: Any, technique: str) -> Any:
     )
 
 
+def clone_tf_keras(model: Any) -> Any:
+    """A tf_keras copy with the same weights, so a technique never trains the model other techniques start from.
+
+    tfmot's wrappers keep the original layer objects, so wrapping without cloning would change the shared model.
+    Subclassed models cannot be cloned from their config: ``Unsupported`` says so.
+    """
+    if type(model).__name__ not in ("Sequential", "Functional") and not isinstance(model, tf_keras.Sequential):
+        raise Unsupported(
+            f"This is a subclassed Keras model ({type(model).__name__}): its layers and connections live in Python "
+            "code, so TensorFlow Model Optimization cannot rewrite it. Build it as a Sequential or Functional model."
+        )
+    clone = tf_keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
 def _clean_object(value: Any) -> Any:
     """Translate a Keras 3 serialized object (initializer, regularizer, dtype policy) to what tf_keras reads."""
     if isinstance(value, dict) and "class_name" in value and "config" in value:
