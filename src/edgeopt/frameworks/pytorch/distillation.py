@@ -44,10 +44,6 @@ def distillation_loss(teacher: nn.Module, temperature: float, alpha: float) -> L
     return loss
 
 
-def parameter_count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 class Distillation:
     name: ClassVar[str] = "distillation"
     framework: ClassVar[str] = "pytorch"
@@ -58,9 +54,8 @@ class Distillation:
         reporter = ctx.reporter
         teacher = trainable_copy(ctx.model, self.name).eval()
         reporter.stage(f"Building the student ({config.width_ratio:.0%} of the teacher's channels)", 0.02)
-        student = prune_channels(
-            copy.deepcopy(teacher), example_input(ctx.data.image_shape), ratio=1.0 - config.width_ratio
-        )
+        student = copy.deepcopy(teacher)
+        summary = prune_channels(student, example_input(ctx.data.image_shape), ratio=1.0 - config.width_ratio)
         fine_tune(
             student,
             ctx.data,
@@ -73,7 +68,6 @@ class Distillation:
             seed=ctx.seed,
         )
         pte, pt2 = export_fp32(student, ctx, self.name, reporter.sub(0.8, 1.0))
-        teacher_params, student_params = parameter_count(teacher), parameter_count(student)
         return TechniqueOutput(
             artifact=pte,
             precision="fp32",
@@ -81,7 +75,7 @@ class Distillation:
             formats={"pt2": pt2},
             notes=(
                 f"Student = the teacher with {1 - config.width_ratio:.0%} of its channels removed structurally "
-                f"({student_params:,} parameters vs {teacher_params:,}), trained {config.epochs} epoch(s) on the "
+                f"({summary.describe()}), trained {config.epochs} epoch(s) on the "
                 f"train split with KL divergence at T={config.temperature:g} (weight {config.alpha:g}) plus "
                 f"cross-entropy (weight {1 - config.alpha:g})."
             ),

@@ -20,7 +20,7 @@ class HybridPruneInt8:
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         assert isinstance(config, HybridPruneInt8Config)
-        pruned = prune_and_fine_tune(
+        pruned, summary = prune_and_fine_tune(
             ctx,
             channel_sparsity=config.channel_sparsity,
             epochs=config.epochs,
@@ -41,9 +41,9 @@ class HybridPruneInt8:
             model=pruned,
             formats={"pt2": pt2},
             notes=(
-                f"{config.channel_sparsity:.0%} of the channels removed (torch-pruning, L2 magnitude) and "
-                f"fine-tuned {config.epochs} epoch(s), then INT8 weights (per-channel) and activations calibrated "
-                f"on {min(config.calibration_samples, len(ctx.data.x_train))} train images; the .pte runs "
-                "XNNPACK's INT8 kernels."
+                f"{config.channel_sparsity:.0%} of the channels removed (torch-pruning, L2 magnitude; "
+                f"{summary.describe()}) and fine-tuned {config.epochs} epoch(s), then INT8 weights (per-channel) "
+                f"and activations calibrated on {min(config.calibration_samples, len(ctx.data.x_train))} train "
+                "images; the .pte runs XNNPACK's INT8 kernels."
             ),
         )

@@ -7,6 +7,7 @@ teacher, so every architecture torch-pruning can trace works for all three with 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -28,6 +29,7 @@ from edgeopt.techniques import (
 )
 
 PRUNABLE_TYPES = (nn.Conv2d, nn.Linear)
+UPLOAD_ADVICE = "Upload a .pt2 from torch.export.export, or a state dict together with its architecture name."
 
 
 def trainable_copy(loaded: object, technique: str) -> nn.Module:
@@ -37,11 +39,9 @@ def trainable_copy(loaded: object, technique: str) -> nn.Module:
     what to upload instead.
     """
     if not getattr(loaded, "transformable", True):
-        reason = getattr(loaded, "not_transformable_reason", "") or "This model format cannot be transformed."
-        raise Unsupported(
-            f"{technique} needs the model's graph, which this file does not provide: {reason.rstrip('.')}. "
-            "Upload a .pt2 from torch.export.export, or a state dict together with its architecture name."
-        )
+        reason = getattr(loaded, "not_transformable_reason", "") or "this model format keeps no editable graph."
+        advice = "" if ".pt2" in reason else f" {UPLOAD_ADVICE}"
+        raise Unsupported(f"{technique} cannot run on this model: {reason}{advice}")
     return editable_module(loaded.model)  # type: ignore[attr-defined]
 
 
@@ -58,7 +58,24 @@ def classifier_layer(module: nn.Module) -> nn.Module:
     return layers[-1]
 
 
-def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float) -> nn.Module:
+@dataclass(frozen=True)
+class PruneSummary:
+    """Parameter and multiply-add counts (torch-pruning's counter) before and after removing channels."""
+
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+
+    def describe(self) -> str:
+        return (
+            f"parameters {self.params_before:,} -> {self.params_after:,} "
+            f"({self.params_before / max(1, self.params_after):.1f}x fewer), multiply-adds "
+            f"{self.macs_before:,} -> {self.macs_after:,} ({self.macs_before / max(1, self.macs_after):.1f}x fewer)"
+        )
+
+
+def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float) -> PruneSummary:
     """Removes ``ratio`` of the channels of every layer (L2 magnitude), in place, keeping the network consistent.
 
     torch-pruning's dependency graph couples layers that must lose the same channels (a residual add, a depthwise
@@ -69,6 +86,7 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float) -> nn
 
     module.eval()
     try:
+        macs_before, params_before = tp.utils.count_ops_and_params(module, example)
         pruner = tp.pruner.MetaPruner(
             module,
             example,
@@ -78,7 +96,8 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float) -> nn
             ignored_layers=[classifier_layer(module)],
         )
         pruner.step()
-        module(example)  # a consistency check: a wrongly pruned graph fails here rather than at export
+        # Counting runs the pruned network once: a wrongly pruned graph fails here rather than at export.
+        macs_after, params_after = tp.utils.count_ops_and_params(module, example)
     except EdgeOptError:
         raise
     except Exception as exc:  # torch-pruning raises assorted types on graphs it cannot follow
@@ -87,7 +106,7 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float) -> nn
             "Models whose forward builds tensors from Python data or uses custom layers may need to be pruned "
             "by hand."
         ) from exc
-    return module
+    return PruneSummary(int(params_before), int(params_after), int(macs_before), int(macs_after))
 
 
 def prune_and_fine_tune(
@@ -98,12 +117,12 @@ def prune_and_fine_tune(
     learning_rate: float,
     batch_size: int,
     reporter: StageReporter,
-) -> nn.Module:
+) -> tuple[nn.Module, PruneSummary]:
     """Structured pruning of the context's model followed by the fine-tune that recovers its accuracy."""
     module = trainable_copy(ctx.model, reporter.technique)
     reporter.stage(f"Removing {channel_sparsity:.0%} of the channels", 0.02)
-    prune_channels(module, example_input(ctx.data.image_shape), channel_sparsity)
-    return fine_tune(
+    summary = prune_channels(module, example_input(ctx.data.image_shape), channel_sparsity)
+    fine_tune(
         module,
         ctx.data,
         epochs=epochs,
@@ -113,6 +132,7 @@ def prune_and_fine_tune(
         stage="Fine-tuning the pruned model",
         seed=ctx.seed,
     )
+    return module, summary
 
 
 def export_fp32(module: nn.Module, ctx: TechniqueContext, name: str, reporter: StageReporter) -> tuple[Path, Path]:
@@ -188,7 +208,7 @@ class PruneStructured:
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         assert isinstance(config, PruneStructuredConfig)
-        module = prune_and_fine_tune(
+        module, summary = prune_and_fine_tune(
             ctx,
             channel_sparsity=config.channel_sparsity,
             epochs=config.epochs,
@@ -205,7 +225,7 @@ class PruneStructured:
             notes=(
                 f"{config.channel_sparsity:.0%} of the channels of every layer but the classifier removed by "
                 "torch-pruning's dependency graph (L2 magnitude), residual and depthwise groups kept consistent; "
-                f"fine-tuned {config.epochs} epoch(s) on the train split. The network is really smaller: fewer "
-                "parameters and multiply-adds in the .pte."
+                f"fine-tuned {config.epochs} epoch(s) on the train split. The network is really smaller: "
+                f"{summary.describe()}."
             ),
         )
