@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -36,45 +36,66 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+Server = tuple[str, psutil.Process, Path]
+
+
+def _listens_on(process: psutil.Process, port: int) -> bool:
+    """Our server, not another one that happened to take the port between our probe and its bind."""
+    return any(c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in process.net_connections())
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[tuple[str, psutil.Process, Path]]:
-    """``edgeopt``'s app in a real uvicorn process, configured by environment like ``edgeopt serve``."""
-    storage = tmp_path / "storage"
-    database_url = f"sqlite:///{tmp_path / 'big.db'}"
-    upgrade(database_url)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "EDGEOPT_STORAGE_DIR": str(storage),
-        "EDGEOPT_DATABASE_URL": database_url,
-        "EDGEOPT_MAX_UPLOAD_BYTES": str(UPLOAD_BYTES * 2),
-    }
-    env.pop("EDGEOPT_API_KEY", None)
-    command = [sys.executable, "-m", "uvicorn", "--factory", "edgeopt.service.app:create_app"]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
-    log = (tmp_path / "server.log").open("wb")
-    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
-    base = f"http://127.0.0.1:{port}"
-    try:
+def start_server(tmp_path: Path) -> Iterator[Callable[[int], Server]]:
+    """Starts ``edgeopt``'s app in a real uvicorn process, configured by environment like ``edgeopt serve``."""
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(max_upload_bytes: int) -> Server:
+        folder = tmp_path / f"server{len(processes)}"
+        storage = folder / "storage"
+        folder.mkdir()
+        database_url = f"sqlite:///{folder / 'big.db'}"
+        upgrade(database_url)
+        port = _free_port()
+        env = {
+            **os.environ,
+            "EDGEOPT_STORAGE_DIR": str(storage),
+            "EDGEOPT_DATABASE_URL": database_url,
+            "EDGEOPT_MAX_UPLOAD_BYTES": str(max_upload_bytes),
+        }
+        env.pop("EDGEOPT_API_KEY", None)
+        command = [sys.executable, "-m", "uvicorn", "--factory", "edgeopt.service.app:create_app"]
+        command += ["--host", "127.0.0.1", "--port", str(port), "--no-access-log"]
+        log_path = folder / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
+        processes.append(process)
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{base}/api/health", timeout=2).status_code == 200 and _listens_on(
+                    psutil.Process(process.pid), port
+                ):
+                    return base, psutil.Process(process.pid), storage
             except httpx.TransportError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {(tmp_path / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
             time.sleep(0.2)
-        yield base, psutil.Process(process.pid), storage
-    finally:
+
+    yield start
+    for process in processes:
         process.terminate()
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        log.close()
+
+
+@pytest.fixture
+def server(start_server: Callable[[int], Server]) -> Server:
+    return start_server(UPLOAD_BYTES * 2)
 
 
 def _multipart_stream(size: int) -> tuple[Iterator[bytes], int]:
@@ -110,7 +131,7 @@ class RssSampler(threading.Thread):
             time.sleep(0.02)
 
 
-def test_300mb_upload_keeps_server_memory_flat(server: tuple[str, psutil.Process, Path]) -> None:
+def test_300mb_upload_keeps_server_memory_flat(server: Server) -> None:
     base, process, storage = server
     with httpx.Client(base_url=base, timeout=300) as client:
         experiment = client.post(
@@ -149,7 +170,7 @@ def test_300mb_upload_keeps_server_memory_flat(server: tuple[str, psutil.Process
     assert [p for p in storage.rglob("*") if p.is_file()] == []  # neither the temporary nor a final file remains
 
 
-def test_small_valid_upload_through_the_real_server(server: tuple[str, psutil.Process, Path], tmp_path: Path) -> None:
+def test_small_valid_upload_through_the_real_server(server: Server, tmp_path: Path) -> None:
     """The same server path with a file it accepts: stored byte for byte under a service-chosen name."""
     import hashlib
 
@@ -174,3 +195,23 @@ def test_small_valid_upload_through_the_real_server(server: tuple[str, psutil.Pr
         == hashlib.sha256(stored.read_bytes()).hexdigest()
         == hashlib.sha256(weights.read_bytes()).hexdigest()
     )
+
+
+@pytest.mark.parametrize("declared_length", [True, False], ids=["content-length", "chunked"])
+def test_over_limit_upload_gets_413_over_real_http(
+    start_server: Callable[[int], Server], declared_length: bool
+) -> None:
+    """The client is told 413 while it is still sending, and the server keeps nothing of the partial file."""
+    base, _, storage = start_server(10 * BLOCK)
+    body, length = _multipart_stream(60 * BLOCK)
+    headers = {"content-type": f"multipart/form-data; boundary={BOUNDARY}"}
+    if declared_length:
+        headers["content-length"] = str(length)
+    with httpx.Client(base_url=base, timeout=60) as client:
+        experiment_id = client.post(
+            "/api/experiments", json={"framework": "pytorch", "dataset": "digits", "device": "rpi4"}
+        ).json()["id"]
+        response = client.post(f"/api/experiments/{experiment_id}/upload", content=body, headers=headers)
+    assert response.status_code == 413
+    assert "EDGEOPT_MAX_UPLOAD_BYTES" in response.json()["detail"]
+    assert [p for p in storage.rglob("*") if p.is_file()] == []
