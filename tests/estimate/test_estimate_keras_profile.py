@@ -76,3 +76,21 @@ def test_not_a_model_is_a_clear_error() -> None:
 
     with pytest.raises(InvalidInput, match="Keras model"):
         profile_keras(object())
+
+
+def test_tfmot_wrappers_are_profiled_as_the_layers_they_wrap() -> None:
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    k = tf_keras
+    inputs = k.Input((8, 8, 1))
+    x = k.layers.Conv2D(4, 3, activation="relu")(inputs)
+    out = k.layers.Dense(10)(k.layers.Flatten()(x))
+    plain = k.Model(inputs, out)
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(plain)
+    reference, wrapped = profile_keras(plain), profile_keras(pruned)
+    assert wrapped.macs == reference.macs == 36 * 4 * 9 + 144 * 10
+    assert wrapped.params == reference.params  # masks and thresholds are training state, not model weights
+    assert [layer.op for layer in wrapped.layers] == [layer.op for layer in reference.layers]
+    assert wrapped.layers[1].fused  # the wrapped convolution's ReLU is still folded
+    quantized = profile_keras(tfmot.quantization.keras.quantize_model(plain))
+    assert quantized.macs == reference.macs and quantized.params == reference.params
+    assert [layer.op for layer in quantized.layers] == ["other", *(layer.op for layer in reference.layers)]

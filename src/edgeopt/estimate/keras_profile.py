@@ -75,6 +75,8 @@ def _activation_name(layer: Any) -> str:
     if kind in ("LeakyReLU", "PReLU", "ELU"):
         return kind.lower()
     activation = getattr(layer, "activation", None)
+    while activation is not None and hasattr(activation, "activation"):  # tfmot's QuantizeAwareActivation
+        activation = activation.activation
     if activation is None:
         return "linear"
     name = getattr(activation, "__name__", str(activation)).lower()
@@ -86,11 +88,49 @@ def _kernel_elems(layer: Any, attribute: str = "kernel") -> int:
     return math.prod(int(d) for d in weight.shape) if weight is not None else 0
 
 
+_WRAPPERS = {"QuantizeWrapper", "QuantizeWrapperV2", "PruneLowMagnitude", "TimeDistributed"}
+
+
+_QUANTIZER_STATE = {"QuantizeLayer", "DequantizeLayer"}  # tfmot's input quantizer holds only ranges and a step
+_WEIGHT_NAMES = {
+    "kernel",
+    "bias",
+    "depthwise_kernel",
+    "pointwise_kernel",
+    "gamma",
+    "beta",
+    "moving_mean",
+    "moving_variance",
+    "embeddings",
+    "alpha",
+}
+
+
+def _layer_params(outer: Any, inner: Any) -> int:
+    """Model weights of a layer; for a tfmot wrapper, the wrapped layer's weights without masks or quantizer ranges."""
+    if type(outer).__name__ in _QUANTIZER_STATE:
+        return 0
+    if outer is inner:
+        return int(inner.count_params())
+    names = (str(w.name).split("/")[-1].split(":")[0] for w in outer.weights)
+    return sum(
+        math.prod(int(d) for d in w.shape) for w, n in zip(outer.weights, names, strict=True) if n in _WEIGHT_NAMES
+    )
+
+
+def _unwrap(layer: Any) -> Any:
+    """The layer a tfmot wrapper (quantization-aware training, pruning) computes with; the layer itself otherwise."""
+    while type(layer).__name__ in _WRAPPERS and getattr(layer, "layer", None) is not None:
+        layer = layer.layer
+    return layer
+
+
 class _Reader:
     """Walks (possibly nested) Keras models in topological order, emitting LayerSpecs."""
 
     def __init__(self) -> None:
         self.layers: list[LayerSpec] = []
+        self.params = 0  # parameters of the computing layers (tfmot wrappers' masks and quantizer state excluded)
         self.kernels: list[np.ndarray] = []
         self.output_of: dict[int, str] = {}  # id(keras layer) -> name of the spec holding its output
 
@@ -126,22 +166,33 @@ class _Reader:
             if hasattr(layer, "layers") and getattr(layer, "inputs", None):  # a nested model
                 self.output_of[id(layer)] = self.read(layer, prefix=f"{name}/", outer_input=sources[0])
                 continue
-            self.output_of[id(layer)] = self._emit(layer, kind, name, in_tensors, output, sources)
+            inner = _unwrap(layer)
+            params = _layer_params(layer, inner)
+            self.params += params
+            self.output_of[id(layer)] = self._emit(
+                inner, type(inner).__name__, name, in_tensors, output, sources, params
+            )
         return self.source(_as_list(model.outputs)[0], inputs_alias)
 
     def _emit(
-        self, layer: Any, kind: str, name: str, in_tensors: list[Any], output: Any, sources: tuple[str, ...]
+        self,
+        layer: Any,
+        kind: str,
+        name: str,
+        in_tensors: list[Any],
+        output: Any,
+        sources: tuple[str, ...],
+        params: int,
     ) -> str:
         if kind in _ALIAS:
             return sources[0]
         in_elems = sum(_elems(t) for t in in_tensors)
         out_elems = _elems(output)
-        params = int(layer.count_params())
         common: dict[str, Any] = {"input_elems": in_elems, "output_elems": out_elems, "inputs": sources}
         in_ch = _shape(in_tensors[0])[-1]
         out_ch = _shape(output)[-1]
         if kind in _SEPARABLE:
-            return self._separable(layer, name, in_tensors[0], output, sources)
+            return self._separable(layer, name, in_tensors[0], output, sources, params)
         if kind in _CONV | _CONV_T | _DEPTHWISE:
             kernel = tuple(int(k) for k in layer.kernel_size)
             taps = math.prod(kernel)
@@ -246,7 +297,7 @@ class _Reader:
         self.layers.append(act)
         return act.name
 
-    def _separable(self, layer: Any, name: str, x: Any, output: Any, sources: tuple[str, ...]) -> str:
+    def _separable(self, layer: Any, name: str, x: Any, output: Any, sources: tuple[str, ...], params: int) -> str:
         kernel = tuple(int(k) for k in layer.kernel_size)
         in_ch = _shape(x)[-1]
         multiplier = int(getattr(layer, "depth_multiplier", 1) or 1)
@@ -255,7 +306,7 @@ class _Reader:
         dw_weights = _kernel_elems(layer, "depthwise_kernel")
         pw_weights = _kernel_elems(layer, "pointwise_kernel")
         out_ch = _shape(output)[-1]
-        bias = int(layer.count_params()) - dw_weights - pw_weights
+        bias = params - dw_weights - pw_weights
         self.layers.append(
             LayerSpec(
                 f"{name}/depthwise",
@@ -290,15 +341,22 @@ class _Reader:
         for attribute in ("depthwise_kernel", "pointwise_kernel"):
             weight = getattr(layer, attribute, None)
             if weight is not None:
-                self.kernels.append(np.asarray(weight))
+                self._add_kernel(weight)
         return self._with_activation(layer, spec)
 
     def _kernel(self, layer: Any) -> None:
         for attribute in ("kernel", "depthwise_kernel"):
             weight = getattr(layer, attribute, None)
             if weight is not None:
-                self.kernels.append(np.asarray(weight))
+                self._add_kernel(weight)
                 return
+
+    def _add_kernel(self, weight: Any) -> None:
+        """Records a kernel's values for sparsity; symbolic kernels (tfmot fake-quant wrappers) have none."""
+        try:
+            self.kernels.append(np.asarray(weight))
+        except (NotImplementedError, TypeError, ValueError):
+            return
 
 
 def _sparsity(kernels: Iterable[np.ndarray]) -> float:
@@ -322,7 +380,7 @@ def profile_keras(model: Any) -> ModelProfile:
     return build_profile(
         reader.layers,
         (shape[1], shape[2], shape[3]),
-        params=int(model.count_params()),
+        params=reader.params,
         sparsity=_sparsity(reader.kernels),
         source="keras layer graph",
     )
