@@ -7,6 +7,7 @@ latency or an accuracy is computed lives here, so the two frameworks can never d
 from __future__ import annotations
 
 import gc
+import hashlib
 import os
 import time
 import zlib
@@ -39,6 +40,15 @@ def file_size(path: str | Path) -> int:
     if not path.is_file():
         raise FileNotFoundError(f"artifact {path} is not a file")
     return path.stat().st_size
+
+
+def file_sha256(path: str | Path) -> str:
+    """Content digest of an artifact or upload, streamed so a large file never sits in memory."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def gzip_size(path: str | Path) -> int:

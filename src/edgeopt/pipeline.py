@@ -7,7 +7,6 @@ or SQL; the CLI draws a bar from the events and the job runner relays them to th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from edgeopt import catalog
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import Cancelled, EdgeOptError, InvalidInput, TechniqueFailed, Unsupported
 from edgeopt.frameworks import FrameworkBackend, LoadedModel, ModelSource, get_backend
+from edgeopt.measure import file_sha256
 from edgeopt.progress import CancelCheck, ProgressCallback, ProgressEvent, StageReporter
 from edgeopt.report import (
     BaselineResult,
@@ -169,12 +169,6 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _readable_error(technique: str, exc: BaseException) -> str:
@@ -316,7 +310,7 @@ class Pipeline:
         spec = self.spec
         source: dict[str, Any] = {"kind": loaded.kind, "arch": spec.arch}
         if spec.model:
-            source.update(file=Path(spec.model).name, sha256=_sha256(Path(spec.model)))
+            source.update(file=Path(spec.model).name, sha256=file_sha256(Path(spec.model)))
         return {
             "model": source,
             "input_shape": list(loaded.input_shape),

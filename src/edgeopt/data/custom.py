@@ -13,7 +13,6 @@ next to the folders is common and harmless); their names are listed in ``info["i
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import warnings
@@ -30,6 +29,7 @@ from edgeopt.data.adapt import RESIZE_METHOD, resize_images
 from edgeopt.data.dataset import Dataset
 from edgeopt.data.split import make_dataset, train_test_indices
 from edgeopt.errors import InvalidInput
+from edgeopt.measure import file_sha256
 
 MAX_ZIP_ENTRIES = 200_000
 DEFAULT_MAX_UNCOMPRESSED_BYTES = 4 * 10**9  # 4 GB; overridable per call
@@ -72,16 +72,10 @@ def load_custom(
             train, test, names, info = _read_npz(path)
         else:
             train, test, names, info = _read_image_zip(archive, entries, _Budget(max_uncompressed_bytes), seed)
-    info = {"source": f"custom {suffix[1:]}", "file": path.name, "sha256": _sha256(path), **info}
+    info = {"source": f"custom {suffix[1:]}", "file": path.name, "sha256": file_sha256(path), **info}
     return make_dataset(path.stem, train, test, names, info, seed=seed, max_train=max_train, max_test=max_test)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --- archive safety ---------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ snapshot a client receives on connect are all built here, so the live stream, a 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from edgeopt.catalog import TECHNIQUE_NAMES
+from edgeopt.measure import file_sha256
 from edgeopt.report import ExperimentInfo, Report, RunResult
 from edgeopt.report import Recommendation as RecommendationBody
 from edgeopt.service.db.models import Experiment, ExperimentProgress, ModelFile, Recommendation
@@ -99,12 +99,6 @@ def technique_message(message_type: str, experiment_id: str, run: RunResult) -> 
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def register_artifact(
@@ -120,7 +114,7 @@ def register_artifact(
         session.add(row)
     row.technique = technique
     row.format = path.suffix.lstrip(".")
-    row.sha256 = _sha256(path)
+    row.sha256 = file_sha256(path)
     row.size_bytes = path.stat().st_size
     return row
 
