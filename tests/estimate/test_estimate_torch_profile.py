@@ -105,3 +105,23 @@ def test_wrong_input_shape_is_a_clear_error() -> None:
         profile_torch(torch.nn.Linear(10, 2), (8, 8, 3))
     with pytest.raises(InvalidInput, match="height, width, channels"):
         profile_torch(torch.nn.Identity(), (8, 8))  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_pt2e_quantized_graph_keeps_the_float_macs() -> None:
+    pytest.importorskip("torchao")
+    xnnpack = pytest.importorskip("executorch.backends.xnnpack.quantizer.xnnpack_quantizer")
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    model = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    example = torch.rand(1, 3, 32, 32)
+    program = torch.export.export(model, (example,), strict=True)
+    quantizer = xnnpack.XNNPACKQuantizer().set_global(xnnpack.get_symmetric_quantization_config())
+    prepared = prepare_pt2e(program.module(), quantizer)
+    prepared(example)
+    quantized = profile_torch(convert_pt2e(prepared), (32, 32, 3))
+    reference = profile_torch(model, (32, 32, 3))
+    assert quantized.macs == reference.macs  # quantize/dequantize nodes are layout glue, not operators
+    assert [layer.op for layer in quantized.layers if layer.op != "other"] == [
+        layer.op for layer in reference.layers if layer.op != "other"
+    ]
