@@ -55,8 +55,8 @@ export function RecommendationCard({
         )}
       </div>
       {recommendation.technique ? (
-        <p className="flex items-center text-xl font-bold text-sky-900" data-testid="recommended-technique">
-          {info?.title ?? recommendation.technique}
+        <p className="flex items-center text-xl font-bold text-sky-900">
+          <span data-testid="recommended-technique">{info?.title ?? recommendation.technique}</span>
           {info && <InfoTip label={info.title}>{info.summary}</InfoTip>}
         </p>
       ) : (

@@ -64,7 +64,11 @@ export function ProgressPage() {
     setCancelState("sending");
     setActionError(null);
     cancelExperiment(experimentId).then(
-      () => setCancelState("sent"),
+      (experiment) => {
+        setCancelState("sent");
+        // A queued experiment is cancelled at once and no job will announce it: open the results now.
+        if (experiment.status === "cancelled") navigate(routes.results(experimentId), { replace: true });
+      },
       (error: unknown) => {
         setActionError(errorMessage(error));
         setCancelState("idle");
