@@ -275,3 +275,48 @@ def test_prune_structured_respects_a_model_that_cannot_be_transformed(tmp_path: 
     ctx = _context(model, tmp_path, (12, 12, 1), transformable=False, not_transformable_reason=reason)
     with pytest.raises(Unsupported, match="bare SavedModel"):
         PruneStructured().apply(ctx, PruneStructuredConfig(epochs=0))
+
+
+class ChannelScale(layers.Layer):
+    """A custom layer with one weight per channel, which filter pruning does not know how to slice."""
+
+    def build(self, input_shape: Any) -> None:
+        self.scale = self.add_weight(name="scale", shape=(input_shape[-1],), initializer="ones")
+
+    def call(self, x: Any) -> Any:
+        return x * self.scale
+
+
+class Widened(layers.Layer):
+    """A custom layer whose constructor argument is not in its config: Keras cannot rebuild it."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def call(self, x: Any) -> Any:
+        return x * self.factor
+
+
+def _with_custom_layer(layer: Any) -> Any:
+    inputs = keras.Input((8, 8, 1))
+    x = layers.Conv2D(8, 3, activation="relu")(inputs)
+    x = layer(x)
+    x = layers.Conv2D(8, 3, activation="relu")(x)
+    return keras.Model(inputs, layers.Dense(3)(layers.GlobalAveragePooling2D()(x)))
+
+
+def test_a_custom_layer_with_channel_weights_keeps_its_channels_and_weights() -> None:
+    model = _with_custom_layer(ChannelScale(name="scale"))
+    scale = model.get_layer("scale")
+    scale.set_weights([np.linspace(0.5, 2.0, 8, dtype=np.float32)])
+    pruned = prune_filters(model, 0.5)
+    assert list(_producers(pruned.model).values()) == [8, 4, 3]
+    np.testing.assert_array_equal(pruned.model.get_layer("scale").get_weights()[0], scale.get_weights()[0])
+    x = _inputs(model)
+    np.testing.assert_allclose(prune_filters(model, 0.0).model(x).numpy(), model(x).numpy(), atol=1e-6)
+
+
+def test_a_custom_layer_keras_cannot_rebuild_is_unsupported_with_a_reason() -> None:
+    with pytest.raises(Unsupported, match="get_config"):
+        prune_filters(_with_custom_layer(Widened(2.0)), 0.5)

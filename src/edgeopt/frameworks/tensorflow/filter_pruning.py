@@ -320,6 +320,14 @@ def _model_config(model: Any) -> dict[str, Any]:
     return cfg
 
 
+def _unrebuildable(exc: Exception) -> str:
+    detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:200]
+    return (
+        "This Keras model cannot be rebuilt from its config with fewer filters, usually because a custom layer's "
+        f"get_config() does not list its constructor arguments ({detail})."
+    )
+
+
 def prune_filters(model: Any, sparsity: float) -> PrunedModel:
     """Rebuild ``model`` keeping ``1 - sparsity`` of the filters of every prunable channel space, weights carried.
 
@@ -330,8 +338,11 @@ def prune_filters(model: Any, sparsity: float) -> PrunedModel:
     from tf_keras.src.saving.serialization_lib import SafeModeScope
 
     cfg = _model_config(model)
-    nodes, outputs = _graph(model, cfg)
-    analysis = _Analysis(model, nodes, outputs)
+    try:
+        nodes, outputs = _graph(model, cfg)
+        analysis = _Analysis(model, nodes, outputs)
+    except (KeyError, TypeError, ValueError) as exc:  # a config that does not describe the model's own layers
+        raise Unsupported(_unrebuildable(exc)) from exc
     if sparsity > 0 and not any(analysis.spaces.is_free(s) for s in analysis.produced.values()):
         raise Unsupported(
             "No filter of this model can be removed: every convolution or dense layer feeds the output or a layer "
@@ -349,8 +360,11 @@ def prune_filters(model: Any, sparsity: float) -> PrunedModel:
         # The model is already in memory, so its own Lambda functions are rebuilt without a new trust decision.
         with SafeModeScope(False):
             rebuilt = type(model).from_config(cfg, custom_objects=custom)
-    except (TypeError, ValueError) as exc:
-        raise Unsupported(f"This Keras model could not be rebuilt from its config with fewer filters: {exc}") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Unsupported(_unrebuildable(exc)) from exc
+    lost = {layer.name for layer in model.layers} - {layer.name for layer in rebuilt.layers}
+    if lost:
+        raise Unsupported(_unrebuildable(ValueError(f"layers {sorted(lost)} came back under other names")))
     for node in nodes:
         if node.class_name == "InputLayer":
             continue
