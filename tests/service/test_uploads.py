@@ -294,3 +294,38 @@ def test_app_start_runs_the_sweep(settings: Settings, storage_dir: Path) -> None
         assert client.get("/api/health").status_code == 200
     assert not leftover.exists()
     assert os.listdir(storage_dir / "models") == []
+
+
+@pytest.mark.parametrize(("change", "status"), [("delete", 404), ("start", 409)])
+def test_experiment_changed_during_upload_keeps_nothing(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    stored_files: Callable[[], list[Path]],
+    app: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    change: str,
+    status: int,
+) -> None:
+    """Deleted or started while its (long) upload was streaming: the finished file is dropped, not recorded."""
+    import edgeopt.service.routes.experiments as routes
+    from edgeopt.formats import ModelFormat
+
+    experiment = new_experiment()
+
+    def sniff_while_someone_else_acts(path: Path, framework: str, *, trust_pickles: bool) -> ModelFormat:
+        with make_session_factory(app.state.engine)() as session:  # another request, meanwhile
+            row = session.get(Experiment, experiment["id"])
+            assert row is not None
+            if change == "delete":
+                session.delete(row)
+            else:
+                row.status = "queued"
+            session.commit()
+        return ModelFormat("pytorch", "pt2")  # stands in for the sniffer, which other tests cover with real files
+
+    monkeypatch.setattr(routes, "check_model_file", sniff_while_someone_else_acts)
+    response = upload(client, experiment["id"], b"model bytes")
+    assert response.status_code == status
+    assert stored_files() == []
+    with make_session_factory(app.state.engine)() as session:
+        assert session.query(ModelFile).count() == 0

@@ -127,19 +127,29 @@ def delete_experiment(experiment_id: str, session: SessionDep, storage: StorageD
 
 async def _receive_checked(
     request: Request,
+    session: Session,
     storage: StorageDep,
-    folder: Path,
+    experiment: Experiment,
+    area: str,
     max_bytes: int,
     check: Callable[[Path], Any],
-) -> tuple[ReceivedFile, Any]:
-    """Stream the upload to disk, then sniff it off the event loop; a refused file is deleted before answering."""
-    received = await storage.receive(request, folder, max_bytes=max_bytes)
+) -> tuple[ReceivedFile, Any, Experiment]:
+    """Stream the upload to disk, sniff it off the event loop, and look at the experiment again.
+
+    An upload can take minutes; meanwhile the experiment may have been deleted or started. Its row is therefore
+    re-read once the file is complete, and a refused file is deleted before answering.
+    """
+    experiment_id = experiment.id  # read now: after expire_all, a deleted row could not be read back
+    received = await storage.receive(request, storage.area_dir(area, experiment_id), max_bytes=max_bytes)
     try:
         verdict = await run_in_threadpool(check, received.temp_path)
+        session.expire_all()
+        current = load_experiment(session, experiment_id)
+        _require_uploadable(current)
     except BaseException:
         received.discard()
         raise
-    return received, verdict
+    return received, verdict, current
 
 
 @router.post("/{experiment_id}/upload", name="upload_model", openapi_extra=UPLOAD_BODY, responses=UPLOAD_ERRORS)
@@ -150,11 +160,13 @@ async def upload_model(
     experiment = load_experiment(session, experiment_id)
     _require_uploadable(experiment)
 
-    def check(path: Path) -> Any:
-        return check_model_file(path, experiment.framework, trust_pickles=settings.trust_pickles)
+    framework = experiment.framework
 
-    received, model_format = await _receive_checked(
-        request, storage, storage.area_dir(MODELS, experiment.id), settings.max_upload_bytes, check
+    def check(path: Path) -> Any:
+        return check_model_file(path, framework, trust_pickles=settings.trust_pickles)
+
+    received, model_format, experiment = await _receive_checked(
+        request, session, storage, experiment, MODELS, settings.max_upload_bytes, check
     )
     placed = storage.place(received, model_format.extension)
     experiment.status = "ready"
@@ -179,8 +191,8 @@ async def upload_dataset(
     """A custom dataset archive (.npz or .zip); the experiment's ``dataset`` becomes ``custom:<file id>``."""
     experiment = load_experiment(session, experiment_id)
     _require_uploadable(experiment)
-    received, kind = await _receive_checked(
-        request, storage, storage.area_dir(DATASETS, experiment.id), settings.max_upload_bytes, check_dataset_archive
+    received, kind, experiment = await _receive_checked(
+        request, session, storage, experiment, DATASETS, settings.max_upload_bytes, check_dataset_archive
     )
     placed = storage.place(received, f".{kind}")
     loader = _dataset_loader()
