@@ -1,19 +1,15 @@
 """The FastAPI application factory: one app per ``Settings``, everything it needs hung on ``app.state``.
 
-Tests build one app per database; ``edgeopt serve`` builds one from the environment. Routers written by other parts
-of the service (runs and the job runner, the WebSocket) are included when their modules exist, and
-``edgeopt.service.jobs.lifespan`` (if defined) runs inside this app's lifespan, so adding them needs no edit here.
+Tests build one app per database; ``edgeopt serve`` builds one from the environment. The job runner's lifespan
+(``edgeopt.service.jobs.lifespan``: channel broker and worker manager) runs inside this app's lifespan.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
@@ -22,9 +18,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeopt import __version__
 from edgeopt.errors import InvalidInput
+from edgeopt.service import jobs, ws
 from edgeopt.service.db.session import make_engine, make_session_factory
 from edgeopt.service.logging import RequestLogMiddleware, configure_logging
-from edgeopt.service.routes import catalog, experiments, health
+from edgeopt.service.routes import catalog, experiments, health, runs
 from edgeopt.service.security import ApiKeyMiddleware
 from edgeopt.service.storage import Storage
 from edgeopt.settings import Settings, get_settings
@@ -34,20 +31,7 @@ logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout (`make run` installs the package editable), Vite builds the web app here.
 CHECKOUT_STATIC_DIR = Path(__file__).resolve().parents[3] / "frontend" / "dist"
-# module -> attribute holding its APIRouter; included when the module is present in this installation.
-OPTIONAL_ROUTERS: tuple[str, ...] = ("edgeopt.service.routes.runs", "edgeopt.service.ws")
-JOBS_MODULE = "edgeopt.service.jobs"
 NOT_SPA_PREFIXES = ("api/", "ws/")
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """Import ``name`` if it exists; an ImportError raised *inside* it is a real bug and propagates."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and (exc.name == name or name.startswith(exc.name + ".")):
-            return None
-        raise
 
 
 def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -56,15 +40,9 @@ def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
         report = app.state.storage.sweep(app.state.session_factory)
         if report.removed or report.dangling_rows:
             logger.info("start-up sweep", extra={"removed": report.removed, "dangling_rows": report.dangling_rows})
-        jobs = _optional_module(JOBS_MODULE)
-        jobs_lifespan = getattr(jobs, "lifespan", None) if jobs else None
         try:
-            if jobs_lifespan is None:
+            async with jobs.lifespan(app):
                 yield
-            else:
-                context: AbstractAsyncContextManager[Any] = jobs_lifespan(app)
-                async with context:
-                    yield
         finally:
             app.state.engine.dispose()
 
@@ -126,12 +104,8 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
         area.mkdir(parents=True, exist_ok=True)
 
     _error_handlers(app)
-    for router_module in (health, catalog, experiments):
+    for router_module in (health, catalog, experiments, runs, ws):
         app.include_router(router_module.router)
-    for name in OPTIONAL_ROUTERS:
-        module = _optional_module(name)
-        if module is not None:
-            app.include_router(module.router)
 
     # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last.
     if settings.api_key:
