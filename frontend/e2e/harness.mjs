@@ -149,7 +149,7 @@ export async function startStack() {
 }
 
 /** Runs an `edgeopt` subcommand to completion (e.g. demo-model); a failure names the command and its output. */
-export function runEdgeopt(args, env, timeoutMs = 300_000) {
+export function runEdgeopt(args, env, timeoutMs = 900_000) {
   return new Promise((resolveRun, reject) => {
     const child = spawn(EDGEOPT, args, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
     let output = "";
