@@ -1,7 +1,8 @@
 """Keras model -> deployable ``.tflite`` (FP32 or full-integer INT8), and Keras model -> ``.keras`` download.
 
-Conversion goes through a concrete function with a batch-free input signature, which works the same for
-``tf_keras`` and Keras 3 models (the converter's ``from_keras_model`` path is Keras-version specific).
+``from_keras_model`` handles ``tf_keras`` and Keras 3 models alike and keeps the batch dimension dynamic. (Going
+through ``from_concrete_functions`` instead gave NaN outputs for Keras 3 models when the model was passed as the
+trackable object, and the deprecated conversion path without it.)
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from edgeopt.errors import TechniqueFailed
 from edgeopt.frameworks.tensorflow import keras_compat  # noqa: F401 - sets TF_USE_LEGACY_KERAS before tf.keras is used
 
 
-def _input_spec(model: Any) -> tf.TensorSpec:
-    shape = model.input_shape
-    if isinstance(shape, list):
+def _check_single_input(model: Any) -> None:
+    if isinstance(model.input_shape, list):
         raise TechniqueFailed("Models with several inputs cannot be converted; EdgeOpt handles image classifiers.")
-    return tf.TensorSpec([None, *shape[1:]], tf.float32, name="input")
 
 
 def representative_dataset(data: Dataset, samples: int, seed: int = 0) -> Iterator[list[np.ndarray]]:
@@ -37,15 +36,8 @@ def representative_dataset(data: Dataset, samples: int, seed: int = 0) -> Iterat
 
 
 def _converter(model: Any) -> tf.lite.TFLiteConverter:
-    spec = _input_spec(model)
-
-    @tf.function(input_signature=[spec])
-    def serve(x: tf.Tensor) -> tf.Tensor:
-        return model(x, training=False)
-
-    # No trackable_obj: with a Keras 3 model it makes the converter freeze the wrong variables (NaN outputs); the
-    # closure over ``model`` keeps the variables alive for the conversion either way.
-    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()])
+    _check_single_input(model)
+    return tf.lite.TFLiteConverter.from_keras_model(model)
 
 
 def to_tflite(

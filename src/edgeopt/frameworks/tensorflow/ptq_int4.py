@@ -1,0 +1,165 @@
+"""ptq_int4 for Keras: ai-edge-quantizer INT4 weight recipes applied to the FP32 ``.tflite``.
+
+Two recipe kinds write real 4-bit weight tensors (packed two per byte): ``dynamic_wi4_afp32`` (LiteRT quantizes
+activations on the fly and runs integer kernels) and ``weight_only_wi4_afp32`` (a DEQUANTIZE op restores float
+weights and the layers compute in float). Each is tried with every weighted layer at int4, and with the first
+and the last weighted layer at int8 (the input convolution and the classifier are the most sensitive to 4 bits and
+hold a tiny share of the weights; on the demo CNN all-int4 lost 5 points, this kept all but 0.6). Candidates are
+scored in LiteRT on a slice of the TRAIN split against the FP32 file, in order of preference (smallest and fastest
+first); the first within ``TOLERANCE`` of FP32 is kept, else the best. The test split is never used to choose.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from edgeopt.errors import InvalidInput, TechniqueFailed
+from edgeopt.frameworks.tensorflow.convert import to_tflite
+from edgeopt.frameworks.tensorflow.runtime import accuracy, load_tflite
+from edgeopt.techniques import PtqInt4Config, TechniqueConfig, TechniqueContext, TechniqueOutput
+
+SELECTION_IMAGES = 512  # train images used to compare the candidates
+TOLERANCE = 0.01  # a candidate within 1 point of FP32 on the selection slice is good enough
+WEIGHTED_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"})
+RUNTIME_NOTE = {
+    "dynamic_wi4_afp32": "LiteRT quantizes activations to int8 at run time and runs integer kernels on the "
+    "packed weights",
+    "weight_only_wi4_afp32": "LiteRT dequantizes the weights to float and the layers compute in float32",
+}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    recipe: str  # ai-edge-quantizer's name for the recipe kind
+    edge_int8: bool  # first and last weighted layers kept at int8
+
+    @property
+    def label(self) -> str:
+        return self.recipe + (" (first/last layer int8)" if self.edge_int8 else " (all layers int4)")
+
+
+CANDIDATES = (
+    Candidate("dynamic_wi4_afp32", False),
+    Candidate("dynamic_wi4_afp32", True),
+    Candidate("weight_only_wi4_afp32", False),
+    Candidate("weight_only_wi4_afp32", True),
+)
+
+
+def edge_layer_names(fp32: Path) -> tuple[str, str]:
+    """Output tensor names of the first and last weighted ops in the file (what the recipe regex matches)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(fp32))
+    tensors = interpreter.get_tensor_details()
+    weighted = [op for op in interpreter._get_ops_details() if op["op_name"] in WEIGHTED_OPS]  # noqa: SLF001
+    if not weighted:
+        raise TechniqueFailed("The model has no convolution or dense layer whose weights INT4 could store.")
+    return tensors[weighted[0]["outputs"][0]]["name"], tensors[weighted[-1]["outputs"][0]]["name"]
+
+
+def quantize_int4(fp32: Path, out: Path, candidate: Candidate, edges: tuple[str, str]) -> Path:
+    """Apply one candidate (per-channel symmetric int4 weights) to an FP32 ``.tflite``."""
+    from ai_edge_quantizer import qtyping, quantizer, recipe_manager
+
+    manager = recipe_manager.RecipeManager()
+    add = manager.add_dynamic_config if candidate.recipe.startswith("dynamic") else manager.add_weight_only_config
+    every = qtyping.TFLOperationName.ALL_SUPPORTED
+    add(regex=".*", operation_name=every, num_bits=4, granularity=qtyping.QuantGranularity.CHANNELWISE)
+    if candidate.edge_int8:  # later configs override earlier ones for the layers they match
+        # ai-edge-quantizer matches an op's "scope": its output tensor names, each followed by ";".
+        regex = "|".join(f"^{re.escape(name)};$" for name in sorted(set(edges)))
+        add(regex=regex, operation_name=every, num_bits=8, granularity=qtyping.QuantGranularity.CHANNELWISE)
+    quant = quantizer.Quantizer(str(fp32))
+    quant.load_quantization_recipe(manager.get_quantization_recipe())
+    out.unlink(missing_ok=True)
+    quant.quantize(enable_progress_report=False).export_model(str(out))
+    return out
+
+
+def _selection_slice(x: np.ndarray, y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(len(x))[:SELECTION_IMAGES]
+    return x[order], y[order]
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+class PtqInt4:
+    name: ClassVar[str] = "ptq_int4"
+    framework: ClassVar[str] = "tensorflow"
+    config_class: ClassVar[type[TechniqueConfig]] = PtqInt4Config
+
+    def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
+        if not isinstance(config, PtqInt4Config):
+            config = PtqInt4Config.model_validate(config.model_dump())
+        if config.group_size is not None:
+            raise InvalidInput(
+                "ptq_int4 group_size is not available for TensorFlow: ai-edge-quantizer applies grouped INT4 to "
+                "fully-connected layers only and leaves convolutions in float. Leave it unset (per output channel).",
+                field="config.ptq_int4.group_size",
+            )
+        work = ctx.work_dir
+        ctx.reporter.stage("Converting the model to an FP32 .tflite", 0.05)
+        fp32 = to_tflite(ctx.model.model, work / f"{self.name}.fp32.tflite")
+        candidate_file = work / f"{self.name}.candidate.tflite"
+        artifact = work / f"{self.name}.tflite"
+        x, y = _selection_slice(ctx.data.x_train, ctx.data.y_train, config.seed)
+        scores: dict[str, float] = {}
+        failures: dict[str, str] = {}
+        try:
+            edges = edge_layer_names(fp32)
+            reference = accuracy(load_tflite(fp32), x, y)
+            best: tuple[float, Candidate] | None = None
+            for index, candidate in enumerate(CANDIDATES):
+                ctx.reporter.stage(f"Quantizing weights to INT4: {candidate.label}", 0.15 + 0.2 * index)
+                try:
+                    quantize_int4(fp32, candidate_file, candidate, edges)
+                    score = accuracy(load_tflite(candidate_file), x, y)
+                except Exception as exc:  # noqa: BLE001 - a recipe the runtime cannot run is reported, not fatal
+                    failures[candidate.label] = _first_line(exc)
+                    continue
+                scores[candidate.label] = score
+                if best is None or score > best[0]:
+                    best = (score, candidate)
+                    candidate_file.replace(artifact)
+                if score >= reference - TOLERANCE:
+                    break
+            if best is None:
+                detail = "; ".join(f"{k}: {v}" for k, v in failures.items())
+                raise TechniqueFailed(f"No INT4 recipe produced a model LiteRT can run ({detail}).")
+        finally:
+            fp32.unlink(missing_ok=True)
+            candidate_file.unlink(missing_ok=True)
+        chosen = best[1]
+        ctx.reporter.stage("Quantized", 1.0)
+        layers = "the first and last weighted layers int8, the rest int4" if chosen.edge_int8 else "all int4"
+        compared = ", ".join(f"{k} {v:.1%}" for k, v in scores.items())
+        notes = (
+            f"ai-edge-quantizer {chosen.recipe}, per-channel symmetric weights ({layers}), 4-bit values packed two "
+            f"per byte; {RUNTIME_NOTE[chosen.recipe]}. Chosen on {len(x)} train images (FP32 {reference:.1%}; "
+            f"{compared})."
+        )
+        if failures:
+            notes += " Not usable: " + "; ".join(f"{k} ({v})" for k, v in failures.items()) + "."
+        if not config.symmetric:
+            notes += " symmetric=False is not offered: LiteRT's int4 kernels take symmetric weights only."
+        return TechniqueOutput(
+            artifact=artifact,
+            precision="int4",
+            model=ctx.model.model,
+            notes=notes,
+            extra={
+                "recipe": chosen.recipe,
+                "edge_layers_int8": chosen.edge_int8,
+                "selection_scores": scores,
+                "selection_fp32": reference,
+            },
+        )
