@@ -75,7 +75,7 @@ def _progress_printer() -> tuple[Callable[[Any], None], Callable[[], None]]:
         TextColumn("{task.fields[stage]}"),
         TimeElapsedColumn(),
         console=Console(stderr=True),
-        transient=False,
+        transient=True,
     )
     task = progress.add_task("experiment", total=100.0, technique="starting", stage="")
     progress.start()
@@ -123,7 +123,7 @@ def optimize(
     as_json: Annotated[bool, typer.Option("--json", help="Print the report on stdout")] = False,
 ) -> None:
     """Run every chosen technique on MODEL, measure each result, and recommend the best for the board."""
-    from edgeopt.pipeline import optimize as run_optimize
+    from edgeopt.pipeline import ExperimentSpec, Pipeline
     from edgeopt.report import Constraints
 
     try:
@@ -137,23 +137,24 @@ def optimize(
         first = exc.errors()[0] if hasattr(exc, "errors") else None  # type: ignore[attr-defined]
         where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first else ""
         raise InvalidInput(f"{where}{first['msg'] if first else exc}") from exc
+    spec = ExperimentSpec(
+        framework=framework,
+        dataset=dataset,
+        device=device,
+        out_dir=out,
+        model=model,
+        arch=arch,
+        goal=goal,
+        techniques=_split_csv(techniques),
+        constraints=constraints,
+        epochs=epochs,
+        random_init=random_init,
+        seed=seed,
+    )
+    spec.validate()  # bad input fails before the progress bar draws anything
     on_event, stop = _progress_printer()
     try:
-        report = run_optimize(
-            model,
-            framework=framework,
-            dataset=dataset,
-            device=device,
-            out_dir=out,
-            goal=goal,
-            techniques=_split_csv(techniques),
-            constraints=constraints,
-            arch=arch,
-            epochs=epochs,
-            random_init=random_init,
-            seed=seed,
-            on_progress=on_event,
-        )
+        report = Pipeline(spec, on_progress=on_event).run()
     finally:
         stop()
     if as_json:
