@@ -28,7 +28,8 @@ class HybridPruneInt8:
         samples = min(config.calibration_samples, len(ctx.data.x_train))
         notes = (
             describe(pruned, config.epochs)
-            + f" Then post-training full-integer INT8 calibrated on {samples} train images (int8 input and output)."
+            + f" Then post-training full-integer INT8 calibrated on {samples} train images (int8 input and output);"
+            " PTQ rather than pruning-preserving QAT, since the pruned model has no zeros to keep."
         )
         return int8_output(
             pruned.model,
