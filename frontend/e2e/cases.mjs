@@ -1,6 +1,5 @@
 // The e2e cases. Selectors are roles and labels, as a user (or a screen reader) finds things.
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BackendMissing, OUT_DIR, SCREENSHOTS, requirePaths, runEdgeopt, seriousAxeViolations, sleep } from "./harness.mjs";
 
@@ -47,7 +46,7 @@ async function axe(ctx, where) {
 async function demoModel(ctx, framework) {
   ctx.models ??= {};
   if (!ctx.models[framework]) {
-    const dir = mkdtempSync(join(tmpdir(), "edgeopt-e2e-model-"));
+    const dir = ctx.stack.scratch(`model-${framework}`);
     const out = join(dir, framework === "pytorch" ? "demo.pt2" : "demo.keras");
     try {
       await runEdgeopt(["demo-model", "--framework", framework, "--out", out], ctx.stack.env);
@@ -239,7 +238,7 @@ export const CASES = [
     name: "rejected-upload",
     async run(ctx) {
       const { page } = ctx;
-      const dir = mkdtempSync(join(tmpdir(), "edgeopt-e2e-bad-"));
+      const dir = ctx.stack.scratch("bad-upload");
       const bad = join(dir, "not-a-model.pt");
       writeFileSync(bad, "this is a text file, not a PyTorch model\n".repeat(20));
       await fillSetup(page, { file: bad, framework: "pytorch" });

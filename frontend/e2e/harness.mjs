@@ -115,23 +115,34 @@ export async function startStack() {
     env,
   });
   const apiUrl = `http://127.0.0.1:${apiPort}`;
-  await waitForHttp(`${apiUrl}/api/health`, 90_000, backend);
-
-  let appUrl = apiUrl;
   let preview = null;
-  const home = await fetch(`${apiUrl}/`).then((r) => (r.ok ? r.text() : ""), () => "");
-  const servedBuild = readFileSync(join(FRONTEND, "dist", "index.html"), "utf8");
-  const sameBuild = home.includes('id="root"') && home === servedBuild;
-  if (!sameBuild) {
-    const previewPort = await freePort();
-    preview = startProcess(
-      "vite preview",
-      process.execPath,
-      [join(FRONTEND, "node_modules", "vite", "bin", "vite.js"), "preview", "--host", "127.0.0.1", "--port", String(previewPort), "--strictPort", "--bypass-lock"],
-      { cwd: FRONTEND, env: { ...process.env, EDGEOPT_BACKEND: apiUrl } },
-    );
-    appUrl = `http://127.0.0.1:${previewPort}`;
-    await waitForHttp(`${appUrl}/`, 30_000, preview);
+  const cleanUp = async () => {
+    await preview?.stop();
+    await backend.stop();
+    rmSync(storage, { recursive: true, force: true });
+  };
+  let appUrl = apiUrl;
+  let sameBuild = false;
+  try {
+    await waitForHttp(`${apiUrl}/api/health`, 90_000, backend);
+    const home = await fetch(`${apiUrl}/`).then((r) => (r.ok ? r.text() : ""), () => "");
+    const servedBuild = readFileSync(join(FRONTEND, "dist", "index.html"), "utf8");
+    sameBuild = home.includes('id="root"') && home === servedBuild;
+    if (!sameBuild) {
+      const previewPort = await freePort();
+      const vite = join(FRONTEND, "node_modules", "vite", "bin", "vite.js");
+      preview = startProcess(
+        "vite preview",
+        process.execPath,
+        [vite, "preview", "--host", "127.0.0.1", "--port", String(previewPort), "--strictPort", "--bypass-lock"],
+        { cwd: FRONTEND, env: { ...process.env, EDGEOPT_BACKEND: apiUrl } },
+      );
+      appUrl = `http://127.0.0.1:${previewPort}`;
+      await waitForHttp(`${appUrl}/`, 30_000, preview);
+    }
+  } catch (error) {
+    await cleanUp();
+    throw error;
   }
   return {
     apiUrl,
@@ -140,11 +151,13 @@ export async function startStack() {
     storage,
     env,
     backend,
-    async stop() {
-      await preview?.stop();
-      await backend.stop();
-      rmSync(storage, { recursive: true, force: true });
+    /** A folder inside the run's temp storage, removed with it. */
+    scratch(name) {
+      const dir = join(storage, name);
+      mkdirSync(dir, { recursive: true });
+      return dir;
     },
+    stop: cleanUp,
   };
 }
 
