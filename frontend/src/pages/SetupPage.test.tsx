@@ -1,4 +1,4 @@
-import { render, screen, within } from "@testing-library/react";
+import { fireEvent, render, screen, within } from "@testing-library/react";
 import userEvent from "@testing-library/user-event";
 import { MemoryRouter } from "react-router";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -61,5 +61,12 @@ describe("SetupPage validation", () => {
     expect(await screen.findByText(/looks like a TensorFlow model/)).toBeInTheDocument();
     await user.click(screen.getByRole("radio", { name: "TensorFlow / Keras" }));
     expect(screen.queryByText(/looks like a TensorFlow model/)).not.toBeInTheDocument();
+  });
+
+  it("takes a model file dropped on the upload area", () => {
+    renderSetup();
+    const file = new File([new Uint8Array(2048)], "dropped.pt2");
+    fireEvent.drop(screen.getByTestId("model-dropzone"), { dataTransfer: { files: [file] } });
+    expect(screen.getByText(/Selected:/)).toHaveTextContent("Selected: dropped.pt2 (2.0 kB)");
   });
 });
