@@ -107,10 +107,11 @@ def test_keras3_model_kept_as_keras3_still_exports(tmp_path: Path, digits_keras:
 
 
 def test_demo_model_trains_in_under_a_minute(tmp_path: Path, digits_keras: Dataset) -> None:
-    started = time.perf_counter()
+    """CPU time, not wall time: the test machine is shared, and CPU seconds bound the wall time on 2 idle cores."""
+    started = time.process_time()
     path = TensorFlowBackend().demo_model(tmp_path / "demo", seed=1)
-    elapsed = time.perf_counter() - started
+    cpu_seconds = time.process_time() - started
     assert path.suffix == ".keras"
-    assert elapsed < 60
+    assert cpu_seconds < 60
     model = tf_keras.models.load_model(path)
     assert accuracy(lambda x: model(x, training=False).numpy(), digits_keras.x_test, digits_keras.y_test) >= 0.95

@@ -75,6 +75,7 @@ class PruneUnstructured:
             stage="Pruning and fine-tuning",
             callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
             seed=config.seed,
+            cosine=True,
         )
         pruned = tfmot.sparsity.keras.strip_pruning(wrapped)
         measured = kernel_sparsity(pruned)
@@ -83,7 +84,11 @@ class PruneUnstructured:
         keras_file = save_keras(pruned, ctx.work_dir / f"{self.name}.keras")
         dense, packed = artifact.stat().st_size, _gzip_size(artifact)
         ctx.reporter.stage("Pruned", 1.0)
-        tuned = f"fine-tuned {config.epochs} epoch(s)" if config.epochs > 0 else "not fine-tuned (epochs=0)"
+        tuned = (
+            f"fine-tuned {config.epochs} epoch(s) from lr {config.learning_rate:g} (cosine decay)"
+            if config.epochs > 0
+            else "not fine-tuned (epochs=0)"
+        )
         notes = (
             f"tfmot prune_low_magnitude, constant {config.sparsity:.0%} per layer, {tuned}, strip_pruning: "
             f"{measured:.1%} of conv/dense kernel weights are zero. The FP32 .tflite stays dense ({dense:,} bytes) and "

@@ -58,11 +58,12 @@ class QatInt8:
             reporter=ctx.reporter.sub(0.05, 0.8),
             stage="Quantization-aware fine-tuning",
             seed=config.seed,
+            cosine=True,
         )
         notes = (
-            f"tfmot quantize_model (8-bit weights per channel, 8-bit activations), fine-tuned {epochs} epoch(s) at "
-            f"lr {config.learning_rate:g} on the train split, then TFLite full-integer INT8 with int8 input and "
-            "output, run by LiteRT with XNNPACK."
+            "tfmot quantize_model (8-bit weights per channel, 8-bit activations), fine-tuned "
+            f"{epochs} epoch(s) from lr {config.learning_rate:g} (cosine decay) on the train split, then TFLite "
+            "full-integer INT8 with int8 input and output, run by LiteRT with XNNPACK."
         )
         if config.epochs < 1:
             notes += " epochs=0 was raised to 1: an untrained quantize_model scores near chance."

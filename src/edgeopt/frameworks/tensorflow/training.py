@@ -60,22 +60,28 @@ def fine_tune(
     data: Dataset,
     *,
     epochs: int,
-    lr: float,
+    lr: float | Any,
     batch_size: int,
     reporter: StageReporter,
     stage: str = "Fine-tuning",
     callbacks: Sequence[Any] = (),
     loss: Any = None,
     seed: int = 0,
+    cosine: bool = False,
 ) -> Any:
     """Compile with Adam and sparse cross-entropy (unless ``loss`` is given) and fit on the train split.
 
-    The test split is never seen here: it is reserved for scoring every technique the same way.
+    ``lr`` may also be a learning-rate schedule of the model's Keras; ``cosine`` decays a float ``lr`` to zero over
+    the run, which leaves a short fine-tune (and its BatchNorm statistics) settled rather than mid-step. The test
+    split is never seen here: it is reserved for scoring every technique the same way.
     """
     if epochs <= 0:
         return model
     k = _keras_of(model)
     k.utils.set_random_seed(seed)
+    steps = int(np.ceil(len(data.x_train) / batch_size))
+    if cosine and isinstance(lr, float | int):
+        lr = k.optimizers.schedules.CosineDecay(float(lr), decay_steps=max(1, epochs * steps))
     model.compile(
         optimizer=k.optimizers.Adam(learning_rate=lr),
         loss=loss
@@ -83,7 +89,6 @@ def fine_tune(
         else k.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model)),
         metrics=["accuracy"],
     )
-    steps = int(np.ceil(len(data.x_train) / batch_size))
     model.fit(
         data.x_train,
         data.y_train,
