@@ -69,7 +69,7 @@ def test_in_sample_error_beats_flops_only(measurements: list[calibrate.Measureme
 def test_fit_recovers_known_parameters_from_synthetic_measurements(
     measurements: list[calibrate.Measurement], profiles: dict[str, ModelProfile]
 ) -> None:
-    truth = dataclasses.replace(load_params(), eff_conv=0.5, overhead_us_ghz=80.0, mt_eff=0.7, int8_eff=0.9)
+    truth = dataclasses.replace(load_params(), eff_conv=0.5, overhead_us_ghz=20.0, mt_eff=0.7, int8_eff=0.9)
     rows = calibrate.prepare([m for m in measurements if m.use == "fit"], profiles)
     synthetic = [
         calibrate.Prepared(dataclasses.replace(r.measurement, latency_ms=r.estimate(truth)), r.arrays, r.macs)

@@ -2,7 +2,7 @@
 
 The latency model is a per-operator roofline of an XNNPACK runtime (ExecuTorch ``.pte`` or LiteRT ``.tflite``):
 
-    t(op) = max(compute time, memory time) + per-operator overhead
+    t(op) = max(compute time, memory time) + (fixed overhead + sublinear x sqrt(work)) / clock
 
 * compute time = MACs / (per-core peak x operator efficiency x size factor x thread speed-up). Peaks come from
   ``devices.toml`` (NEON width and issue rate, dot-product for INT8 on the Cortex-A76). Efficiencies differ by
@@ -10,6 +10,10 @@ The latency model is a per-operator roofline of an XNNPACK runtime (ExecuTorch `
   size factor ``m / (m + m_half)`` (m = MACs per thread) models small layers that never fill the pipelines.
 * memory time = bytes read and written / sustained bandwidth (cache bandwidth when the operator's working set
   fits in the last-level cache). Batch-1 dense layers and elementwise operators are memory-bound.
+* per-operator costs: a small fixed dispatch overhead, plus MAC slots wasted in proportion to the square root of
+  the operator's work (max of MACs and activation elements), which stands for thread partitioning, tile edges and
+  pipeline warm-up; it runs at the core's peak rate for the precision, matters for mid-sized layers and vanishes
+  for tiny ones.
 * operators that XNNPACK folds away (batch norm, ReLU/ReLU6 clamps) cost nothing; see ``graph.mark_fusions``.
 
 The free parameters (efficiencies, overhead, multi-thread efficiency, INT8 kernel efficiency, cache speed-up) are
@@ -78,11 +82,12 @@ class Params:
     eff_depthwise: float = 0.15  # share of peak a large depthwise convolution reaches
     eff_dense: float = 0.5  # share of peak of a fully connected layer when compute-bound
     m_half: float = 3.0e5  # MACs per thread at which a layer reaches half its operator efficiency
-    overhead_us_ghz: float = 12.0  # per-operator overhead in microseconds at 1 GHz (scales with 1/clock)
+    overhead_us_ghz: float = 5.0  # fixed per-operator cost in microseconds at 1 GHz (scales with 1/clock)
     mt_eff: float = 0.8  # speed-up per extra thread: speed-up(n) = 1 + (n - 1) * mt_eff
     int8_eff: float = 0.7  # share of the INT8 peak XNNPACK's QS8 kernels reach, relative to FP32's share
     cache_speedup: float = 3.0  # bandwidth multiplier when an operator's working set fits in the last-level cache
     single_core_bw: float = 0.5  # share of the board's sustained bandwidth one core can draw alone
+    sublinear_slots: float = 1000.0  # wasted MAC slots per sqrt(work) of an operator: partitioning, tile edges
     winograd_gain: float = 2.0  # MAC reduction of Winograd 3x3 kernels; only runtimes that use them (not XNNPACK)
 
     @classmethod
@@ -219,7 +224,9 @@ def layer_times_s(
     peak = board.macs_per_cycle(precision) * board.clock_ghz * 1e9
     with np.errstate(divide="ignore", invalid="ignore"):
         compute = np.where(macs > 0, macs / (peak * efficiency * speedup), 0.0)
-    overhead = params.overhead_us_ghz * 1e-6 / board.clock_ghz
+    work = np.maximum(macs, arrays.act_elems)
+    fp32_peak = board.fp32_macs_per_cycle * board.clock_ghz * 1e9
+    overhead = params.overhead_us_ghz * 1e-6 / board.clock_ghz + params.sublinear_slots * np.sqrt(work) / fp32_peak
     return np.where(arrays.active, np.maximum(compute, memory) + overhead, 0.0)
 
 
