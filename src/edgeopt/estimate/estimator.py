@@ -2,22 +2,23 @@
 
 The latency model is a per-operator roofline of an XNNPACK runtime (ExecuTorch ``.pte`` or LiteRT ``.tflite``):
 
-    t(op) = max(compute time, memory time) + (fixed overhead + sublinear x sqrt(work)) / clock
+    t(op) = max(compute time, memory time) + fixed overhead / clock + sublinear_slots x sqrt(work) / FP32 peak
 
 * compute time = MACs / (per-core peak x operator efficiency x size factor x thread speed-up). Peaks come from
   ``devices.toml`` (NEON width and issue rate, dot-product for INT8 on the Cortex-A76). Efficiencies differ by
-  operator kind: depthwise convolutions reuse each weight only once per pixel and reach a small share of peak; the
+  operator kind: depthwise convolutions do few MACs per byte moved and reach a small share of peak; the
   size factor ``m / (m + m_half)`` (m = MACs per thread) models small layers that never fill the pipelines.
-* memory time = bytes read and written / sustained bandwidth (cache bandwidth when the operator's working set
-  fits in the last-level cache). Batch-1 dense layers and elementwise operators are memory-bound.
+* memory time = bytes read and written / sustained bandwidth (one core draws only part of it; cache bandwidth
+  when the operator's working set fits in the last-level cache). Batch-1 dense layers and elementwise operators
+  are memory-bound.
 * per-operator costs: a small fixed dispatch overhead, plus MAC slots wasted in proportion to the square root of
   the operator's work (max of MACs and activation elements), which stands for thread partitioning, tile edges and
-  pipeline warm-up; it runs at the core's peak rate for the precision, matters for mid-sized layers and vanishes
-  for tiny ones.
+  pipeline warm-up; charged at the core's FP32 peak rate whatever the precision, it matters for mid-sized layers
+  and vanishes for tiny ones.
 * operators that XNNPACK folds away (batch norm, ReLU/ReLU6 clamps) cost nothing; see ``graph.mark_fusions``.
 
-The free parameters (efficiencies, overhead, multi-thread efficiency, INT8 kernel efficiency, cache speed-up) are
-fitted on published board measurements by ``calibrate.py`` and stored in ``fitted.toml``; docs/estimator.md
+The free parameters (efficiencies, per-operator costs, multi-thread efficiency, INT8 kernel efficiency, bandwidth
+shares) are fitted on published board measurements by ``calibrate.py`` and stored in ``fitted.toml``; docs/estimator.md
 reports the fit's error. Unstructured sparsity is deliberately ignored: XNNPACK runs dense kernels, so zeros cost
 the same as any other weight. INT4 means 4-bit weights in the file; XNNPACK's convolution kernels have no 4-bit
 path, so the runtime unpacks them to INT8 at load time and computes as INT8 (documented in docs/estimator.md).
@@ -294,13 +295,6 @@ def estimate_all(
 ) -> dict[str, DeviceEstimate]:
     """``estimate_device`` for every board in the catalog, in catalog order."""
     return {device: estimate_device(profile, device, precision, runtime, threads) for device in DEVICE_NAMES}
-
-
-def flops_only_ms(profile: ModelProfile, board: Board, precision: str, threads: int, gflops_per_core: float) -> float:
-    """The baseline the per-layer model must beat: FLOPs / (one fitted sustained rate x threads x clock)."""
-    int8_gain = board.int8_macs_per_cycle / board.fp32_macs_per_cycle if precision != "fp32" else 1.0
-    rate = gflops_per_core * 1e9 * board.clock_ghz * threads * int8_gain
-    return 1000.0 * profile.flops / rate
 
 
 def with_clock(board: Board, clock_ghz: float | None) -> Board:
