@@ -182,3 +182,16 @@ def test_bad_goal_or_device() -> None:
         recommend((BASELINE, RUNS), "fastest", None, "rpi4")
     with pytest.raises(InvalidInput, match="device"):
         recommend((BASELINE, RUNS), "balanced", None, "jetson")
+
+
+def test_accepts_a_report_and_the_result_serialises() -> None:
+    from edgeopt.report import ExperimentInfo, Recommendation, Report
+
+    report = Report(
+        experiment=ExperimentInfo(id="e1", framework="pytorch", dataset="digits", device="rpi4", goal="balanced"),
+        baseline=BASELINE,
+        runs=RUNS,
+    )
+    rec = recommend(report, "balanced", {"max_accuracy_drop": 0.01}, "rpi4")
+    assert rec == recommend((BASELINE, RUNS), "balanced", Constraints(max_accuracy_drop=0.01), "rpi4")
+    assert Recommendation.model_validate_json(rec.model_dump_json()) == rec
