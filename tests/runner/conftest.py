@@ -19,19 +19,18 @@ def live_server(tmp_path: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
+def _train_demo(factory: pytest.TempPathFactory, framework: str, name: str) -> Path:
+    out = factory.mktemp(f"demo_{framework}") / name
+    command = [sys.executable, "-m", "edgeopt.cli", "demo-model", "--framework", framework, "--out", str(out)]
+    subprocess.run(command, check=True, env=server_env(out.parent))
+    return out
+
+
 @pytest.fixture(scope="session")
 def torch_demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo") / "demo.pt2"
-    subprocess.run([sys.executable, "-m", "edgeopt.cli", "demo-model", "--framework", "pytorch", "--out", str(out)],
-                   check=True, env=server_env(out.parent))
-    return out
+    return _train_demo(tmp_path_factory, "pytorch", "demo.pt2")
 
 
 @pytest.fixture(scope="session")
 def keras_demo_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("demo_tf") / "demo.keras"
-    subprocess.run([sys.executable, "-m", "edgeopt.cli", "demo-model", "--framework", "tensorflow", "--out", str(out)],
-                   check=True, env=server_env(out.parent))
-    return out
-
-
+    return _train_demo(tmp_path_factory, "tensorflow", "demo.keras")
