@@ -8,6 +8,7 @@ nothing is pruned.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 from typing import Any, ClassVar
@@ -63,11 +64,15 @@ class PruneUnstructured:
         source = keras_compat.require_tf_keras(ctx.model.model, self.name)
         ctx.reporter.stage(f"Wrapping layers for {config.sparsity:.0%} magnitude pruning", 0.02)
         wrapped = _wrap(keras_compat.clone_tf_keras(source), config.sparsity)
-        # Masks are applied by training steps; with epochs=0 one step at learning rate ~0 sets them.
-        epochs, lr = (config.epochs, config.learning_rate) if config.epochs > 0 else (1, 1e-12)
+        # Masks are applied by training steps; with epochs=0 one batch at learning rate ~0 sets them.
+        data, epochs, lr = ctx.data, config.epochs, config.learning_rate
+        if epochs == 0:
+            one_batch = slice(0, config.batch_size)
+            data = dataclasses.replace(data, x_train=data.x_train[one_batch], y_train=data.y_train[one_batch])
+            epochs, lr = 1, 1e-12
         fine_tune(
             wrapped,
-            ctx.data,
+            data,
             epochs=epochs,
             lr=lr,
             batch_size=config.batch_size,
