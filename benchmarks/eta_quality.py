@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.results_file import append_section
 from tests.runner.live import TERMINAL, LiveServer, Stream, create_experiment, server_env
-
-RESULTS = Path(__file__).parent / "results" / "eta.md"
 
 
 def main() -> None:
@@ -67,10 +66,7 @@ def main() -> None:
         f"Target: every error within 35 %: {'met' if all(r[3] <= 0.35 for r in rows) else 'MISSED'}.",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    previous = RESULTS.read_text() if RESULTS.exists() else "# ETA quality\n\n"
-    RESULTS.write_text(previous + text + "\n")
+    append_section("eta", "ETA quality", lines)
 
 
 if __name__ == "__main__":

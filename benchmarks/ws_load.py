@@ -24,9 +24,8 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
+from benchmarks.results_file import append_section
 from tests.runner.live import TERMINAL, LiveServer, create_experiment, server_env
-
-RESULTS = Path(__file__).parent / "results" / "ws_load.md"
 
 
 async def _client(url: str, ready: asyncio.Event, counter: list[int], total: int) -> list[tuple[str, float]]:
@@ -110,10 +109,7 @@ def main() -> None:
         f"{statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    previous = RESULTS.read_text() if RESULTS.exists() else "# WebSocket load\n\n"
-    RESULTS.write_text(previous + text + "\n")
+    append_section("ws_load", "WebSocket load", lines)
 
 
 if __name__ == "__main__":
