@@ -115,3 +115,21 @@ def test_demo_model_trains_in_under_a_minute(tmp_path: Path, digits_keras: Datas
     assert cpu_seconds < 60
     model = tf_keras.models.load_model(path)
     assert accuracy(lambda x: model(x, training=False).numpy(), digits_keras.x_test, digits_keras.y_test) >= 0.95
+
+
+def test_a_fixed_batch_of_one_is_run_image_by_image(tmp_path: Path) -> None:
+    inputs = tf_keras.Input((8, 8, 1), batch_size=1)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(3)(tf_keras.layers.Flatten()(inputs)))
+    path = to_tflite(model, tmp_path / "b1.tflite")
+    x = np.random.default_rng(0).random((5, 8, 8, 1), dtype=np.float32)
+    expected = np.concatenate([model(x[i : i + 1]).numpy() for i in range(5)])
+    np.testing.assert_allclose(load_tflite(path)(x), expected, atol=1e-5)
+
+
+def test_a_file_that_is_not_tflite_is_refused(tmp_path: Path) -> None:
+    from edgeopt.errors import InvalidInput
+
+    path = tmp_path / "bad.tflite"
+    path.write_bytes(b"definitely not a flatbuffer")
+    with pytest.raises(InvalidInput, match="not a valid .tflite"):
+        load_tflite(path)
