@@ -6,7 +6,7 @@ import type { ReactNode } from "react";
 
 export function ScrollRegion({ label, children }: { label: string; children: ReactNode }) {
   return (
-    // eslint-disable-next-line jsx-a11y/no-noninteractive-tabindex -- scrolling with the keyboard needs focus
+    // tabIndex on a non-interactive element on purpose: scrolling with the keyboard needs focus.
     <div role="region" aria-label={label} tabIndex={0} className="relative overflow-x-auto rounded-lg focus:outline-none focus-visible:ring-2 focus-visible:ring-sky-600">
       {children}
     </div>

@@ -34,7 +34,7 @@ export function useAsync<T>(
       },
     );
     return () => controller.abort();
-    // eslint-disable-next-line react-hooks/exhaustive-deps -- the caller lists what `load` depends on
+    // `load` is a new function on every render; the caller lists what it depends on in `deps`.
   }, [...deps, generation]);
 
   const reload = useCallback(() => setGeneration((value) => value + 1), []);
