@@ -13,7 +13,7 @@ import pytest
 from tests.runner.live import TERMINAL, LiveServer, Stream, create_experiment, server_env
 
 pytestmark = pytest.mark.slow
-FEW = ["ptq_int8", "ptq_int4", "prune_unstructured", "prune_structured"]
+FEW = ["ptq_int8", "prune_structured", "distillation"]
 
 
 def _worker(server: LiveServer) -> psutil.Process:
