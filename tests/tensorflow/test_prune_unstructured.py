@@ -59,6 +59,7 @@ def test_sizes_are_reported_honestly(pruned: TechniqueOutput, tf_baseline: Techn
     assert _gzip(tf_baseline.artifact) / _gzip(pruned.artifact) >= 1.6  # ...its compressed download does
     assert pruned.extra["dense_bytes"] == dense and pruned.extra["gzip_bytes"] == _gzip(pruned.artifact)
     assert f"{dense:,}" in pruned.notes and "no faster" in pruned.notes
+    assert "Not pruned" not in pruned.notes  # every demo layer with a kernel was pruned
     assert pruned.precision == "fp32" and pruned.formats["keras"].is_file()
 
 
@@ -107,3 +108,11 @@ def test_a_lambda_layer_without_weights_is_pruned_around(digits_keras: Dataset, 
     output = run_technique("prune_unstructured", loaded, digits_keras, tmp_work, epochs=0)
     assert abs(kernel_sparsity(output.model) - 0.5) <= 0.01
     assert "not fine-tuned" in output.notes
+
+
+def test_layers_tfmot_leaves_dense_are_named_in_the_notes(digits_keras: Dataset, tmp_work: Path) -> None:
+    output = run_technique(
+        "prune_unstructured", _model_with(tf_keras.layers.DepthwiseConv2D(3)), digits_keras, tmp_work, epochs=0
+    )
+    assert "DepthwiseConv2D (36 weights)" in output.notes
+    assert kernel_sparsity(output.model) < 0.5

@@ -34,6 +34,17 @@ def kernel_sparsity(model: Any) -> float:
     return float(sum(int(np.count_nonzero(k == 0)) for k in kernels) / total) if total else 0.0
 
 
+def unpruned_kernels(model: Any) -> dict[str, int]:
+    """Kernel weights per layer type that hold no zeros at all (tfmot has no pruning rule for, e.g., depthwise)."""
+    counts: dict[str, int] = {}
+    for layer in model.layers:
+        for weight in getattr(layer, "weights", []):
+            if "kernel" in weight.name and len(weight.shape) >= 2 and not np.any(np.asarray(weight) == 0):
+                kind = type(layer).__name__
+                counts[kind] = counts.get(kind, 0) + int(np.prod(weight.shape))
+    return counts
+
+
 def _gzip_size(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), 9))
 
@@ -99,6 +110,10 @@ class PruneUnstructured:
             f"{measured:.1%} of conv/dense kernel weights are zero. The FP32 .tflite stays dense ({dense:,} bytes) and "
             f"runs no faster; gzip -9 makes it {packed:,} bytes."
         )
+        untouched = unpruned_kernels(pruned)
+        if untouched:
+            listed = ", ".join(f"{kind} ({count:,} weights)" for kind, count in sorted(untouched.items()))
+            notes += f" Not pruned by tfmot, so the overall sparsity is below {config.sparsity:.0%}: {listed}."
         return TechniqueOutput(
             artifact=artifact,
             precision="fp32",
