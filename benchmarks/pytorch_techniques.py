@@ -147,7 +147,7 @@ def table(model: str, report: Report, wall_s: float) -> list[str]:
     base = report.baseline
     assert base is not None
     lines = [
-        f"### {model}",
+        f"## {model}",
         "",
         f"Baseline FP32 `.pte`: {base.size_bytes / 1e6:.3f} MB, accuracy {100 * base.accuracy:.2f} %, host latency "
         f"{base.latency_ms.host:.3f} ms (p90 {base.latency_ms.host_p90:.3f}), {base.flops / 1e6:.1f} MFLOPs, "
@@ -190,29 +190,36 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown model(s) {sorted(unknown)}; choose from {', '.join(MODELS)}")
     args.work_dir.mkdir(parents=True, exist_ok=True)
 
-    from edgeopt.settings import get_settings
-
     command = "python benchmarks/pytorch_techniques.py " + shlex.join(argv if argv is not None else sys.argv[1:])
-    sections = [
-        "# PyTorch techniques: measured",
-        "",
-        f"Date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Command: `{command.strip()}`.",
-        "",
-        f"Host: {platform.machine()}, {platform.processor() or 'cpu'}, latency at {get_settings().threads} thread(s) "
-        "in ExecuTorch + XNNPACK, batch 1; the machine's 2 cores were shared with other work during the run, so "
-        "latency ratios (measured in one process, medians) are more reliable than absolute milliseconds. "
-        "Dataset: scikit-learn digits at 32x32 (test split, never trained on). Ratios are baseline / result "
-        "(size, gzip size, FLOPs) and baseline latency / result latency (speed-up); drop is baseline minus result "
-        "accuracy in points. Targets are the issue's table.",
-        "",
-    ]
     for model in models:
         print(f"== {model}", file=sys.stderr, flush=True)
         report, wall_s = run_model(model, args.work_dir, args.baseline_epochs, args.epochs, args.seed)
-        sections += table(model, report, wall_s)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(sections))  # written after every model: a long run keeps what it has
+        section = table(model, report, wall_s)
+        section[2:2] = [f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `{command.strip()}`.", ""]
+        (args.work_dir / f"{model}.section.md").write_text("\n".join(section))
+        # Rewritten after every model, from every model's latest section: runs of single models in parallel
+        # processes (--models resnet18 in one, --models demo in another) add up to one table file.
+        write_results(args.out, args.work_dir)
     print(args.out.read_text())
+
+
+def write_results(out: Path, work_dir: Path) -> None:
+    from edgeopt.settings import get_settings
+
+    header = [
+        "# PyTorch techniques: measured",
+        "",
+        f"Written {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Host: {platform.machine()}, latency at "
+        f"{get_settings().threads} thread(s) in ExecuTorch + XNNPACK, batch 1. The host's 2 cores were shared with "
+        "other work during the run, so latency ratios (both sides measured in one process, medians) are more "
+        "reliable than absolute milliseconds. Dataset: scikit-learn digits at 32x32 (test split, never trained "
+        "on). Ratios are baseline / result (size, gzip size, FLOPs) and baseline latency / result latency "
+        "(speed-up); drop is baseline minus result accuracy in points. Targets are the issue's table.",
+        "",
+    ]
+    sections = [(work_dir / f"{m}.section.md") for m in MODELS]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(header + [p.read_text() for p in sections if p.is_file()]))
 
 
 if __name__ == "__main__":
