@@ -63,9 +63,15 @@ class PyTorchBackend:
         from edgeopt.estimate.torch_profile import profile_torch
 
         model = output.model if output.model is not None else loaded.model
+        script_params = None
         if isinstance(model, torch.jit.ScriptModule):
-            model = loaded.info.get("program") or model
+            # TorchScript cannot be hooked layer by layer: profile the program converted from it. The converter
+            # turns weights into graph constants, so the parameter count comes from the script itself.
+            script_params = sum(p.numel() for p in model.parameters())
+            model = loaded.info.get("program", model)
         profile = profile_torch(model, loaded.input_shape).to_dict()
+        if script_params is not None and not profile["params"]:
+            profile["params"] = script_params
         return {
             "params": profile["params"],
             "flops": profile["flops"],

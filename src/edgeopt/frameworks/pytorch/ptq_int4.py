@@ -1,24 +1,29 @@
 """Post-training INT4 weights, packed two per byte inside the deployable ``.pte``.
 
-What the artifact holds and what the runtime executes (also written to the result's ``notes``):
-- every Conv2d / Linear weight but the first layer's (batch norm folded in first) is stored as a uint8 buffer
-  holding two signed 4-bit values per byte (offset by 8), plus one float32 scale per output channel, or per group
-  of ``group_size`` inputs;
-- at every inference the graph itself unpacks them (byte to float, split into high/low nibble with floor division
-  by 16, subtract 8, multiply by the scale) to FP32
-  weights and runs FP32 convolutions; activations stay FP32.
-No library on this stack writes 4-bit convolution weights that ExecuTorch runs: torchao's int4 layouts need CUDA,
-``IntxWeightOnlyConfig`` stores int4 values in int8 bytes (only ~4x), and XNNPACK's 4-bit path covers Linear only
-(shared/PITFALLS.md). So the file is ~8x smaller, but the run is not faster than FP32: unpacking costs time.
+Per output channel (the default), the runtime executes real 4-bit kernels:
+- every Conv2d (groups=1, all but the first, batch norm folded in) is rewritten as patch extraction (pad, strided
+  slices, concatenation) followed by a Linear on the patches, so that XNNPACK's 4-bit GEMM can run it;
+- every Linear then gets symmetric 4-bit per-channel weights with dynamic 8-bit activations (PT2E with the XNNPACK
+  quantizer, "8da4w"); the XNNPACK delegate stores those weights packed two per byte (qc4w) in the ``.pte`` and
+  runs its qd8-f32-qc4w GEMM kernels;
+- the first convolution (reading the image, a negligible share of the weights) and grouped/depthwise convolutions
+  (XNNPACK has no 4-bit convolution) stay FP32.
+With ``group_size`` the weights need a scale per group of inputs, which the XNNPACK path does not take for
+convolutions here; then each weight is stored as a packed uint8 buffer (two 4-bit codes per byte) plus FP32
+scales and unpacked to FP32 inside the graph at every inference: the same small file, but FP32 compute and
+slower than the FP32 model. No library on this stack offers more: torchao's int4 layouts need CUDA and
+``IntxWeightOnlyConfig`` stores int4 values in int8 bytes (~4x only; shared/PITFALLS.md).
 """
 
 from __future__ import annotations
 
 import operator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.export import ExportedProgram
 from torch.fx import GraphModule, Node
 
 from edgeopt.frameworks.pytorch.export import drop_unused_attributes, export_program, save_pt2, to_pte
@@ -116,17 +121,129 @@ def pack_weights(graph_module: GraphModule, group_size: int | None) -> dict[str,
     return counts
 
 
-def quantize_int4(module: nn.Module, input_shape: tuple[int, int, int], group_size: int | None) -> tuple:
-    """Returns (ExportedProgram with packed INT4 weights, counts)."""
+def conv_as_linear(
+    x: torch.Tensor,
+    weight_2d: torch.Tensor,
+    bias: torch.Tensor | None,
+    kernel: list[int],
+    stride: list[int],
+    padding: list[int],
+    dilation: list[int],
+) -> torch.Tensor:
+    """A groups=1 convolution as patch extraction + Linear (im2col in ops ExecuTorch runs); traced into the graph.
+
+    ``weight_2d`` is the convolution weight laid out (out, kh, kw, in) and flattened, matching the patch order.
+    """
+    kh, kw = kernel
+    x = F.pad(x, (padding[1], padding[1], padding[0], padding[0]))
+    oh = (x.shape[2] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (x.shape[3] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    patches = [
+        x[
+            :,
+            :,
+            i * dilation[0] : i * dilation[0] + (oh - 1) * stride[0] + 1 : stride[0],
+            j * dilation[1] : j * dilation[1] + (ow - 1) * stride[1] + 1 : stride[1],
+        ]
+        for i in range(kh)
+        for j in range(kw)
+    ]
+    columns = torch.cat(patches, dim=1) if len(patches) > 1 else patches[0]
+    rows = columns.permute(0, 2, 3, 1).reshape(-1, weight_2d.shape[1])  # 2-D so XNNPACK's GEMM takes it
+    out = F.linear(rows, weight_2d, bias)
+    return out.reshape(x.shape[0], oh, ow, weight_2d.shape[0]).permute(0, 3, 1, 2)
+
+
+def convs_to_linears(graph_module: GraphModule) -> dict[str, int]:
+    """Rewrites every groups=1 convolution but the first as ``conv_as_linear``; returns what was converted."""
+    counts = {"converted": 0, "kept_fp32_weights": 0}
+    convs = [n for n in graph_module.graph.nodes if n.op == "call_function" and n.target == WEIGHTED_OPS[0]]
+    for position, node in enumerate(convs):
+        x, weight_node, bias, stride, padding, dilation, groups = (list(node.args) + [None] * 7)[:7]
+        target = _weight_owner(graph_module, node)
+        weight = operator.attrgetter(target)(graph_module) if target else None
+        if position == 0 or weight is None or (groups or 1) != 1:
+            counts["kept_fp32_weights"] += weight.numel() if weight is not None else 0
+            continue
+        name = f"{target.replace('.', '_')}_as_linear"
+        flat = weight.detach().permute(0, 2, 3, 1).reshape(weight.shape[0], -1).contiguous()
+        graph_module.register_parameter(name, nn.Parameter(flat, requires_grad=False))
+        with graph_module.graph.inserting_before(node):
+            weight_2d = graph_module.graph.get_attr(name)
+            args = (x, weight_2d, bias, list(weight.shape[2:]), list(stride or [1, 1]), list(padding or [0, 0]),
+                    list(dilation or [1, 1]))  # fmt: skip
+            replacement = graph_module.graph.call_function(conv_as_linear, args)
+        node.replace_all_uses_with(replacement)
+        graph_module.graph.erase_node(node)
+        counts["converted"] += 1
+    graph_module.graph.lint()
+    graph_module.recompile()
+    return counts
+
+
+def _folded_graph(module: nn.Module, example: torch.Tensor) -> GraphModule:
     from torchao.quantization.pt2e.utils import _fuse_conv_bn_
 
-    example = example_input(input_shape)
     graph_module = export_program(module, example, strict=True).module()
     _fuse_conv_bn_(graph_module)  # fold batch norm first: the folded weights are what gets quantized
+    return graph_module  # type: ignore[return-value]
+
+
+def quantize_int4_xnnpack(module: nn.Module, input_shape: tuple[int, int, int]) -> tuple[ExportedProgram, dict]:
+    """Convs as Linears, then 8-bit dynamic activations x 4-bit per-channel weights on every Linear (XNNPACK)."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    example = example_input(input_shape)
+    graph_module = _folded_graph(module, example)
+    counts = convs_to_linears(graph_module)
+    drop_unused_attributes(graph_module)
+    linears = sum(1 for n in graph_module.graph.nodes if n.op == "call_function" and n.target == WEIGHTED_OPS[1])
+    linears += counts["converted"]  # conv_as_linear nodes hold their Linear inside
+    config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True, weight_qmin=QMIN, weight_qmax=QMAX)
+    quantizer = XNNPACKQuantizer().set_operator_type(torch.ops.aten.linear.default, config)
+    captured = torch.export.export(graph_module, (example,), strict=False).module()
+    prepared = prepare_pt2e(captured, quantizer)  # type: ignore[arg-type]
+    prepared(example)  # dynamic activations need no calibration; one run initialises the weight observers
+    converted = convert_pt2e(prepared)
+    drop_unused_attributes(converted)
+    counts["layers"] = linears
+    return torch.export.export(converted, (example,), strict=False), counts
+
+
+def quantize_int4_grouped(
+    module: nn.Module, input_shape: tuple[int, int, int], group_size: int
+) -> tuple[ExportedProgram, dict]:
+    """Packed uint8 buffers + per-group scales, unpacked to FP32 inside the graph at every inference."""
+    example = example_input(input_shape)
+    graph_module = _folded_graph(module, example)
     counts = pack_weights(graph_module, group_size)
     graph_module.graph.lint()
     drop_unused_attributes(graph_module)
     return torch.export.export(graph_module, (example,), strict=False), counts
+
+
+def _notes_xnnpack(counts: dict[str, int]) -> str:
+    return (
+        f"{counts['layers']} conv/linear layers (batch norm folded; convolutions run as patch extraction + Linear) "
+        "hold symmetric 4-bit per-channel weights that the XNNPACK delegate stores packed two per byte; at run time "
+        "XNNPACK quantizes each activation to 8 bits on the fly and runs its 4-bit-weight GEMM kernels "
+        f"(qd8-f32-qc4w). The first convolution and any grouped/depthwise ones ({counts['kept_fp32_weights']} "
+        "weights) keep FP32 weights, as XNNPACK has no 4-bit convolution."
+    )
+
+
+def _notes_grouped(counts: dict[str, int], group_size: int) -> str:
+    return (
+        f"{counts['weights']} weights of {counts['layers']} conv/linear layers (batch norm folded) stored as "
+        f"symmetric 4-bit codes packed two per byte with one FP32 scale per group of {group_size} inputs. At every "
+        "inference the .pte unpacks them to FP32 inside the graph and runs FP32 convolutions on ExecuTorch's "
+        f"portable kernels (XNNPACK takes only constant weights): smaller, but slower than FP32. The first layer "
+        f"({counts['fp32_weights']} weights) keeps FP32 weights. Leave group_size unset for XNNPACK's 4-bit kernels."
+    )
 
 
 class PtqInt4:
@@ -143,25 +260,17 @@ class PtqInt4:
             raise Unsupported("ptq_int4 implements symmetric 4-bit weights only; set symmetric=true.")
         module = require_module(ctx.model, self.name)
         ctx.reporter.stage("Quantizing weights to 4 bits", 0.1)
-        program, counts = quantize_int4(module, ctx.data.image_shape, config.group_size)
-        ctx.reporter.stage("Lowering to ExecuTorch", 0.5)
+        if config.group_size:
+            program, counts = quantize_int4_grouped(module, ctx.data.image_shape, config.group_size)
+            precision, notes = "fp32", _notes_grouped(counts, config.group_size)
+        else:
+            program, counts = quantize_int4_xnnpack(module, ctx.data.image_shape)
+            precision, notes = "int4", _notes_xnnpack(counts)
+        ctx.reporter.stage("Lowering to ExecuTorch (XNNPACK)", 0.5)
         example = example_input(ctx.data.image_shape)
         pte = to_pte(program, example, ctx.work_dir / f"{self.name}.pte")
         pt2 = save_pt2(program, ctx.work_dir / f"{self.name}.pt2")
-        scales = f"groups of {config.group_size} inputs" if config.group_size else "output channel"
+        extra: dict[str, Any] = {"int4_layers": counts["layers"]}
         return TechniqueOutput(
-            artifact=pte,
-            precision="fp32",
-            model=module,
-            formats={"pt2": pt2},
-            notes=(
-                f"{counts['weights']} weights of {counts['layers']} conv/linear layers (batch norm folded) stored as "
-                f"symmetric 4-bit codes packed two per byte, one FP32 scale per {scales}. At every inference the "
-                ".pte unpacks them to FP32 inside the graph (byte to float, nibble split by floor division, scale) and "
-                "runs FP32 convolutions (XNNPACK where it accepts non-constant weights, portable kernels "
-                "otherwise); activations stay FP32. The first layer "
-                f"({counts['fp32_weights']} weights, reading the image) keeps FP32 weights. Smaller file, not "
-                "faster: ExecuTorch has no 4-bit convolution kernel."
-            ),
-            extra={"int4_layers": counts["layers"], "int4_weights": counts["weights"]},
+            artifact=pte, precision=precision, model=module, formats={"pt2": pt2}, notes=notes, extra=extra
         )
