@@ -1,6 +1,6 @@
-"""Sizes, accuracies and host latencies of the FP32, INT8 and INT4 .pte files of one model, measured for real.
+"""Sizes, accuracies and host latencies of the FP32, INT8, INT4 (and QAT) .pte files of one model, measured for real.
 
-    .venv/bin/python benchmarks/pytorch_quant_smoke.py --model demo
+    .venv/bin/python benchmarks/pytorch_quant_smoke.py --model demo --qat
     .venv/bin/python benchmarks/pytorch_quant_smoke.py --model resnet18 --epochs 1
 
 ``demo`` trains the demo CNN; ``resnet18`` is torchvision's, randomly initialised and trained for ``--epochs`` on
@@ -25,10 +25,11 @@ from edgeopt.frameworks import ModelSource
 from edgeopt.frameworks.pytorch.backend import PyTorchBackend
 from edgeopt.frameworks.pytorch.ptq_int4 import PtqInt4
 from edgeopt.frameworks.pytorch.ptq_int8 import PtqInt8
+from edgeopt.frameworks.pytorch.qat import QatInt8
 from edgeopt.frameworks.pytorch.training import fine_tune
 from edgeopt.progress import silent_reporter
 from edgeopt.settings import get_settings
-from edgeopt.techniques import PtqInt4Config, PtqInt8Config, TechniqueContext
+from edgeopt.techniques import PtqInt4Config, PtqInt8Config, QatInt8Config, TechniqueContext
 
 RUNS = 50
 
@@ -49,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", choices=["demo", "resnet18"], default="demo")
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--qat", action="store_true", help="also run qat_int8 (default config)")
     parser.add_argument("--train-images", type=int, default=None, help="train resnet18 on this many images only")
     args = parser.parse_args()
     backend = PyTorchBackend()
@@ -66,7 +68,12 @@ def main() -> None:
         fine_tune(loaded.model, subset, epochs=args.epochs, lr=1e-3, batch_size=64, reporter=silent_reporter(), seed=0)
         print(f"trained resnet18 for {args.epochs} epoch(s) in {time.perf_counter() - start:.0f} s")
     outputs = {"fp32": backend.export_baseline(loaded, data, work)}
-    for name, technique, config in (("ptq_int8", PtqInt8(), PtqInt8Config()), ("ptq_int4", PtqInt4(), PtqInt4Config())):
+    techniques = (
+        ("ptq_int8", PtqInt8(), PtqInt8Config()),
+        ("ptq_int4", PtqInt4(), PtqInt4Config()),
+        ("qat_int8", QatInt8(), QatInt8Config()),
+    )
+    for name, technique, config in techniques[: 3 if args.qat else 2]:
         start = time.perf_counter()
         outputs[name] = technique.apply(TechniqueContext(loaded, data, work, silent_reporter(name)), config)
         print(f"{name} took {time.perf_counter() - start:.0f} s")
