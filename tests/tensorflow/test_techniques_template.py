@@ -8,6 +8,7 @@ configs' defaults cut down where the default would make the suite slow; the targ
 from __future__ import annotations
 
 import importlib.util
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from edgeopt.pipeline import measure_output
 from edgeopt.progress import ProgressEvent, StageReporter
 from edgeopt.settings import get_settings
 from edgeopt.techniques import REGISTRY, TechniqueOutput, get_technique, make_config
-from tests.techniques_template import Metrics, TechniqueContract, TechniqueResult
+from tests.techniques_template import TARGETS, Metrics, TechniqueContract, TechniqueResult
 
 TECHNIQUES = (
     "ptq_int8",
@@ -33,13 +34,15 @@ TECHNIQUES = (
     "qat_int8",
     "hybrid_prune_int8",
 )
-# Shorter training than the defaults keeps the module fast on two cores (distillation keeps its 8 epochs: at 4 it
-# lost 3 points on the demo model, at 8 none).
-OVERRIDES: dict[str, dict[str, Any]] = {
-    "prune_unstructured": {"epochs": 2},
-    "prune_structured": {"epochs": 3},
-    "qat_int8": {"epochs": 1},
-    "hybrid_prune_int8": {"epochs": 3},
+# Shorter training than the defaults where it keeps the targets; the pruning techniques keep their defaults (at 3
+# epochs structured pruning sat right at its 1.5-point limit on the demo model) and distillation its 8 epochs.
+OVERRIDES: dict[str, dict[str, Any]] = {"qat_int8": {"epochs": 1}}
+# The issue's TensorFlow targets where they differ from the shared table (sizes against the FP32 .tflite).
+TF_TARGETS = {
+    **TARGETS,
+    "ptq_int8": replace(TARGETS["ptq_int8"], min_compression=3.5),
+    "qat_int8": replace(TARGETS["qat_int8"], min_compression=3.5),
+    "hybrid_prune_int8": replace(TARGETS["hybrid_prune_int8"], min_compression=6.0),
 }
 
 
@@ -113,6 +116,7 @@ def technique_result(
 
 class TestTensorFlowTechniques(TechniqueContract):
     framework = "tensorflow"
+    targets = TF_TARGETS
 
     def run_artifact(self, artifact: Path, output: TechniqueOutput, images: np.ndarray) -> np.ndarray:
         return load_tflite(artifact, threads=1)(images)

@@ -7,9 +7,10 @@ filters). Layers that keep channels (BatchNorm, activations, pooling, depthwise 
 on; element-wise merges (Add, Multiply) unite the spaces that meet there (union-find), so every branch of a
 residual block keeps the same channels; Concatenate lays spaces side by side; Flatten remembers the spatial
 positions so the next Dense keeps rows ``position * C + channel``. Each free space keeps the channels with the
-largest summed L2 norm of its producers' filters; spaces that reach the model's input or output, or touch a layer
-this module does not understand, stay whole. The config is then rewritten with the new widths, the model rebuilt
-and every weight sliced to the kept channels, so the result is a plain, smaller Keras model.
+largest summed L2 norm of its producers' filters (a following BatchNorm folded in, as in the deployed filter);
+spaces that reach the model's input or output, or touch a layer this module does not understand, stay whole.
+The config is then rewritten with the new widths, the model rebuilt and every weight sliced to the kept channels,
+so the result is a plain, smaller Keras model.
 """
 
 from __future__ import annotations  # noqa: I001 - keras_compat must run before TensorFlow loads
@@ -89,6 +90,11 @@ class _Spaces:
             self._parent[rb] = ra
             self._frozen[ra] = self._frozen[ra] or self._frozen[rb]
             self._score[ra] = self._score[ra] + self._score[rb]
+
+    def rescale(self, space: int, factor: np.ndarray) -> None:
+        """Scale the scores of a space not yet united with others (its own filters only)."""
+        if self.find(space) == space:
+            self._score[space] = self._score[space] * factor
 
     def freeze(self, desc: Desc) -> None:
         for space, _ in desc.channels if isinstance(desc, _Flat) else desc:
@@ -238,6 +244,8 @@ class _Analysis:
         if cls == "DepthwiseConv2D" and cfg.get("depth_multiplier") == 1 and cfg.get("data_format") != "channels_first":
             return first
         if cls in _PER_CHANNEL and not isinstance(first, _Flat) and _axis_is_last(cfg.get("axis", -1), rank):
+            if cls == "BatchNormalization" and node.inputs and node.inputs[0] in self.produced:
+                self._fold_batchnorm(self.produced[node.inputs[0]], cfg, weights)
             return first
         if cls in _PASS_THROUGH and cfg.get("data_format") != "channels_first":
             return first
@@ -252,6 +260,16 @@ class _Analysis:
         if cls in _ELEMENTWISE:
             return self._merge(ins)
         return self._unknown(node, ins)
+
+    def _fold_batchnorm(self, space: int, cfg: dict[str, Any], weights: list[np.ndarray]) -> None:
+        """Rank a filter followed by BatchNorm by the norm of the filter as deployed (BatchNorm folded into it).
+
+        BatchNorm rescales each channel by gamma / sqrt(variance + eps), which makes the raw filter norm meaningless:
+        a large filter can be scaled to almost nothing, a small one amplified.
+        """
+        variance = weights[-1]
+        gamma = weights[0] if cfg.get("scale", True) else np.ones_like(variance)
+        self.spaces.rescale(space, np.abs(gamma) / np.sqrt(variance + float(cfg.get("epsilon", 1e-3))))
 
     def _merge(self, ins: list[Desc]) -> Desc:
         """All tensors meeting element-wise share channels: unite their spaces, or keep them whole if they differ."""
@@ -405,8 +423,8 @@ def describe(pruned: PrunedModel, epochs: int) -> str:
     """Sentences for a run's notes: how many filters remain, what kept some layers whole, how it was trained."""
     return (
         f"Filters rebuilt from {pruned.filters_before} to {pruned.filters_after} (Conv2D filters and Dense units "
-        f"ranked by L2 norm; the classifier's outputs are never pruned), then fine-tuned for {epochs} epoch(s)."
-        + kept_whole_note(pruned)
+        "ranked by the L2 norm of the BatchNorm-folded filter; the classifier's outputs are never pruned), then "
+        f"fine-tuned for {epochs} epoch(s)." + kept_whole_note(pruned)
     )
 
 
