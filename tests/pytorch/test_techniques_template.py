@@ -128,9 +128,13 @@ def technique_result(
 
 
 def _zero_words(path: Path) -> int:
-    """Aligned 4-byte words that are 0 in a file: FP32 zeros survive lowering if this count grows."""
+    """Aligned 4-byte words holding an FP32 zero: zeros survive lowering if this count grows.
+
+    The sign bit is ignored: a pruning mask times a negative weight gives -0.0 (bytes 00 00 00 80), still a zero.
+    """
     raw = path.read_bytes()
-    return int(np.count_nonzero(np.frombuffer(raw[: len(raw) // 4 * 4], dtype=np.uint32) == 0))
+    words = np.frombuffer(raw[: len(raw) // 4 * 4], dtype=np.uint32)
+    return int(np.count_nonzero((words & 0x7FFFFFFF) == 0))
 
 
 class TestPyTorchTechniques(TechniqueContract):
