@@ -304,7 +304,6 @@ class Relay:
         self.completed = 0
         self.baseline: dict[str, Any] | None = description["baseline"]
         self.last_run: dict[str, Any] | None = None
-        self._last_progress_write = 0.0
 
     def run(self) -> None:
         final: tuple[str, Any] | None = None
@@ -372,7 +371,7 @@ class Relay:
                 if exp is not None:
                     exp.baseline = self.baseline
                     exp.lineage = event["payload"].get("lineage")
-            self._progress(event, force=True)
+            self._progress(event)
         elif kind in ("technique_completed", "technique_failed"):
             run = RunResult.model_validate(event["payload"]["run"])
             self._store_run(run)
@@ -381,11 +380,11 @@ class Relay:
                 self.last_run = run.model_dump(mode="json")
             message_type = "technique_failed" if run.status == "failed" else "technique_completed"
             self.manager.publish(self.id, messages.technique_message(message_type, self.id, run))
-            self._progress(event, force=True)
+            self._progress(event)
         elif kind in ("progress", "technique_started", "experiment_started"):
-            self._progress(event, force=kind != "progress")
+            self._progress(event)
 
-    def _progress(self, event: dict[str, Any], *, force: bool) -> None:
+    def _progress(self, event: dict[str, Any]) -> None:
         technique = event.get("technique")
         index = event.get("technique_index", 0)
         fraction = event.get("fraction", 0.0) if event["kind"] == "progress" else 0.0
@@ -404,11 +403,9 @@ class Relay:
             baseline=self.baseline,
             last_run=self.last_run,
         )
+        # Stored before it is published: a snapshot read after any live message is never older than it.
+        self._write_progress(update)
         self.manager.publish(self.id, update)
-        now = time.monotonic()
-        if force or now - self._last_progress_write > 0.5:
-            self._last_progress_write = now
-            self._write_progress(update)
 
     def _write_progress(self, update: dict[str, Any]) -> None:
         current = update["current_technique"]

@@ -70,8 +70,11 @@ def require_module(loaded: LoadedModel, technique: str) -> nn.Module:
     if not loaded.transformable:
         raise Unsupported(f"{technique} cannot run on this model: {loaded.not_transformable_reason}")
     model = loaded.model
-    if isinstance(model, torch.export.ExportedProgram):
-        return model.module()
+    if isinstance(model, torch.export.ExportedProgram | torch.fx.GraphModule):
+        # Real layers and no batch-1 guard: PT2E calibration and QAT re-export with a dynamic batch.
+        from edgeopt.frameworks.pytorch.graph_modules import editable_module
+
+        return editable_module(model)
     if not isinstance(model, nn.Module):
         raise Unsupported(f"{technique} needs a torch.nn.Module, got {type(model).__name__}.")
     return model
