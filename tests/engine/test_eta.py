@@ -49,8 +49,14 @@ def _simulate(durations: dict[str, float], samples: list[float]) -> list[tuple[f
     return out
 
 
+def _as_predicted(scale: float = 1.0) -> dict[str, float]:
+    """True durations equal to what the cost model predicts (times ``scale``) for a 2-second baseline."""
+    model = EtaModel(techniques=TECHNIQUES, unit_s=2.0)
+    return {"baseline": 2.0, **{name: scale * model.predicted_seconds(name) for name in TECHNIQUES}}
+
+
 def test_eta_is_close_when_the_cost_model_fits() -> None:
-    durations = {"baseline": 2.0, "ptq_int8": 3.2, "prune_structured": 2.2 + 4.0, "qat_int8": 3.2 + 5.0}
+    durations = _as_predicted()
     for remaining, eta in _simulate(durations, [0.25, 0.5, 0.75]):
         assert abs(eta - remaining) <= 0.35 * remaining, (eta, remaining)
 
@@ -77,7 +83,6 @@ def test_estimate_does_not_jump_by_more_than_double() -> None:
 
 def test_correction_learns_a_run_slower_than_predicted() -> None:
     """Techniques take 1.8x what the cost model says: once one has finished, the ETA has caught up."""
-    base = {"ptq_int8": 3.2, "prune_structured": 6.2, "qat_int8": 8.2}
-    durations = {"baseline": 2.0, **{k: 1.8 * v for k, v in base.items()}}
+    durations = _as_predicted(scale=1.8)
     (remaining, eta), = _simulate(durations, [0.75])
     assert abs(eta - remaining) <= 0.35 * remaining, (eta, remaining)
