@@ -1,6 +1,7 @@
 """What every technique must show, whatever the framework: one abstract test class, subclassed per framework.
 
-A subclass supplies three fixtures and one hook (this module imports neither torch nor TensorFlow):
+A subclass supplies three fixtures and one hook (this module imports neither torch nor TensorFlow; it builds them
+with ``measure_baseline`` and ``run_technique`` below):
 
 - ``technique`` (parametrized over the technique names it covers),
 - ``technique_result``: a ``TechniqueResult`` for that technique, measured by the engine's own
@@ -23,8 +24,15 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
+from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.data.dataset import Dataset
-from edgeopt.techniques import TechniqueOutput
+from edgeopt.frameworks import LoadedModel, get_backend
+from edgeopt.pipeline import measure_output
+from edgeopt.progress import ProgressEvent, StageReporter
+from edgeopt.settings import get_settings
+from edgeopt.techniques import TechniqueContext, TechniqueOutput, get_technique, make_config
+
+TECHNIQUES = TECHNIQUE_NAMES
 
 PRECISION = {
     "ptq_int8": "int8",
@@ -95,6 +103,44 @@ class TechniqueResult:
     baseline: Metrics
     baseline_artifact: Path
     stages: list[tuple[str, float]]  # progress (stage name, fraction) as the technique reported it
+
+
+def measure_baseline(
+    framework: str, loaded: LoadedModel, data: Dataset, work_dir: Path
+) -> tuple[TechniqueOutput, Metrics]:
+    """The baseline exported and measured exactly as the pipeline does it."""
+    backend = get_backend(framework)
+    output = backend.export_baseline(loaded, data, work_dir)
+    return output, Metrics.of(measure_output(backend, loaded, output, data, get_settings()))
+
+
+def run_technique(
+    framework: str,
+    technique: str,
+    loaded: LoadedModel,
+    data: Dataset,
+    work_dir: Path,
+    baseline: tuple[TechniqueOutput, Metrics],
+    overrides: dict[str, Any] | None = None,
+) -> TechniqueResult:
+    """Apply one technique, record the progress it reports, and measure its artifact through the pipeline's path."""
+    stages: list[tuple[str, float]] = []
+
+    def record(event: ProgressEvent) -> None:
+        stages.append((event.stage, event.fraction))
+
+    ctx = TechniqueContext(model=loaded, data=data, work_dir=work_dir, reporter=StageReporter(technique, 0, 1, record))
+    output = get_technique(technique, framework).apply(ctx, make_config(technique, overrides))
+    measured = measure_output(get_backend(framework), loaded, output, data, get_settings())
+    base_output, base_metrics = baseline
+    return TechniqueResult(
+        technique=technique,
+        output=output,
+        measured=Metrics.of(measured),
+        baseline=base_metrics,
+        baseline_artifact=Path(base_output.artifact),
+        stages=stages,
+    )
 
 
 class TechniqueContract:

@@ -8,7 +8,6 @@ configs' defaults to keep the module short on two cores; the targets are the iss
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -18,25 +17,19 @@ import torch
 
 from edgeopt.data.dataset import Dataset
 from edgeopt.frameworks import LoadedModel
-from edgeopt.frameworks.pytorch.backend import PyTorchBackend
 from edgeopt.frameworks.pytorch.layout import to_nchw
 from edgeopt.frameworks.pytorch.pruning import prunable_weights
 from edgeopt.frameworks.pytorch.runtime import load_pte
-from edgeopt.pipeline import measure_output
-from edgeopt.progress import ProgressEvent, StageReporter
-from edgeopt.settings import get_settings
-from edgeopt.techniques import REGISTRY, TechniqueContext, TechniqueOutput, get_technique, make_config
-from tests.techniques_template import Metrics, TechniqueContract, TechniqueResult
-
-TECHNIQUES = (
-    "ptq_int8",
-    "ptq_int4",
-    "prune_unstructured",
-    "prune_structured",
-    "distillation",
-    "qat_int8",
-    "hybrid_prune_int8",
+from edgeopt.techniques import TechniqueOutput
+from tests.techniques_template import (
+    TECHNIQUES,
+    Metrics,
+    TechniqueContract,
+    TechniqueResult,
+    measure_baseline,
+    run_technique,
 )
+
 # Shorter training than the defaults keeps the module short; the demo CNN recovers within these.
 OVERRIDES: dict[str, dict[str, Any]] = {
     "prune_unstructured": {"epochs": 1},
@@ -45,11 +38,6 @@ OVERRIDES: dict[str, dict[str, Any]] = {
     "qat_int8": {"epochs": 1},
     "hybrid_prune_int8": {"epochs": 2},
 }
-
-
-def _implemented(technique: str) -> bool:
-    module = REGISTRY[(technique, "pytorch")].split(":")[0]
-    return importlib.util.find_spec(module) is not None
 
 
 def _state(loaded: LoadedModel) -> dict[str, torch.Tensor]:
@@ -73,9 +61,7 @@ def source_state(torch_demo: LoadedModel) -> dict[str, torch.Tensor]:
 def baseline(
     torch_demo: LoadedModel, digits32: Dataset, work_dir: Path, source_state: dict[str, torch.Tensor]
 ) -> tuple[TechniqueOutput, Metrics]:
-    backend = PyTorchBackend()
-    output = backend.export_baseline(torch_demo, digits32, work_dir)
-    return output, Metrics.of(measure_output(backend, torch_demo, output, digits32, get_settings()))
+    return measure_baseline("pytorch", torch_demo, digits32, work_dir)
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +71,6 @@ def results() -> dict[str, TechniqueResult]:
 
 @pytest.fixture(scope="module", params=TECHNIQUES)
 def technique(request: pytest.FixtureRequest) -> str:
-    if not _implemented(request.param):
-        pytest.skip(f"{request.param} for PyTorch is not in this checkout yet")
     return request.param
 
 
@@ -105,24 +89,8 @@ def technique_result(
     results: dict[str, TechniqueResult],
 ) -> TechniqueResult:
     if technique not in results:
-        stages: list[tuple[str, float]] = []
-
-        def record(event: ProgressEvent) -> None:
-            stages.append((event.stage, event.fraction))
-
-        ctx = TechniqueContext(
-            model=torch_demo, data=digits32, work_dir=work_dir, reporter=StageReporter(technique, 0, 1, record)
-        )
-        output = get_technique(technique, "pytorch").apply(ctx, make_config(technique, OVERRIDES.get(technique)))
-        measured = measure_output(PyTorchBackend(), torch_demo, output, digits32, get_settings())
-        base_output, base_metrics = baseline
-        results[technique] = TechniqueResult(
-            technique=technique,
-            output=output,
-            measured=Metrics.of(measured),
-            baseline=base_metrics,
-            baseline_artifact=Path(base_output.artifact),
-            stages=stages,
+        results[technique] = run_technique(
+            "pytorch", technique, torch_demo, digits32, work_dir, baseline, OVERRIDES.get(technique)
         )
     return results[technique]
 

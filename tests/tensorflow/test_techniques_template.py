@@ -7,7 +7,6 @@ configs' defaults cut down where the default would make the suite slow; the targ
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,18 @@ import pytest
 
 from edgeopt.data.dataset import Dataset
 from edgeopt.frameworks import LoadedModel
-from edgeopt.frameworks.tensorflow.backend import TensorFlowBackend
 from edgeopt.frameworks.tensorflow.runtime import load_tflite
-from edgeopt.pipeline import measure_output
-from edgeopt.progress import ProgressEvent, StageReporter
-from edgeopt.settings import get_settings
-from edgeopt.techniques import REGISTRY, TechniqueOutput, get_technique, make_config
-from tests.techniques_template import TARGETS, Metrics, TechniqueContract, TechniqueResult
-
-TECHNIQUES = (
-    "ptq_int8",
-    "ptq_int4",
-    "prune_unstructured",
-    "prune_structured",
-    "distillation",
-    "qat_int8",
-    "hybrid_prune_int8",
+from edgeopt.techniques import TechniqueOutput
+from tests.techniques_template import (
+    TARGETS,
+    TECHNIQUES,
+    Metrics,
+    TechniqueContract,
+    TechniqueResult,
+    measure_baseline,
+    run_technique,
 )
+
 # Shorter training than the defaults where it keeps the targets; the pruning techniques keep their defaults (at 3
 # epochs structured pruning sat right at its 1.5-point limit on the demo model) and distillation its 8 epochs.
 OVERRIDES: dict[str, dict[str, Any]] = {"qat_int8": {"epochs": 1}}
@@ -46,11 +40,6 @@ TF_TARGETS = {
 }
 
 
-def _implemented(technique: str) -> bool:
-    module = REGISTRY[(technique, "tensorflow")].split(":")[0]
-    return importlib.util.find_spec(module) is not None
-
-
 @pytest.fixture(scope="module")
 def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tf_techniques")
@@ -58,9 +47,7 @@ def work_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def baseline(keras_demo: LoadedModel, digits_keras: Dataset, work_dir: Path) -> tuple[TechniqueOutput, Metrics]:
-    backend = TensorFlowBackend()
-    output = backend.export_baseline(keras_demo, digits_keras, work_dir)
-    return output, Metrics.of(measure_output(backend, keras_demo, output, digits_keras, get_settings()))
+    return measure_baseline("tensorflow", keras_demo, digits_keras, work_dir)
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +57,6 @@ def results() -> dict[str, TechniqueResult]:
 
 @pytest.fixture(scope="module", params=TECHNIQUES)
 def technique(request: pytest.FixtureRequest) -> str:
-    if not _implemented(request.param):
-        pytest.skip(f"{request.param} for TensorFlow is not in this checkout yet")
     return request.param
 
 
@@ -90,26 +75,8 @@ def technique_result(
     results: dict[str, TechniqueResult],
 ) -> TechniqueResult:
     if technique not in results:
-        from edgeopt.techniques import TechniqueContext
-
-        stages: list[tuple[str, float]] = []
-
-        def record(event: ProgressEvent) -> None:
-            stages.append((event.stage, event.fraction))
-
-        ctx = TechniqueContext(
-            model=keras_demo, data=digits_keras, work_dir=work_dir, reporter=StageReporter(technique, 0, 1, record)
-        )
-        output = get_technique(technique, "tensorflow").apply(ctx, make_config(technique, OVERRIDES.get(technique)))
-        measured = measure_output(TensorFlowBackend(), keras_demo, output, digits_keras, get_settings())
-        base_output, base_metrics = baseline
-        results[technique] = TechniqueResult(
-            technique=technique,
-            output=output,
-            measured=Metrics.of(measured),
-            baseline=base_metrics,
-            baseline_artifact=Path(base_output.artifact),
-            stages=stages,
+        results[technique] = run_technique(
+            "tensorflow", technique, keras_demo, digits_keras, work_dir, baseline, OVERRIDES.get(technique)
         )
     return results[technique]
 
