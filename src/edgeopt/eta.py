@@ -20,19 +20,30 @@ from dataclasses import dataclass, field
 
 from edgeopt.progress import ProgressEvent
 
-# Per technique: (fixed units, cost of one fine-tuning epoch relative to a plain epoch). One fixed unit is the time
-# the baseline took to load, export and measure. Fitted on a full run of the PyTorch demo model on a quiet 2-core
-# host (benchmarks/results/eta.md): exporting and lowering dominate the fixed part; a QAT epoch runs a graph full
-# of fake-quantize nodes (about 12x a plain epoch); pruned students and the hybrid's pruned network train on a
-# quarter of the multiply-adds.
-COST_MODEL: dict[str, tuple[float, float]] = {
-    "ptq_int8": (0.75, 0.0),
-    "ptq_int4": (0.85, 0.0),
-    "prune_unstructured": (0.5, 1.0),
-    "prune_structured": (0.3, 0.35),
-    "distillation": (0.3, 0.9),
-    "qat_int8": (0.8, 12.0),
-    "hybrid_prune_int8": (0.7, 0.3),
+# Per framework and technique: (fixed units, cost of one fine-tuning epoch relative to a plain epoch). One fixed
+# unit is the time the baseline took to load, export and measure (for TensorFlow it includes importing it). Fitted
+# on full runs of each demo model on a quiet 2-core host (benchmarks/results/eta.md). PyTorch: exporting and
+# lowering dominate and a QAT epoch runs a graph full of fake-quantize nodes (about 12x a plain epoch). TensorFlow:
+# conversion is cheap next to its import, so the fine-tuning techniques dominate.
+COST_MODELS: dict[str, dict[str, tuple[float, float]]] = {
+    "pytorch": {
+        "ptq_int8": (0.75, 0.0),
+        "ptq_int4": (0.85, 0.0),
+        "prune_unstructured": (0.5, 1.0),
+        "prune_structured": (0.3, 0.35),
+        "distillation": (0.3, 0.9),
+        "qat_int8": (0.8, 12.0),
+        "hybrid_prune_int8": (0.7, 0.3),
+    },
+    "tensorflow": {
+        "ptq_int8": (0.2, 0.0),
+        "ptq_int4": (0.35, 0.0),
+        "prune_unstructured": (0.2, 4.0),
+        "prune_structured": (0.2, 1.05),
+        "distillation": (0.2, 1.45),
+        "qat_int8": (0.3, 5.9),
+        "hybrid_prune_int8": (0.25, 0.9),
+    },
 }
 DEFAULT_EPOCHS: dict[str, int] = {
     "prune_unstructured": 2,
@@ -49,7 +60,8 @@ EPOCH_UNITS = 0.1
 @dataclass
 class EtaModel:
     techniques: list[str]
-    epochs: dict[str, int] = field(default_factory=dict)  # per technique, when the user overrode the defaults
+    epochs: dict[str, int] = field(default_factory=dict)
+    framework: str = "pytorch"  # per technique, when the user overrode the defaults
     clock: Callable[[], float] = time.monotonic
 
     unit_s: float | None = None  # seconds of one fixed unit (the baseline's export + measurement)
@@ -69,7 +81,7 @@ class EtaModel:
         return self.epochs.get(technique, DEFAULT_EPOCHS.get(technique, 0))
 
     def predicted_seconds(self, technique: str) -> float:
-        fixed, epoch_weight = COST_MODEL.get(technique, (1.0, 1.0))
+        fixed, epoch_weight = COST_MODELS.get(self.framework, COST_MODELS["pytorch"]).get(technique, (1.0, 1.0))
         unit = self.unit_s or 1.0
         return self._correction * unit * (fixed + self._epochs(technique) * epoch_weight * EPOCH_UNITS)
 

@@ -300,6 +300,7 @@ class Relay:
         self.eta = EtaModel(
             techniques=[t for t in self.techniques if t not in {r["technique"] for r in description["previous_runs"]}],
             epochs={t: epochs for t in self.techniques} if epochs is not None else {},
+            framework=description["framework"],
         )
         self.completed = 0
         self.baseline: dict[str, Any] | None = description["baseline"]
