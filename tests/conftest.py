@@ -7,13 +7,14 @@ module can import TensorFlow, keeps one pytest process safe for both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("EDGEOPT_OFFLINE", "1")
+# Tests check that latency is measured, not how steady it is: 50 timed calls are enough there.
+os.environ.setdefault("EDGEOPT_LATENCY_SECONDS", "0")
 
-try:  # torch is an optional extra; the service tests run without it
+with contextlib.suppress(ImportError):  # torch is an optional extra; the service tests run without it
     import torch._dynamo  # noqa: F401
-except ImportError:  # pragma: no cover - only without the ml extra
-    pass

@@ -141,7 +141,7 @@ def measure_output(
     if reporter:
         reporter.stage("Timing inference (batch 1)", 0.7)
     sample = data.x_test[:1]
-    latency = measure.measure_latency(lambda: predict(sample))
+    latency = measure.measure_latency(lambda: predict(sample), min_seconds=settings.latency_seconds)
     if reporter:
         reporter.stage("Estimating on the boards", 0.9)
     stats = backend.model_stats(loaded, output)

@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Progress channels over Redis when set.")
     max_concurrent_experiments: int = Field(default=1, ge=1, le=16)
     threads: int = Field(default=1, ge=1, le=64, description="Threads used for host latency measurement.")
+    latency_seconds: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=60.0,
+        description="Least timed work per latency measurement: a sub-millisecond model gets hundreds of samples, "
+        "so a short burst of other work on the host cannot move the median.",
+    )
     allow_random_init: bool = Field(
         default=False, description="Use randomly initialised weights when pretrained ones are missing offline."
     )

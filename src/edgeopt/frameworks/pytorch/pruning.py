@@ -174,7 +174,7 @@ class PruneUnstructured:
             module,
             ctx.data,
             epochs=config.epochs,
-            lr=config.learning_rate,
+            lr=config.learning_rate_for("pytorch"),
             batch_size=config.batch_size,
             reporter=ctx.reporter.sub(0.05, 0.8),
             stage="Fine-tuning with the pruning mask",

@@ -29,6 +29,7 @@ class QatInt8:
 
         assert isinstance(config, QatInt8Config)
         module = require_module(ctx.model, self.name)
+        lr = config.learning_rate_for("pytorch")
         example = example_input(ctx.data.image_shape)
         ctx.reporter.stage("Capturing the graph for quantization-aware training", 0.02)
         # A copy: the loaded model is shared with the techniques that run after this one.
@@ -40,7 +41,7 @@ class QatInt8:
             prepared,
             ctx.data,
             epochs=config.epochs,
-            lr=config.learning_rate,
+            lr=lr,
             batch_size=config.batch_size,
             reporter=ctx.reporter.sub(0.1, 0.75),
             stage="Quantization-aware fine-tuning",
@@ -56,7 +57,7 @@ class QatInt8:
             model=module,
             formats={"pt2": pt2},
             notes=(
-                f"PT2E quantization-aware training: {config.epochs} epoch(s) at learning rate {config.learning_rate} "
+                f"PT2E quantization-aware training: {config.epochs} epoch(s) at learning rate {lr:g} "
                 "with simulated INT8 (per-channel symmetric weights, per-tensor activations); the .pte runs "
                 "XNNPACK's INT8 kernels."
             ),

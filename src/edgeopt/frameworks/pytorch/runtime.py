@@ -20,10 +20,15 @@ PtePredict = Callable[[np.ndarray], np.ndarray]
 
 
 def set_threads(threads: int) -> int:
-    """Sets ExecuTorch's threadpool size; returns the count the pool reports afterwards."""
+    """Sets ExecuTorch's threadpool size; returns the count the pool reports afterwards.
+
+    The pool is only reset when its size differs: every reset prints a C++ log line to stderr, which would repeat
+    once per artifact in the CLI's output.
+    """
     from executorch.extension.pybindings import portable_lib
 
-    portable_lib._unsafe_reset_threadpool(int(threads))
+    if int(portable_lib._threadpool_get_thread_count()) != int(threads):
+        portable_lib._unsafe_reset_threadpool(int(threads))
     return int(portable_lib._threadpool_get_thread_count())
 
 

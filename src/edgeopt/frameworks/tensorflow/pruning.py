@@ -76,7 +76,8 @@ class PruneUnstructured:
         ctx.reporter.stage(f"Wrapping layers for {config.sparsity:.0%} magnitude pruning", 0.02)
         wrapped = _wrap(keras_compat.clone_tf_keras(source), config.sparsity)
         # Masks are applied by training steps; with epochs=0 one batch at learning rate ~0 sets them.
-        data, epochs, lr = ctx.data, config.epochs, config.learning_rate
+        data, epochs, lr = ctx.data, config.epochs, config.learning_rate_for("tensorflow")
+        tuned_lr = lr
         if epochs == 0:
             one_batch = slice(0, config.batch_size)
             data = dataclasses.replace(data, x_train=data.x_train[one_batch], y_train=data.y_train[one_batch])
@@ -101,7 +102,7 @@ class PruneUnstructured:
         dense, packed = artifact.stat().st_size, _gzip_size(artifact)
         ctx.reporter.stage("Pruned", 1.0)
         tuned = (
-            f"fine-tuned {config.epochs} epoch(s) from lr {config.learning_rate:g} (cosine decay)"
+            f"fine-tuned {config.epochs} epoch(s) from lr {tuned_lr:g} (cosine decay)"
             if config.epochs > 0
             else "not fine-tuned (epochs=0)"
         )

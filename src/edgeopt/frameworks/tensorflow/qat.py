@@ -48,12 +48,12 @@ class QatInt8:
             raise Unsupported(
                 f"TensorFlow Model Optimization cannot make this model quantization-aware: {exc}".split("\n")[0]
             ) from exc
-        epochs = max(1, config.epochs)
+        epochs, lr = max(1, config.epochs), config.learning_rate_for("tensorflow")
         fine_tune(
             model,
             ctx.data,
             epochs=epochs,
-            lr=config.learning_rate,
+            lr=lr,
             batch_size=config.batch_size,
             reporter=ctx.reporter.sub(0.05, 0.8),
             stage="Quantization-aware fine-tuning",
@@ -62,7 +62,7 @@ class QatInt8:
         )
         notes = (
             "tfmot quantize_model (8-bit weights per channel, 8-bit activations), fine-tuned "
-            f"{epochs} epoch(s) from lr {config.learning_rate:g} (cosine decay) on the train split, then TFLite "
+            f"{epochs} epoch(s) from lr {lr:g} (cosine decay) on the train split, then TFLite "
             "full-integer INT8 with int8 input and output, run by LiteRT with XNNPACK."
         )
         if config.epochs < 1:
