@@ -26,6 +26,7 @@ import pytest
 
 from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.data.dataset import Dataset
+from edgeopt.expectations import EXPECTATIONS, shortfalls
 from edgeopt.frameworks import LoadedModel, get_backend
 from edgeopt.pipeline import measure_output
 from edgeopt.progress import ProgressEvent, StageReporter
@@ -42,31 +43,6 @@ PRECISION = {
     "distillation": "fp32",
     "qat_int8": "int8",
     "hybrid_prune_int8": "int8",
-}
-
-
-@dataclass(frozen=True)
-class Target:
-    """A technique's promises from the issue's target table; ``None`` means "not promised"."""
-
-    min_compression: float | None = None  # baseline size / artifact size
-    max_drop_points: float | None = None  # accuracy points below the baseline
-    min_gzip_ratio: float | None = None  # baseline gzip size / artifact gzip size
-    dense_file: bool = False  # the file must NOT shrink (unstructured zeros are stored densely)
-    sparsity: tuple[float, float] | None = None  # (low, high) fraction of zero weights
-    min_flops_ratio: float | None = None  # baseline FLOPs / result FLOPs
-    max_params_fraction: float | None = None  # result params / baseline params
-
-
-# The issue's targets. Framework test classes may relax the accuracy ones for their short test fine-tunes.
-TARGETS: dict[str, Target] = {
-    "ptq_int8": Target(min_compression=3.8, max_drop_points=0.5),
-    "ptq_int4": Target(min_compression=6.5, max_drop_points=1.5),
-    "prune_unstructured": Target(max_drop_points=1.0, min_gzip_ratio=1.6, dense_file=True, sparsity=(0.49, 0.51)),
-    "prune_structured": Target(min_compression=2.0, max_drop_points=1.5, min_flops_ratio=2.0),
-    "distillation": Target(min_compression=2.0, max_drop_points=2.0, max_params_fraction=0.5),
-    "qat_int8": Target(min_compression=3.8, max_drop_points=1.0),
-    "hybrid_prune_int8": Target(min_compression=7.0, max_drop_points=2.0),
 }
 
 
@@ -147,7 +123,6 @@ class TechniqueContract:
     """Subclass as ``Test<Framework>Techniques`` and provide the fixtures and hook named in the module docstring."""
 
     framework: ClassVar[str]
-    targets: ClassVar[dict[str, Target]] = TARGETS
 
     def run_artifact(self, artifact: Path, output: TechniqueOutput, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -192,24 +167,7 @@ class TechniqueContract:
         assert all(name.strip() for name, _ in technique_result.stages)
 
     def test_meets_its_targets(self, technique_result: TechniqueResult) -> None:
-        target = self.targets[technique_result.technique]
-        result, base = technique_result.measured, technique_result.baseline
-        misses = []
-        compression = base.size_bytes / result.size_bytes
-        if target.min_compression is not None and compression < target.min_compression:
-            misses.append(f"size ratio {compression:.2f} < {target.min_compression}")
-        if target.dense_file and not 0.9 <= compression <= 1.1:
-            misses.append(f"a dense file should keep its size, ratio {compression:.2f}")
-        drop = 100.0 * (base.accuracy - result.accuracy)
-        if target.max_drop_points is not None and drop > target.max_drop_points:
-            misses.append(f"accuracy drop {drop:.2f} points > {target.max_drop_points}")
-        gzip_ratio = base.compressed_size_bytes / result.compressed_size_bytes
-        if target.min_gzip_ratio is not None and gzip_ratio < target.min_gzip_ratio:
-            misses.append(f"gzip size ratio {gzip_ratio:.2f} < {target.min_gzip_ratio}")
-        if target.sparsity is not None and not target.sparsity[0] <= result.sparsity <= target.sparsity[1]:
-            misses.append(f"sparsity {result.sparsity:.3f} outside {target.sparsity}")
-        if target.min_flops_ratio is not None and base.flops / max(1, result.flops) < target.min_flops_ratio:
-            misses.append(f"FLOPs ratio {base.flops / max(1, result.flops):.2f} < {target.min_flops_ratio}")
-        if target.max_params_fraction is not None and result.params > target.max_params_fraction * base.params:
-            misses.append(f"params {result.params} > {target.max_params_fraction} x {base.params}")
+        """The issue's table, checked by the same function that writes shortfalls into a user's result notes."""
+        expected = EXPECTATIONS[self.framework][technique_result.technique]
+        misses = shortfalls(expected, technique_result.baseline, technique_result.measured)
         assert not misses, f"{technique_result.technique}: " + "; ".join(misses)

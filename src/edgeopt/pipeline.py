@@ -22,6 +22,7 @@ from typing import Any
 from edgeopt import catalog
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import Cancelled, EdgeOptError, InvalidInput, TechniqueFailed, Unsupported
+from edgeopt.expectations import EXPECTATIONS, shortfall_sentence, shortfalls
 from edgeopt.frameworks import FrameworkBackend, LoadedModel, ModelSource, get_backend
 from edgeopt.measure import file_sha256
 from edgeopt.progress import CancelCheck, ProgressCallback, ProgressEvent, StageReporter
@@ -101,9 +102,7 @@ class ExperimentSpec:
 
 def _check_choice(field_name: str, value: str, allowed: Sequence[str]) -> None:
     if value not in allowed:
-        raise InvalidInput(
-            f"Unknown {field_name} {value!r}; choose one of: {', '.join(allowed)}.", field=field_name
-        )
+        raise InvalidInput(f"Unknown {field_name} {value!r}; choose one of: {', '.join(allowed)}.", field=field_name)
 
 
 @dataclass
@@ -167,8 +166,6 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
 
 
 def _readable_error(technique: str, exc: BaseException) -> str:
@@ -282,8 +279,12 @@ class Pipeline:
         report.baseline = self._baseline(backend, loaded, data, out_dir, base_reporter)
         write_report(report, out_dir)
         self._event(
-            "baseline_measured", BASELINE, 0, total,
-            baseline=report.baseline.model_dump(mode="json"), lineage=report.lineage,
+            "baseline_measured",
+            BASELINE,
+            0,
+            total,
+            baseline=report.baseline.model_dump(mode="json"),
+            lineage=report.lineage,
         )
 
         for index, name in enumerate(techniques):
@@ -375,11 +376,16 @@ class Pipeline:
             )
             output = technique.apply(ctx, config)
             measured = measure_output(backend, loaded, output, data, self.settings, reporter.sub(MEASURE_START, 1.0))
+            expected = EXPECTATIONS[spec.framework].get(name)
+            notes = output.notes + shortfall_sentence(shortfalls(expected, baseline, measured))
         except Cancelled:
             raise
         except Unsupported as exc:
             return RunResult(
-                technique=name, status="skipped", error=str(exc), config=config_dump,
+                technique=name,
+                status="skipped",
+                error=str(exc),
+                config=config_dump,
                 duration_s=time.perf_counter() - started,
             )
         except Exception as exc:  # noqa: BLE001 - one technique failing must not stop the others
@@ -409,7 +415,7 @@ class Pipeline:
             precision=output.precision,
             duration_s=time.perf_counter() - started,
             config=config_dump,
-            notes=output.notes,
+            notes=notes,
         )
 
     def _recommend(self, report: Report) -> Any:

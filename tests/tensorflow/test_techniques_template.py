@@ -7,7 +7,6 @@ configs' defaults cut down where the default would make the suite slow; the targ
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ from edgeopt.frameworks import LoadedModel
 from edgeopt.frameworks.tensorflow.runtime import load_tflite
 from edgeopt.techniques import TechniqueOutput
 from tests.techniques_template import (
-    TARGETS,
     TECHNIQUES,
     Metrics,
     TechniqueContract,
@@ -31,13 +29,6 @@ from tests.techniques_template import (
 # Shorter training than the defaults where it keeps the targets; the pruning techniques keep their defaults (at 3
 # epochs structured pruning sat right at its 1.5-point limit on the demo model) and distillation its 8 epochs.
 OVERRIDES: dict[str, dict[str, Any]] = {"qat_int8": {"epochs": 1}}
-# The issue's TensorFlow targets where they differ from the shared table (sizes against the FP32 .tflite).
-TF_TARGETS = {
-    **TARGETS,
-    "ptq_int8": replace(TARGETS["ptq_int8"], min_compression=3.5),
-    "qat_int8": replace(TARGETS["qat_int8"], min_compression=3.5),
-    "hybrid_prune_int8": replace(TARGETS["hybrid_prune_int8"], min_compression=6.0),
-}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +74,6 @@ def technique_result(
 
 class TestTensorFlowTechniques(TechniqueContract):
     framework = "tensorflow"
-    targets = TF_TARGETS
 
     def run_artifact(self, artifact: Path, output: TechniqueOutput, images: np.ndarray) -> np.ndarray:
         return load_tflite(artifact, threads=1)(images)
