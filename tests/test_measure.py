@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from edgeopt.measure import (
     file_size,
     fixed_threads,
     gzip_size,
+    interleaved_latency,
     measure_latency,
     sparsity,
 )
@@ -77,6 +79,29 @@ def test_latency_p90_reflects_the_slow_tail() -> None:
 
     stats = measure_latency(run_once, warmup=0, runs=100)
     assert stats.host < 1.0 and stats.host_p90 >= 5.0
+
+
+def test_interleaved_latency_alternates_models_in_rotated_order() -> None:
+    order: list[str] = []
+
+    def runner(name: str, seconds: float) -> Callable[[], None]:
+        def run_once() -> None:
+            order.append(name)
+            time.sleep(seconds)
+
+        return run_once
+
+    stats = interleaved_latency(
+        {"fast": runner("fast", 0.0), "slow": runner("slow", 0.002)}, rounds=10, calls=5, warmup=2
+    )
+    timed = order[4:]  # after two warm-up calls of each
+    assert timed.count("fast") == timed.count("slow") == 50
+    rounds = [timed[i : i + 10] for i in range(0, 100, 10)]
+    assert rounds[0][0] == "fast" and rounds[1][0] == "slow"  # rotated: neither always goes first
+    assert all(r[:5] == [r[0]] * 5 and r[5:] == [r[5]] * 5 and r[0] != r[5] for r in rounds)
+    assert stats["slow"].host >= 2.0 and stats["fast"].host < stats["slow"].host
+    with pytest.raises(ValueError, match="at least 50"):
+        interleaved_latency({"a": lambda: None}, rounds=4, calls=10)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 4, 10])

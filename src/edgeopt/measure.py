@@ -11,7 +11,7 @@ import hashlib
 import os
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -102,7 +102,45 @@ def measure_latency(
     finally:
         if gc_was_enabled:
             gc.enable()
-    ms = np.asarray(samples, dtype=np.float64) / 1e6
+    return _stats(samples)
+
+
+def interleaved_latency(
+    runs: Mapping[str, Callable[[], None]], *, rounds: int = 20, calls: int = 10, warmup: int = 10
+) -> dict[str, LatencyStats]:
+    """Median and p90 in ms of several models timed in turns: ``rounds`` rounds of ``calls`` calls each.
+
+    On a shared host the speed of the machine drifts over seconds. Timed one after the other, two identical models
+    can differ by half; timed in alternation (and in a rotated order each round, so none always follows the same
+    neighbour), every model samples the same slow and fast phases and their ratios hold. Used by the benchmarks,
+    which compare models; a report's own latency comes from ``measure_latency``.
+    """
+    if rounds * calls < MIN_TIMED_RUNS:
+        raise ValueError(f"latency needs at least {MIN_TIMED_RUNS} timed runs, got {rounds} x {calls}")
+    names = list(runs)
+    for name in names:
+        for _ in range(warmup):
+            runs[name]()
+    samples: dict[str, list[int]] = {name: [] for name in names}
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for round_index in range(rounds):
+            shift = round_index % max(1, len(names))
+            for name in names[shift:] + names[:shift]:
+                run_once = runs[name]
+                for _ in range(calls):
+                    start = time.perf_counter_ns()
+                    run_once()
+                    samples[name].append(time.perf_counter_ns() - start)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return {name: _stats(values) for name, values in samples.items()}
+
+
+def _stats(samples_ns: list[int]) -> LatencyStats:
+    ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
     return LatencyStats(host=float(np.median(ms)), host_p90=float(np.percentile(ms, 90)))
 
 
