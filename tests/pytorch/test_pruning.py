@@ -24,8 +24,11 @@ from edgeopt.frameworks.pytorch.pruning import (
     PruneStructured,
     PruneUnstructured,
     classifier_layer,
+    prunable_weights,
     prune_channels,
+    ranked_weights,
     trainable_copy,
+    zero_fraction,
 )
 from edgeopt.progress import silent_reporter
 from edgeopt.techniques import PruneStructuredConfig, PruneUnstructuredConfig, TechniqueContext
@@ -121,6 +124,22 @@ def test_channels_are_removed_consistently_through_residual_and_depthwise(residu
     assert classifier_layer(module).out_features == 10
     assert module(torch.rand(4, 1, 16, 16)).shape == (4, 10)
     export_program(module, torch.rand(1, 1, 16, 16))  # still a valid graph for the board runtime
+
+
+def test_global_pruning_leaves_depthwise_kernels_dense_and_still_zeroes_half_of_all_weights() -> None:
+    from torch.nn.utils import prune
+
+    torch.manual_seed(0)
+    model = ResidualDepthwiseNet()
+    weights = prunable_weights(model)
+    with torch.no_grad():  # depthwise kernels trained small: ranked with the rest, every one would go
+        model.depthwise[0].weight.mul_(1e-3)
+    ranked, amount = ranked_weights(weights, 0.5)
+    assert (model.depthwise[0], "weight") not in ranked and len(ranked) == len(weights) - 1
+    assert amount > 0.5
+    prune.global_unstructured(ranked, pruning_method=prune.L1Unstructured, amount=amount)
+    assert int((model.depthwise[0].weight == 0).sum()) == 0
+    assert zero_fraction(weights) == pytest.approx(0.5, abs=0.005)
 
 
 def test_resnet18_exported_program_prunes_to_a_quarter() -> None:
