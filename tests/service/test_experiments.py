@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from edgeopt.catalog import TECHNIQUE_NAMES
+from edgeopt.report import BaselineResult, LatencyStats, RunResult
+from edgeopt.report import Recommendation as RecommendationBody
 from edgeopt.service.db.models import Experiment, ExperimentProgress, OptimizationRun, Recommendation
 from edgeopt.service.db.session import make_session_factory
 
@@ -117,6 +120,103 @@ def test_list_is_paginated_newest_first(client: TestClient, new_experiment: Call
     assert client.get("/api/experiments", params={"offset": 5}).json()["items"] == []
     default = client.get("/api/experiments").json()
     assert default["limit"] == 20 and len(default["items"]) == 5
+
+
+BASELINE = BaselineResult(
+    accuracy=0.97,
+    size_bytes=4_000_000,
+    compressed_size_bytes=3_700_000,
+    params=1_000_000,
+    flops=2_000_000,
+    latency_ms=LatencyStats(host=2.0, host_p90=2.4),
+    artifact="baseline.pte",
+)
+
+
+def _run(technique: str, accuracy: float, size_bytes: int, latency: float) -> RunResult:
+    return RunResult(
+        technique=technique,
+        status="completed",
+        accuracy=accuracy,
+        size_bytes=size_bytes,
+        latency_ms=LatencyStats(host=latency, host_p90=latency * 1.2),
+        artifact=f"{technique}.pte",
+    )
+
+
+def _finish(app: Any, experiment_id: str, recommended: str | None, runs: list[RunResult]) -> None:
+    """Store what the job runner writes at the end: baseline, runs and the recommendation."""
+    with make_session_factory(app.state.engine)() as session:
+        experiment = session.get(Experiment, experiment_id)
+        assert experiment is not None
+        experiment.status = "completed"
+        experiment.baseline = BASELINE.model_dump(mode="json")
+        for result in runs:
+            row = OptimizationRun(technique=result.technique)
+            row.apply_result(result)
+            experiment.runs.append(row)
+        body = RecommendationBody(technique=recommended, goal="balanced", reasoning="test")
+        session.add(Recommendation(experiment_id=experiment_id, goal="balanced", body=body.model_dump(mode="json")))
+        session.commit()
+
+
+def test_list_carries_the_recommended_summary(
+    client: TestClient, new_experiment: Callable[..., dict[str, Any]], app: Any
+) -> None:
+    """The home page shows each row's recommended result from the list alone, without a report per row."""
+    recommended = new_experiment(name="recommended")["id"]
+    runs = [_run("ptq_int8", 0.96, 1_100_000, 0.9), _run("ptq_int4", 0.95, 600_000, 1.1)]
+    _finish(app, recommended, "ptq_int4", runs)
+    baseline = new_experiment(name="baseline")["id"]
+    _finish(app, baseline, "baseline", [])
+    nothing = new_experiment(name="nothing to recommend")["id"]
+    _finish(app, nothing, None, [])
+    fresh = new_experiment(name="not run")["id"]
+
+    items = {item["id"]: item for item in client.get("/api/experiments").json()["items"]}
+    assert items[recommended]["recommended"] == {
+        "technique": "ptq_int4",
+        "accuracy": 0.95,
+        "size_bytes": 600_000,
+        "latency_host_ms": 1.1,
+    }
+    assert items[baseline]["recommended"] == {
+        "technique": "baseline",
+        "accuracy": 0.97,
+        "size_bytes": 4_000_000,
+        "latency_host_ms": 2.0,
+    }
+    assert items[nothing]["recommended"] is None
+    assert items[fresh]["recommended"] is None
+    for experiment_id, item in items.items():  # the single-experiment endpoint says the same
+        assert client.get(f"/api/experiments/{experiment_id}").json() == item
+
+
+def test_list_queries_do_not_grow_with_the_page(
+    client: TestClient, new_experiment: Callable[..., dict[str, Any]], app: Any
+) -> None:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    def statements_for_list() -> int:
+        statements.clear()
+        event.listen(app.state.engine, "before_cursor_execute", count)
+        try:
+            assert client.get("/api/experiments").status_code == 200
+        finally:
+            event.remove(app.state.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    for _ in range(2):
+        _finish(app, new_experiment()["id"], "ptq_int8", [_run("ptq_int8", 0.96, 1_000_000, 1.0)])
+    few = statements_for_list()
+    for _ in range(6):
+        _finish(app, new_experiment()["id"], "ptq_int8", [_run("ptq_int8", 0.96, 1_000_000, 1.0)])
+    many = statements_for_list()
+    assert len(client.get("/api/experiments").json()["items"]) == 8
+    assert many == few, statements
 
 
 @pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "many"}])

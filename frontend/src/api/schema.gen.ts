@@ -447,6 +447,8 @@ export interface components {
             finished_at: string | null;
             /** Files */
             files?: components["schemas"]["ModelFilePublic"][];
+            /** @description The recommended result's key figures; null until there is a recommendation. */
+            recommended?: components["schemas"]["RecommendedSummaryPublic"] | null;
         };
         /** ExperimentsPublic */
         ExperimentsPublic: {
@@ -553,6 +555,26 @@ export interface components {
              */
             goal: "maximize_accuracy" | "minimize_size" | "minimize_latency" | "balanced";
             constraints?: components["schemas"]["Constraints"];
+        };
+        /**
+         * RecommendedSummaryPublic
+         * @description The recommended result in a few figures, so a list of experiments needs no report per row.
+         */
+        RecommendedSummaryPublic: {
+            /**
+             * Technique
+             * @description A technique, or 'baseline' when no technique completed.
+             */
+            technique: string;
+            /** Accuracy */
+            accuracy: number | null;
+            /** Size Bytes */
+            size_bytes: number | null;
+            /**
+             * Latency Host Ms
+             * @description Median host latency (report field latency_ms.host).
+             */
+            latency_host_ms: number | null;
         };
         /** Report */
         Report: {

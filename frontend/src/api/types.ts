@@ -13,6 +13,7 @@ export type ExperimentCreate = Schemas["ExperimentCreate"];
 export type ExperimentPublic = Schemas["ExperimentPublic"];
 export type ExperimentsPublic = Schemas["ExperimentsPublic"];
 export type ModelFilePublic = Schemas["ModelFilePublic"];
+export type RecommendedSummaryPublic = Schemas["RecommendedSummaryPublic"];
 export type GoalName = ExperimentCreate["goal"];
 export type TechniqueName = NonNullable<ExperimentCreate["techniques"]>[number];
 

@@ -1,17 +1,17 @@
 /** What EdgeOpt does, a way to start, and every past experiment with open and delete. */
 import { useState } from "react";
 import { Link } from "react-router";
-import { deleteExperiment, getResults, listExperiments } from "../api/client";
+import { deleteExperiment, listExperiments } from "../api/client";
 import { titleOf } from "../api/catalog";
 import { errorMessage } from "../api/errors";
-import { ACTIVE_STATUSES, type ExperimentPublic } from "../api/types";
+import { ACTIVE_STATUSES, FINISHED_STATUSES, type ExperimentPublic } from "../api/types";
 import { routes } from "../routes";
 import { ScrollRegion } from "../components/ScrollRegion";
 import { EmptyState, ErrorState, Loading } from "../components/States";
 import { StatusBadge } from "../components/StatusBadge";
 import { useAsync } from "../hooks/useAsync";
 import { useCatalog } from "../hooks/useCatalog";
-import { formatBytes, formatDateTime, formatPercent } from "../lib/format";
+import { formatBytes, formatDateTime, formatMs, formatPercent } from "../lib/format";
 
 export function experimentLink(experiment: Pick<ExperimentPublic, "id" | "status">): string {
   return ["completed", "cancelled", "failed"].includes(experiment.status)
@@ -26,25 +26,21 @@ export function modelLabel(experiment: ExperimentPublic, architectures: { name: 
   return "no model yet";
 }
 
-/** The recommended result of a finished experiment, fetched per row (the list endpoint does not carry it). */
+/**
+ * The recommended result's key figures, as the experiment list carries them: no request per row. A queued or running
+ * experiment shows none yet, even when it resumes one that had a recommendation: that may still change.
+ */
 function BestResult({ experiment }: { experiment: ExperimentPublic }) {
   const catalog = useCatalog();
-  const hasResults = ["completed", "cancelled", "failed", "interrupted"].includes(experiment.status);
-  const report = useAsync((signal) => (hasResults ? getResults(experiment.id, signal) : Promise.resolve(null)), [
-    experiment.id,
-    hasResults,
-  ]);
-  if (!hasResults) return <span className="text-slate-500">—</span>;
-  if (report.status === "loading") return <span className="text-slate-500">loading…</span>;
-  if (report.status === "error") return <span className="text-red-700">unavailable</span>;
-  const recommended = report.data?.recommendation?.technique;
-  const run = report.data?.runs?.find((r) => r.technique === recommended);
-  if (!recommended || !run) return <span className="text-slate-500">none</span>;
+  const best = experiment.recommended;
+  if (!FINISHED_STATUSES.includes(experiment.status)) return <span className="text-slate-500">—</span>;
+  if (!best) return <span className="text-slate-500">none</span>;
+  const title = best.technique === "baseline" ? "Original model" : titleOf(catalog.techniques, best.technique);
   return (
     <span>
-      <span className="font-medium">{titleOf(catalog.techniques, recommended)}</span>
+      <span className="font-medium">{title}</span>
       <span className="block text-xs text-slate-600">
-        {formatPercent(run.accuracy)} · {formatBytes(run.size_bytes)}
+        {formatPercent(best.accuracy)} · {formatBytes(best.size_bytes)} · {formatMs(best.latency_host_ms)} on this host
       </span>
     </span>
   );

@@ -8,7 +8,7 @@ client is generated) lists the allowed values.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -21,8 +21,12 @@ from edgeopt.catalog import (
     PresetDataset,
     TechniqueName,
 )
+from edgeopt.recommend import BASELINE
 from edgeopt.report import Constraints
 from edgeopt.techniques import CONFIG_CLASSES
+
+if TYPE_CHECKING:
+    from edgeopt.service.db.models import Experiment
 
 MAX_EPOCHS = 100
 
@@ -93,7 +97,45 @@ class ModelFilePublic(BaseModel):
     created_at: datetime
 
 
+class RecommendedSummaryPublic(BaseModel):
+    """The recommended result in a few figures, so a list of experiments needs no report per row."""
+
+    technique: str = Field(description=f"A technique, or {BASELINE!r} when no technique completed.")
+    accuracy: float | None
+    size_bytes: int | None
+    latency_host_ms: float | None = Field(description="Median host latency (report field latency_ms.host).")
+
+    @classmethod
+    def of(cls, experiment: Experiment) -> RecommendedSummaryPublic | None:
+        """From the stored recommendation and the run (or baseline) it names; None while there is nothing to show.
+
+        Reads ``experiment.recommendation``, ``experiment.runs`` and ``experiment.baseline``: load the first two
+        with the experiment (``EXPERIMENT_PUBLIC_LOADS`` in the experiment routes) when listing many.
+        """
+        row = experiment.recommendation
+        technique = row.body.get("technique") if row is not None and row.body else None
+        if not technique:
+            return None
+        if technique == BASELINE:
+            baseline = experiment.baseline_result()
+            if baseline is None:
+                return None
+            return cls(
+                technique=technique,
+                accuracy=baseline.accuracy,
+                size_bytes=baseline.size_bytes,
+                latency_host_ms=baseline.latency_ms.host,
+            )
+        run = next((r for r in experiment.runs if r.technique == technique and r.status == "completed"), None)
+        if run is None:
+            return None
+        return cls(
+            technique=technique, accuracy=run.accuracy, size_bytes=run.size_bytes, latency_host_ms=run.latency_host_ms
+        )
+
+
 class ExperimentPublic(BaseModel):
+    # Built with ``from_row``: ``recommended`` is not an attribute of the table row.
     model_config = ConfigDict(from_attributes=True)
 
     id: str
@@ -114,6 +156,15 @@ class ExperimentPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     files: list[ModelFilePublic] = Field(default_factory=list)
+    recommended: RecommendedSummaryPublic | None = Field(
+        default=None, description="The recommended result's key figures; null until there is a recommendation."
+    )
+
+    @classmethod
+    def from_row(cls, experiment: Experiment) -> ExperimentPublic:
+        public = cls.model_validate(experiment)
+        public.recommended = RecommendedSummaryPublic.of(experiment)
+        return public
 
 
 class ExperimentsPublic(BaseModel):

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from edgeopt.errors import InvalidInput, NotFound
 from edgeopt.formats import check_dataset_archive, check_model_file
-from edgeopt.service.db.models import ACTIVE_STATUSES, Experiment
+from edgeopt.service.db.models import ACTIVE_STATUSES, Experiment, OptimizationRun
 from edgeopt.service.deps import SessionDep, SettingsDep, StorageDep
 from edgeopt.service.schemas import ErrorPublic, ExperimentCreate, ExperimentPublic, ExperimentsPublic
 from edgeopt.service.storage import DATASETS, MODELS, ReceivedFile
@@ -49,10 +49,23 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # Files can be (re)placed only before the experiment has run: results must describe the files they came from.
 UPLOADABLE_STATUSES = frozenset({"created", "ready"})
+# Everything ExperimentPublic.from_row reads beyond the row itself, one query per relationship however many
+# experiments a page holds. Of the runs only the columns of the recommended summary: not each run's full result.
+EXPERIMENT_PUBLIC_LOADS = (
+    selectinload(Experiment.files),
+    selectinload(Experiment.recommendation),
+    selectinload(Experiment.runs).load_only(
+        OptimizationRun.technique,
+        OptimizationRun.status,
+        OptimizationRun.accuracy,
+        OptimizationRun.size_bytes,
+        OptimizationRun.latency_host_ms,
+    ),
+)
 
 
 def load_experiment(session: Session, experiment_id: str) -> Experiment:
-    experiment = session.get(Experiment, experiment_id, options=[selectinload(Experiment.files)])
+    experiment = session.get(Experiment, experiment_id, options=EXPERIMENT_PUBLIC_LOADS)
     if experiment is None:
         raise NotFound(f"No experiment with id {experiment_id!r}.")
     return experiment
@@ -87,7 +100,7 @@ def create_experiment(body: ExperimentCreate, session: SessionDep) -> Experiment
     )
     session.add(experiment)
     session.commit()
-    return ExperimentPublic.model_validate(experiment)
+    return ExperimentPublic.from_row(experiment)
 
 
 @router.get("", name="list_experiments")
@@ -99,18 +112,18 @@ def list_experiments(
     total = session.scalar(select(func.count()).select_from(Experiment)) or 0
     rows = session.scalars(
         select(Experiment)
-        .options(selectinload(Experiment.files))
+        .options(*EXPERIMENT_PUBLIC_LOADS)
         .order_by(Experiment.created_at.desc(), Experiment.id.desc())
         .limit(limit)
         .offset(offset)
     )
-    items = [ExperimentPublic.model_validate(row) for row in rows]
+    items = [ExperimentPublic.from_row(row) for row in rows]
     return ExperimentsPublic(items=items, total=total, limit=limit, offset=offset)
 
 
 @router.get("/{experiment_id}", name="get_experiment", responses=ERRORS)
 def get_experiment(experiment_id: str, session: SessionDep) -> ExperimentPublic:
-    return ExperimentPublic.model_validate(load_experiment(session, experiment_id))
+    return ExperimentPublic.from_row(load_experiment(session, experiment_id))
 
 
 @router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, name="delete_experiment", responses=ERRORS)
@@ -172,7 +185,7 @@ async def upload_model(
     experiment.status = "ready"
     experiment.error = None
     storage.record(session, experiment, placed, role="original", format=model_format.kind)
-    return ExperimentPublic.model_validate(experiment)
+    return ExperimentPublic.from_row(experiment)
 
 
 def _dataset_loader() -> Callable[[str], Any] | None:
@@ -207,4 +220,4 @@ async def upload_dataset(
             raise
     experiment.dataset = f"custom:{placed.id}"
     storage.record(session, experiment, placed, role="dataset", format=kind)
-    return ExperimentPublic.model_validate(experiment)
+    return ExperimentPublic.from_row(experiment)

@@ -96,7 +96,7 @@ async def start_experiment(
     session.commit()
     await run_in_threadpool(_jobs(request).kick)
     session.refresh(exp)
-    return ExperimentPublic.model_validate(exp)
+    return ExperimentPublic.from_row(exp)
 
 
 @router.post(
@@ -114,7 +114,7 @@ def cancel_experiment(experiment_id: str, request: Request, session: SessionDep)
     else:
         raise InvalidInput(f"The experiment is {exp.status}; only a queued or running one can be cancelled.", 
                            status_code=409)
-    return ExperimentPublic.model_validate(exp)
+    return ExperimentPublic.from_row(exp)
 
 
 @router.get("/{experiment_id}/results", name="get_results", responses=ERRORS)
