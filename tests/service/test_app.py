@@ -100,3 +100,18 @@ def test_spa_fallback_never_hides_api_404s(spa_client: TestClient, path: str) ->
 
 def test_api_still_served_with_spa(spa_client: TestClient) -> None:
     assert spa_client.get("/api/health").json()["status"] == "ok"
+
+
+def test_committed_openapi_schema_matches_the_service() -> None:
+    """The web app's typed client is generated from frontend/openapi.json; a stale file hides API changes from it."""
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("export_openapi", repo / "scripts" / "export_openapi.py")
+    assert spec is not None and spec.loader is not None
+    exporter = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(exporter)
+    committed = json.loads((repo / "frontend" / "openapi.json").read_text(encoding="utf-8"))
+    assert committed == json.loads(json.dumps(exporter.build_spec())), (
+        "frontend/openapi.json is stale: run `.venv/bin/python scripts/export_openapi.py` and `npm run gen:api`"
+    )
