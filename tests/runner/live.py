@@ -82,7 +82,14 @@ class LiveServer:
 
 def server_env(storage: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEOPT_")}
-    env.update(EDGEOPT_STORAGE_DIR=str(storage), EDGEOPT_OFFLINE="1", TF_USE_LEGACY_KERAS="1", **extra)
+    # Latency as in the other tests: 50 timed calls, not the default half second per artifact.
+    env.update(
+        EDGEOPT_STORAGE_DIR=str(storage),
+        EDGEOPT_OFFLINE="1",
+        EDGEOPT_LATENCY_SECONDS="0",
+        TF_USE_LEGACY_KERAS="1",
+        **extra,
+    )
     return env
 
 
