@@ -89,9 +89,7 @@ def measure_latency(
     for _ in range(warmup):
         run_once()
     samples: list[int] = []
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         budget_ns = int(min_seconds * 1e9)
         spent = 0
         while len(samples) < runs or spent < budget_ns:
@@ -99,9 +97,6 @@ def measure_latency(
             run_once()
             samples.append(time.perf_counter_ns() - start)
             spent += samples[-1]
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return _stats(samples)
 
 
@@ -122,9 +117,7 @@ def interleaved_latency(
         for _ in range(warmup):
             runs[name]()
     samples: dict[str, list[int]] = {name: [] for name in names}
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _gc_paused():
         for round_index in range(rounds):
             shift = round_index % max(1, len(names))
             for name in names[shift:] + names[:shift]:
@@ -133,10 +126,19 @@ def interleaved_latency(
                     start = time.perf_counter_ns()
                     run_once()
                     samples[name].append(time.perf_counter_ns() - start)
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     return {name: _stats(values) for name, values in samples.items()}
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No garbage collection while timing (as ``timeit`` does): one triggered by earlier work skews one sample."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _stats(samples_ns: list[int]) -> LatencyStats:
