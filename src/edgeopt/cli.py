@@ -63,6 +63,34 @@ def _split_csv(value: str | None) -> list[str] | None:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+def parse_accuracy(option: str, value: str | None) -> float | None:
+    """An accuracy figure as the web form means it: ``2%`` is two percentage points; a plain number is a fraction.
+
+    A plain number of 1 or more is refused rather than guessed: ``--max-accuracy-drop 1`` could mean one point or a
+    hundred, and reading it the wrong way lets every result through.
+    """
+    if value is None:
+        return None
+    text = value.strip()
+    percent = text.endswith("%")
+    try:
+        number = float(text.rstrip("%").strip())
+    except ValueError as exc:
+        raise InvalidInput(f"{option} takes a percentage like 2% or a fraction like 0.02, not {value!r}.") from exc
+    if number < 0 or number != number:
+        raise InvalidInput(f"{option} cannot be negative: {value!r}.")
+    if percent:
+        if number > 100:
+            raise InvalidInput(f"{option} is a percentage of the test split and cannot exceed 100%: {value!r}.")
+        return number / 100.0
+    if number >= 1:
+        raise InvalidInput(
+            f"{option} {value} is ambiguous: a plain number is a fraction (0.02 = 2 points); "
+            f"write {number:g}% for {number:g} percentage points."
+        )
+    return number
+
+
 def _progress_printer() -> tuple[Callable[[Any], None], Callable[[], None]]:
     """A progress bar on stderr driven by the engine's events; stdout stays clean for ``--json``."""
     from rich.console import Console
@@ -112,10 +140,12 @@ def optimize(
     arch: Annotated[str | None, typer.Option(help="Named architecture (with MODEL as its weights, or alone)")] = None,
     goal: Annotated[str, typer.Option(help=", ".join(catalog.GOAL_NAMES))] = "balanced",
     techniques: Annotated[str | None, typer.Option(help="Comma-separated subset; default all seven")] = None,
-    min_accuracy: Annotated[float | None, typer.Option(help="Fraction 0..1")] = None,
+    min_accuracy: Annotated[str | None, typer.Option(help="Test accuracy to keep: 90% or 0.9")] = None,
     max_size_mb: Annotated[float | None, typer.Option(help="MB = 10^6 bytes of the artifact")] = None,
     max_latency_ms: Annotated[float | None, typer.Option(help="Estimated on the target board")] = None,
-    max_accuracy_drop: Annotated[float | None, typer.Option(help="Fraction below baseline: 0.02 = 2 points")] = None,
+    max_accuracy_drop: Annotated[
+        str | None, typer.Option(help="Points you can lose against the original: 2% or 0.02")
+    ] = None,
     epochs: Annotated[int | None, typer.Option(help="Fine-tuning epochs for techniques that train")] = None,
     out: Annotated[Path, typer.Option(help="Folder for report.json and the artifacts")] = Path("edgeopt-out"),
     random_init: Annotated[bool, typer.Option(help="Named architectures: random weights if none are cached")] = False,
@@ -128,10 +158,10 @@ def optimize(
 
     try:
         constraints = Constraints(
-            min_accuracy=min_accuracy,
+            min_accuracy=parse_accuracy("--min-accuracy", min_accuracy),
             max_size_mb=max_size_mb,
             max_latency_ms=max_latency_ms,
-            max_accuracy_drop=max_accuracy_drop,
+            max_accuracy_drop=parse_accuracy("--max-accuracy-drop", max_accuracy_drop),
         )
     except ValueError as exc:
         first = exc.errors()[0] if hasattr(exc, "errors") else None  # type: ignore[attr-defined]
@@ -160,10 +190,54 @@ def optimize(
     if as_json:
         typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
-        rec = report.recommendation
-        typer.echo(f"Report: {out / 'report.json'}")
-        if rec is not None:
-            typer.echo(f"Recommended: {rec.technique}. {rec.reasoning}")
+        _print_summary(report, spec.device, out)
+
+
+def _print_summary(report: Any, device: str, out: Path) -> None:
+    """The results as a table on stdout, then the recommendation and where the files are."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Results (accuracy on the test split)", title_justify="left")
+    for header in ("Technique", "Status", "Accuracy", "Change", "Size", "Smaller", f"{device} est."):
+        table.add_column(header, justify="left" if header in ("Technique", "Status") else "right")
+    baseline = report.baseline
+    if baseline is not None:
+        board = baseline.estimates.get(device)
+        table.add_row(
+            "Original model",
+            "measured",
+            f"{100 * baseline.accuracy:.1f} %",
+            "",
+            f"{baseline.size_bytes / 1e6:.2f} MB",
+            "1.0x",
+            f"{board.latency_ms:.1f} ms" if board else "",
+        )
+    for run in report.runs:
+        title = catalog.technique_info(run.technique).title
+        if run.status != "completed":
+            table.add_row(title, run.status, "", "", "", "", "")
+            continue
+        change = -100 * (run.accuracy_drop or 0.0)
+        board = run.estimates.get(device)
+        table.add_row(
+            title,
+            run.status,
+            f"{100 * (run.accuracy or 0.0):.1f} %",
+            f"{change:+.1f} pt" if abs(change) >= 0.05 else "same",
+            f"{(run.size_bytes or 0) / 1e6:.2f} MB",
+            f"{run.compression_ratio or 0:.1f}x",
+            f"{board.latency_ms:.1f} ms" if board else "",
+        )
+    # A pipe or a log file gets the full width instead of rich's 80-column default, so rows never wrap.
+    console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    rec = report.recommendation
+    if rec is not None and rec.technique is not None:
+        console.print(f"Recommended: {catalog.technique_info(rec.technique).title}. {rec.reasoning}")
+    elif rec is not None:
+        console.print(rec.reasoning)
+    console.print(f"Report and files: {out}")
 
 
 def _parse_input_shape(value: str | None, framework: str) -> tuple[int, int] | None:

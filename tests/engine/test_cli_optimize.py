@@ -151,6 +151,22 @@ def test_optimize_report_matches_an_independent_measurement(
             "--min-accuracy",
         ),
         (
+            [
+                "optimize",
+                "--arch",
+                "resnet18",
+                "--framework",
+                "pytorch",
+                "--dataset",
+                "digits",
+                "--device",
+                "rpi4",
+                "--max-accuracy-drop",
+                "1",
+            ],
+            "write 1% for 1 percentage points",
+        ),
+        (
             ["optimize", "--arch", "resnet18", "--framework", "caffe", "--dataset", "digits", "--device", "rpi4"],
             "Unknown framework",
         ),

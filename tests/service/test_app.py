@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,17 @@ def test_health_reports_an_unreachable_database(settings: Settings) -> None:
     response = client.get("/api/health")
     assert response.status_code == 503
     assert response.json()["database"] == "unreachable"
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_api_docs_load_nothing_from_outside(client: TestClient, page: str) -> None:
+    """Swagger UI and ReDoc work on a machine without internet: every script and style comes from this server."""
+    html = client.get(page).text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", html) + re.findall(r"""url: ?["']([^"']+)["']""", html)
+    assert assets, html
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset} from outside the service"
+        assert client.get(asset).status_code == 200, asset
 
 
 def test_catalog_is_the_manifest(client: TestClient) -> None:

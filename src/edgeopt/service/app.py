@@ -14,6 +14,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeopt import __version__
@@ -87,11 +88,14 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
     """Build the service. ``static_dir`` overrides where the built web app is looked for (tests)."""
     settings = settings or get_settings()
     configure_logging()
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) load their scripts from files shipped in fastapi-offline, not a CDN:
+    # EdgeOpt is often run on a network without internet access.
+    app = FastAPIOffline(
         title="EdgeOpt",
         version=__version__,
         summary="Fit a trained image classifier onto a Raspberry Pi.",
         docs_url="/docs",
+        redoc_url="/redoc",
         lifespan=_lifespan(),
         generate_unique_id_function=lambda route: route.name,
     )
