@@ -129,7 +129,7 @@ def test_constraints_filter_and_are_reported_per_run() -> None:
     assert rec.constraints["distillation"] == {"max_size_mb": True, "max_accuracy_drop": False}
     assert rec.constraints["prune_unstructured"] == {"max_size_mb": False, "max_accuracy_drop": True}
     assert rec.all_constraints_met
-    assert "meets all 2 constraints" in rec.reasoning
+    assert "meets all 2 of your limits" in rec.reasoning
     latency = recommend((BASELINE, RUNS), "maximize_accuracy", Constraints(max_latency_ms=35), "rpi4")
     assert latency.technique == "distillation"  # the most accurate of those under 35 ms (30 and 15 ms)
 
@@ -140,7 +140,7 @@ def test_reasoning_contains_the_real_numbers() -> None:
     assert "4.00x smaller" in rec.reasoning and "10.00 MB vs 40.00 MB" in rec.reasoning
     assert "2.50x faster" in rec.reasoning and "40 ms vs 100 ms" in rec.reasoning
     assert "0.20 points" in rec.reasoning  # 95.0 % -> 94.8 %
-    assert "Tight: max_accuracy_drop" in rec.reasoning  # 0.2 of 0.25 points used
+    assert "Close to the limit: maximum accuracy drop" in rec.reasoning  # 0.2 of 0.25 points used
     assert any("4.00x smaller" in p for p in rec.pros)
     pruned = rec.run_pros_cons["prune_unstructured"]
     assert any("zero weights do not speed up" in c for c in pruned["cons"])
@@ -156,7 +156,7 @@ def test_best_effort_when_nothing_meets_every_constraint() -> None:
     assert rec.technique in {"ptq_int8", "qat_int8"}
     assert rec.ranking[2] == "prune_unstructured" or rec.ranking.index("prune_unstructured") > 1
     assert "No result meets every constraint" in rec.reasoning
-    assert "max_size_mb: 10 MB vs at most 4 MB, over by 6 MB (150.0 %)" in rec.reasoning
+    assert "maximum size: 10 MB vs at most 4 MB, over by 6 MB (150.0 %)" in rec.reasoning
     assert rec.technique is not None
 
 
@@ -170,7 +170,7 @@ def test_only_completed_runs_are_candidates_and_baseline_is_the_fallback() -> No
     runs = [_run("ptq_int8", 0, 0, 0, status="failed"), _run("ptq_int4", 0, 0, 0, status="skipped")]
     rec = recommend((BASELINE, runs), "balanced", Constraints(max_size_mb=50), "rpi4")
     assert rec.technique == "baseline" and rec.all_constraints_met
-    assert "ptq_int8 (failed)" in rec.reasoning and "ptq_int4 (skipped)" in rec.reasoning
+    assert "Post-training INT8 (failed)" in rec.reasoning and "Post-training INT4 weights (skipped)" in rec.reasoning
     nothing = recommend((None, runs), "balanced", None, "rpi4")
     assert nothing.technique is None and "no technique completed" in nothing.reasoning
     mixed = recommend((BASELINE, [*runs, RUNS[0]]), "balanced", None, "rpi4")
@@ -195,3 +195,16 @@ def test_accepts_a_report_and_the_result_serialises() -> None:
     rec = recommend(report, "balanced", {"max_accuracy_drop": 0.01}, "rpi4")
     assert rec == recommend((BASELINE, RUNS), "balanced", Constraints(max_accuracy_drop=0.01), "rpi4")
     assert Recommendation.model_validate_json(rec.model_dump_json()) == rec
+
+
+@pytest.mark.parametrize("goal", ["balanced", "maximize_accuracy", "minimize_size", "minimize_latency"])
+def test_reasoning_reads_as_prose_without_internal_ids(goal: str) -> None:
+    from edgeopt.catalog import TECHNIQUE_NAMES
+
+    for constraints in (Constraints(), Constraints(max_accuracy_drop=0.01), Constraints(max_size_mb=12)):
+        rec = recommend((BASELINE, RUNS), goal, constraints, "rpi4")
+        texts = [rec.reasoning, *(p for pc in rec.run_pros_cons.values() for p in pc["pros"] + pc["cons"])]
+        for text in texts:
+            assert not any(name in text for name in TECHNIQUE_NAMES), text
+            assert "(s)" not in text and " 1 constraints" not in text and "max_" not in text, text
+            assert "0.00 points higher" not in text, text

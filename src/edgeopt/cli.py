@@ -17,6 +17,7 @@ import typer
 
 from edgeopt import catalog
 from edgeopt.errors import Cancelled, InvalidInput
+from edgeopt.library_output import library_output_to
 from edgeopt.service.cli import db_app
 
 app = typer.Typer(
@@ -91,42 +92,64 @@ def parse_accuracy(option: str, value: str | None) -> float | None:
     return number
 
 
-def _progress_printer() -> tuple[Callable[[Any], None], Callable[[], None]]:
-    """A progress bar on stderr driven by the engine's events; stdout stays clean for ``--json``."""
+def _progress_printer(
+    techniques: list[str], framework: str, epochs: int | None, stream: Any
+) -> tuple[Callable[[Any], None], Callable[[], None]]:
+    """A live display on ``stream`` (the terminal's stderr) driven by the engine's events: which technique of how
+    many, its stage, elapsed time and the same ETA model the web app shows. stdout stays clean for ``--json``."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from edgeopt.eta import EtaModel
+
+    eta = EtaModel(
+        techniques=techniques, epochs={t: epochs for t in techniques} if epochs is not None else {}, framework=framework
+    )
     progress = Progress(
-        TextColumn("[bold]{task.fields[technique]:<18}"),
-        BarColumn(),
+        TextColumn("[bold]{task.fields[position]}"),
+        BarColumn(bar_width=16),
         TextColumn("{task.percentage:>3.0f}%"),
-        TextColumn("{task.fields[stage]}"),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        TextColumn("{task.fields[eta]}"),
+        TextColumn("[dim]{task.fields[stage]}"),
+        console=Console(file=stream),
         transient=True,
     )
-    task = progress.add_task("experiment", total=100.0, technique="starting", stage="")
+    task = progress.add_task("experiment", total=100.0, position="Measuring the original model", stage="", eta="")
     progress.start()
 
     def on_event(event: Any) -> None:
+        eta.observe(event)
         total = max(event.total_techniques, 1)
         done = event.technique_index + (event.fraction if event.kind == "progress" else 0.0)
         if event.kind in ("technique_completed", "technique_failed"):
             done = event.technique_index + 1
-            status = event.payload.get("run", {}).get("status", "")
-            progress.console.print(f"  {event.technique}: {status}")
+            run = event.payload.get("run", {})
+            line = f"  [{event.technique_index + 1}/{total}] {catalog.technique_info(event.technique).title}: "
+            progress.console.print(line + str(run.get("status", "")))
         if event.kind == "experiment_completed":
             done = total
-        if event.technique == "baseline":
+        if event.technique in (None, "baseline"):
+            position = "Measuring the original model"
             done = 0.0
+        else:
+            title = catalog.technique_info(event.technique).title
+            position = f"[{event.technique_index + 1}/{total}] {title}"
+        left = eta.overall_eta() if eta.unit_s is not None else None
         progress.update(
             task,
             completed=100.0 * done / total,
-            technique=event.technique or "",
+            position=position,
             stage=event.stage or event.kind.replace("_", " "),
+            eta=f"~{_duration(left)} left" if left is not None else "",
         )
 
     return on_event, progress.stop
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(int(round(seconds)), 0)
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 @app.command()
@@ -151,6 +174,9 @@ def optimize(
     random_init: Annotated[bool, typer.Option(help="Named architectures: random weights if none are cached")] = False,
     seed: Annotated[int, typer.Option()] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report on stdout")] = False,
+    verbose: Annotated[
+        bool, typer.Option(help="Show the frameworks' own log lines instead of writing them to OUT/edgeopt.log")
+    ] = False,
 ) -> None:
     """Run every chosen technique on MODEL, measure each result, and recommend the best for the board."""
     from edgeopt.pipeline import ExperimentSpec, Pipeline
@@ -182,11 +208,13 @@ def optimize(
         seed=seed,
     )
     spec.validate()  # bad input fails before the progress bar draws anything
-    on_event, stop = _progress_printer()
-    try:
-        report = Pipeline(spec, on_progress=on_event).run()
-    finally:
-        stop()
+    log_path = None if verbose else out / "edgeopt.log"
+    with library_output_to(log_path) as terminal:
+        on_event, stop = _progress_printer(spec.ordered_techniques, spec.framework, spec.epochs, terminal)
+        try:
+            report = Pipeline(spec, on_progress=on_event).run()
+        finally:
+            stop()
     if as_json:
         typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
@@ -195,12 +223,14 @@ def optimize(
 
 def _print_summary(report: Any, device: str, out: Path) -> None:
     """The results as a table on stdout, then the recommendation and where the files are."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Results (accuracy on the test split)", title_justify="left")
+    table = Table(title="Results (accuracy on the test split)", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
     for header in ("Technique", "Status", "Accuracy", "Change", "Size", "Smaller", f"{device} est."):
-        table.add_column(header, justify="left" if header in ("Technique", "Status") else "right")
+        left = header in ("Technique", "Status")
+        table.add_column(header, justify="left" if left else "right", no_wrap=True)
     baseline = report.baseline
     if baseline is not None:
         board = baseline.estimates.get(device)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from edgeopt.catalog import DEVICE_NAMES, DEVICES, GOAL_NAMES, TECHNIQUE_NAMES
+from edgeopt.catalog import DEVICE_NAMES, DEVICES, GOAL_NAMES, GOALS, TECHNIQUE_NAMES, technique_info
 from edgeopt.errors import InvalidInput
 from edgeopt.report import BaselineResult, Constraints, Recommendation, Report, RunResult
 
@@ -183,6 +183,23 @@ def _upper(name: str, value: float, limit: float) -> Check:
 # Sentences
 
 
+CONSTRAINT_TITLES = {
+    "min_accuracy": "minimum accuracy",
+    "max_accuracy_drop": "maximum accuracy drop",
+    "max_size_mb": "maximum size",
+    "max_latency_ms": "maximum latency",
+}
+
+
+def _title(name: str) -> str:
+    """What a user reads for a result: the catalog's title, never the internal id."""
+    return "the original model" if name == BASELINE else technique_info(name).title
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 def _pct(fraction: float) -> str:
     return f"{100 * fraction:.1f} %"
 
@@ -202,18 +219,18 @@ def _ms(value: float) -> str:
 def _describe_check(check: Check) -> str:
     if check.value is None:
         what = "no latency estimate for the board" if check.name == "max_latency_ms" else "no baseline accuracy"
-        return f"{check.name} cannot be checked ({what})"
+        return f"the {CONSTRAINT_TITLES[check.name]} cannot be checked ({what})"
     if check.name == "min_accuracy":
         short = _points(check.limit - check.value)
-        return f"min_accuracy: {_pct(check.value)} vs at least {_pct(check.limit)}, short by {short}"
+        return f"minimum accuracy: {_pct(check.value)} vs at least {_pct(check.limit)}, short by {short}"
     if check.name == "max_accuracy_drop":
         return (
-            f"max_accuracy_drop: drops {_points(check.value)} vs at most {_points(check.limit)}, "
+            f"maximum accuracy drop: drops {_points(check.value)} vs at most {_points(check.limit)}, "
             f"over by {_points(check.value - check.limit)}"
         )
     unit = "MB" if check.name == "max_size_mb" else "ms"
     return (
-        f"{check.name}: {check.value:.3g} {unit} vs at most {check.limit:.3g} {unit}, "
+        f"{CONSTRAINT_TITLES[check.name]}: {check.value:.3g} {unit} vs at most {check.limit:.3g} {unit}, "
         f"over by {check.value - check.limit:.3g} {unit} ({_pct(check.violation)})"
     )
 
@@ -254,11 +271,12 @@ def _pros_cons(
                     reason = "; zero weights do not speed up the board's dense kernels"
                 cons.append(f"{speed or 'no faster'} {text}{reason}")
         drop = base.accuracy - c.accuracy
-        if drop <= 0.005:
-            pros.append(
-                f"keeps accuracy ({_pct(c.accuracy)}, "
-                + (f"{_points(drop)} lower)" if drop > 0 else f"{_points(drop)} higher than the original)")
-            )
+        if abs(drop) < 0.00005:
+            pros.append(f"keeps the original accuracy ({_pct(c.accuracy)})")
+        elif drop < 0:
+            pros.append(f"gains {_points(drop)} of accuracy ({_pct(c.accuracy)} vs {_pct(base.accuracy)})")
+        elif drop <= 0.005:
+            pros.append(f"keeps accuracy within {_points(drop)} ({_pct(c.accuracy)} vs {_pct(base.accuracy)})")
         else:
             cons.append(f"loses {_points(drop)} of accuracy ({_pct(c.accuracy)} vs {_pct(base.accuracy)})")
     for label, name in best.items():
@@ -379,26 +397,29 @@ def _bests(candidates: Sequence[Candidate]) -> dict[str, str]:
 def _not_completed_sentence(names: list[str], by_name: dict[str, RunResult]) -> str:
     if not names:
         return ""
-    parts = [f"{name} ({by_name[name].status})" for name in names]
+    parts = [f"{_title(name)} ({by_name[name].status})" for name in names]
     return f"Not considered because they did not complete: {', '.join(parts)}."
 
 
 def _goal_sentence(chosen: Candidate, goal: str, pool: list[Candidate]) -> str:
     others = len(pool) - 1
     if goal == "maximize_accuracy":
-        return f"It has the highest accuracy ({_pct(chosen.accuracy)}) of the {len(pool)} eligible results."
+        return f"It has the highest accuracy ({_pct(chosen.accuracy)}) of {_plural(len(pool), 'eligible result')}."
     if goal == "minimize_size":
-        return f"It is the smallest file ({_mb(chosen.size_bytes)}) of the {len(pool)} eligible results."
+        return f"It is the smallest file ({_mb(chosen.size_bytes)}) of {_plural(len(pool), 'eligible result')}."
     if goal == "minimize_latency":
         if chosen.latency_ms is None:
             return "No eligible result has a latency estimate for this board; it is ranked by accuracy instead."
-        return f"It has the lowest estimated latency ({_ms(chosen.latency_ms)}) of the {len(pool)} eligible results."
+        fastest = _ms(chosen.latency_ms)
+        return f"It has the lowest estimated latency ({fastest}) of {_plural(len(pool), 'eligible result')}."
     front = pareto_front(pool)
     distance = ideal_distances(pool)[chosen.name]
+    if len(pool) == 1:
+        return "It is the only eligible result."
     if len(front) == 1:
         return (
             f"It is the only Pareto-optimal result: at least as good on accuracy, size and latency as each of the "
-            f"other {len(pool) - 1} eligible results."
+            f"other {_plural(len(pool) - 1, 'eligible result')}."
         )
     return (
         f"It is one of {len(front)} Pareto-optimal results (accuracy, size, latency) among {others + 1} eligible, "
@@ -420,17 +441,17 @@ def _reasoning(
     by_name: dict[str, RunResult],
 ) -> str:
     sentences: list[str] = []
-    goal_title = goal.replace("_", " ")
+    goal_title = next(g.title for g in GOALS if g.name == goal)
     if chosen.name == BASELINE:
         sentences.append(
             f"No optimization technique completed, so the original model is the only candidate for the {device_title}."
         )
     elif feasible:
-        sentences.append(f"{chosen.name} is the best result for the '{goal_title}' goal on the {device_title}.")
+        sentences.append(f"{_title(chosen.name)} is the best result for the '{goal_title}' goal on the {device_title}.")
         sentences.append(_goal_sentence(chosen, goal, feasible))
     else:
         sentences.append(
-            f"No result meets every constraint; {chosen.name} is the best effort for the {device_title} "
+            f"No result meets every constraint; {_title(chosen.name)} is the best effort for the {device_title} "
             "(fewest and smallest violations)."
         )
     if base is not None and chosen.name != BASELINE:
@@ -460,14 +481,16 @@ def _reasoning(
             sentences.append("It misses " + "; ".join(_describe_check(ch) for ch in missed) + ".")
         tight = [ch for ch in own if ch.passed and ch.slack < _TIGHT]
         if not missed:
-            sentences.append(f"It meets all {len(own)} constraints.")
+            sentences.append("It meets your limit." if len(own) == 1 else f"It meets all {len(own)} of your limits.")
         if tight:
-            sentences.append("Tight: " + "; ".join(f"{ch.name} ({_tight_text(ch)})" for ch in tight) + ".")
+            close = "; ".join(f"{CONSTRAINT_TITLES[ch.name]} ({_tight_text(ch)})" for ch in tight)
+            sentences.append(f"Close to the limit: {close}.")
         excluded = len(candidates) - len(feasible)
         if excluded and feasible:
-            sentences.append(f"{excluded} other completed result(s) were excluded by the constraints.")
+            were = "was" if excluded == 1 else "were"
+            sentences.append(f"{_plural(excluded, 'other completed result')} {were} ruled out by your limits.")
     else:
-        sentences.append("No constraints were set.")
+        sentences.append("No limits were set.")
     if not feasible and base is not None and chosen.name != BASELINE:
         base_checks = check_constraints(base, constraints, base.accuracy)
         if base_checks and all(ch.passed for ch in base_checks):

@@ -95,7 +95,7 @@ def test_optimize_report_matches_an_independent_measurement(
     printed = json.loads(result.stdout)
     written = json.loads((tmp_path / "out" / "report.json").read_text())
     assert printed == written
-    assert "ptq_int8: completed" in result.stderr  # progress goes to stderr, keeping stdout clean
+    assert "[1/1] Post-training INT8: completed" in result.stderr  # progress goes to stderr; stdout stays clean
 
     baseline = written["baseline"]
     artifact = tmp_path / "out" / baseline["artifact"]
