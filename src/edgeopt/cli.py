@@ -227,7 +227,9 @@ def _print_summary(report: Any, device: str, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Results (accuracy on the test split)", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1))
+    table = Table(
+        title="Results (accuracy on the test split)", title_justify="left", box=box.SIMPLE_HEAD, padding=(0, 1)
+    )
     for header in ("Technique", "Status", "Accuracy", "Change", "Size", "Smaller", f"{device} est."):
         left = header in ("Technique", "Status")
         table.add_column(header, justify="left" if left else "right", no_wrap=True)
