@@ -114,6 +114,10 @@ def _progress_printer(
         TextColumn("[dim]{task.fields[stage]}"),
         console=Console(file=stream),
         transient=True,
+        # Rich would otherwise print what libraries write to sys.stdout/sys.stderr above the bar, on the terminal;
+        # those writes belong in the log file that library_output_to points the descriptors at.
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
     task = progress.add_task("experiment", total=100.0, position="Measuring the original model", stage="", eta="")
     progress.start()
