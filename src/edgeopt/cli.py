@@ -300,7 +300,7 @@ def estimate(
     arch: Annotated[str | None, typer.Option(help="Named architecture, e.g. resnet18")] = None,
     input_shape: Annotated[str | None, typer.Option(help="e.g. 1,3,224,224")] = None,
     device: Annotated[str, typer.Option(help="rpi4, rpi5, rpi_zero_2w or all")] = "all",
-    precision: Annotated[str, typer.Option(help="fp32 or int8")] = "fp32",
+    precision: Annotated[str, typer.Option(help="fp32, int8 or int4")] = "fp32",
     threads: Annotated[int | None, typer.Option(help="Threads on the board (default: all cores)")] = None,
     num_classes: Annotated[int, typer.Option(help="Head size for named architectures")] = 1000,
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -313,18 +313,23 @@ def estimate(
 
     if device != "all" and device not in catalog.DEVICE_NAMES:
         raise InvalidInput(f"Unknown device {device!r}; choose one of: all, {', '.join(catalog.DEVICE_NAMES)}.")
-    if precision not in ("fp32", "int8"):
-        raise InvalidInput(f"Unknown precision {precision!r}; choose fp32 or int8.")
+    if precision not in ("fp32", "int8", "int4"):
+        raise InvalidInput(f"Unknown precision {precision!r}; choose fp32, int8 or int4.")
     if model is None and arch is None:
         raise InvalidInput("Give a model file, or a named architecture with --arch.")
     if model is not None and not model.is_file():
         raise InvalidInput(f"Model file {model} does not exist.")
     backend = get_backend(framework)
+    input_size = _parse_input_shape(input_shape, framework)
+    if input_size is None and arch is not None:
+        # The architecture's own input (224x224 for the catalog's), the same for both frameworks.
+        default = next((a.default_input for a in catalog.ARCHITECTURES if a.name == arch.lower()), None)
+        input_size = default[:2] if default else None
     source = ModelSource(
         path=model,
         arch=arch,
         num_classes=num_classes,
-        input_size=_parse_input_shape(input_shape, framework),
+        input_size=input_size,
         random_init=model is None,  # an estimate needs the graph, not trained weights
     )
     loaded = backend.load(source, None)
@@ -334,11 +339,18 @@ def estimate(
     estimates = {
         name: estimate_device(profile, name, precision, "xnnpack", threads).model_dump() for name in devices
     }
-    result = {"model": {"params": stats["params"], "flops": stats["flops"]}, "estimates": estimates}
+    result = {
+        "model": {"params": stats["params"], "flops": stats["flops"], "input_shape": [1, *profile.input_shape]},
+        "estimates": estimates,
+    }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"params {stats['params']:,}  flops {stats['flops']:,}  ({precision})")
+    height, width, channels = profile.input_shape
+    typer.echo(
+        f"params {stats['params']:,}  flops {stats['flops']:,}  input 1x{height}x{width}x{channels} (batch, height, "
+        f"width, channels)  {precision}  runtime XNNPACK"
+    )
     for name, est in estimates.items():
         fits = "fits" if est["fits"] else "DOES NOT FIT"
         typer.echo(

@@ -33,6 +33,8 @@ class LatencyStats(_Model):
 
 
 class DeviceEstimate(_Model):
+    """One batch-1 inference on a board, with the assumptions the figure rests on."""
+
     latency_ms: float
     memory_mb: float
     power_w: float
@@ -40,6 +42,10 @@ class DeviceEstimate(_Model):
     fits: bool
     runtime: str
     threads: int
+    precision: str | None = Field(default=None, description="What the kernels compute in: fp32, int8 or int4.")
+    input_shape: list[int] | None = Field(
+        default=None, description="The input the estimate assumed, as batch, height, width, channels."
+    )
 
 
 class ExperimentInfo(_Model):

@@ -295,7 +295,10 @@ export interface components {
             /** Max Accuracy Drop */
             max_accuracy_drop?: number | null;
         };
-        /** DeviceEstimate */
+        /**
+         * DeviceEstimate
+         * @description One batch-1 inference on a board, with the assumptions the figure rests on.
+         */
         DeviceEstimate: {
             /** Latency Ms */
             latency_ms: number;
@@ -311,6 +314,16 @@ export interface components {
             runtime: string;
             /** Threads */
             threads: number;
+            /**
+             * Precision
+             * @description What the kernels compute in: fp32, int8 or int4.
+             */
+            precision?: string | null;
+            /**
+             * Input Shape
+             * @description The input the estimate assumed, as batch, height, width, channels.
+             */
+            input_shape?: number[] | null;
         };
         /**
          * ErrorPublic

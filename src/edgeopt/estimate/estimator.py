@@ -20,8 +20,15 @@ The latency model is a per-operator roofline of an XNNPACK runtime (ExecuTorch `
 The free parameters (efficiencies, per-operator costs, multi-thread efficiency, INT8 kernel efficiency, bandwidth
 shares) are fitted on published board measurements by ``calibrate.py`` and stored in ``fitted.toml``; docs/estimator.md
 reports the fit's error. Unstructured sparsity is deliberately ignored: XNNPACK runs dense kernels, so zeros cost
-the same as any other weight. INT4 means 4-bit weights in the file; XNNPACK's convolution kernels have no 4-bit
-path, so the runtime unpacks them to INT8 at load time and computes as INT8 (documented in docs/estimator.md).
+the same as any other weight.
+
+INT4 is not a faster INT8. EdgeOpt's INT4 artifacts run XNNPACK's 4-bit-weight GEMMs with dynamic activation
+quantization (qd8-f32-qc4w on ExecuTorch, dynamic-range kernels on LiteRT): weights stay packed two per byte, but
+activations travel between operators in FP32, each operator quantizes its input on the fly (a pass over it: read 4
+bytes, write 1), and the kernels spend extra instructions unpacking nibbles (``int4_kernel_share`` of the INT8
+kernels' efficiency). No published Raspberry Pi INT4 measurement was found to fit that share, so it is set from
+this host's XNNPACK, where INT4 artifacts ran 1.8x to 2.3x slower than INT8 on the demo CNN, ResNet18 and
+MobileNetV2 (benchmarks/results/pytorch.md); docs/estimator.md says so.
 """
 
 from __future__ import annotations
@@ -86,6 +93,9 @@ class Params:
     overhead_us_ghz: float = 5.0  # fixed per-operator cost in microseconds at 1 GHz (scales with 1/clock)
     mt_eff: float = 0.8  # speed-up per extra thread: speed-up(n) = 1 + (n - 1) * mt_eff
     int8_eff: float = 0.7  # share of the INT8 peak XNNPACK's QS8 kernels reach, relative to FP32's share
+    # Share of the INT8 kernels' efficiency that 4-bit-weight GEMMs reach (nibble unpacking); not fitted: no published
+    # board rows exist; set from INT4 vs INT8 latency on this host (module docstring).
+    int4_kernel_share: float = 0.5
     cache_speedup: float = 3.0  # bandwidth multiplier when an operator's working set fits in the last-level cache
     single_core_bw: float = 0.5  # share of the board's sustained bandwidth one core can draw alone
     sublinear_slots: float = 1000.0  # wasted MAC slots per sqrt(work) of an operator: partitioning, tile edges
@@ -156,13 +166,19 @@ def _threads(board: Board, threads: int | None) -> int:
     return int(threads)
 
 
-def _act_bytes(precision: str) -> int:
-    return 4 if precision == "fp32" else 1
+def _act_bytes(precision: str) -> float:
+    """Bytes per activation element between operators: INT4 artifacts keep FP32 activations (module docstring)."""
+    return 1.0 if precision == "int8" else 4.0
 
 
-def _weight_bytes(precision: str) -> int:
-    """Bytes per weight at run time: INT4 is unpacked to INT8 by XNNPACK at load (see module docstring)."""
-    return 4 if precision == "fp32" else 1
+def _weight_bytes(precision: str) -> float:
+    """Bytes per weight at run time: INT4 stays packed two per byte in the 4-bit GEMM kernels."""
+    return {"fp32": 4.0, "int8": 1.0, "int4": 0.5}[precision]
+
+
+# Dynamic activation quantization in INT4 kernels: about half of an operator's activation elements are its input,
+# read as FP32 (4 bytes) and written as INT8 (1 byte) before the GEMM runs.
+DYNAMIC_QUANT_BYTES_PER_ACT = 0.5 * (4.0 + 1.0)
 
 
 @dataclass(frozen=True)
@@ -205,6 +221,8 @@ def layer_times_s(
     stride-1 convolutions with Winograd transforms (fewer multiplications), which XNNPACK does not.
     """
     moved = arrays.act_elems * _act_bytes(precision) + arrays.weight_elems * _weight_bytes(precision)
+    if precision == "int4":
+        moved = moved + np.where(arrays.macs > 0, arrays.act_elems * DYNAMIC_QUANT_BYTES_PER_ACT, 0.0)
     in_cache = moved <= board.llc_kb * 1024
     share = params.single_core_bw + (1.0 - params.single_core_bw) * (threads - 1) / max(board.cores - 1, 1)
     bandwidth = board.mem_bandwidth_gbs * 1e9 * share * np.where(in_cache, params.cache_speedup, 1.0)
@@ -214,6 +232,8 @@ def layer_times_s(
     )
     if precision != "fp32":
         efficiency = efficiency * params.int8_eff
+    if precision == "int4":
+        efficiency = efficiency * params.int4_kernel_share
     macs = (
         np.where(arrays.winograd, arrays.macs / params.winograd_gain, arrays.macs)
         if runtime in WINOGRAD
@@ -272,6 +292,7 @@ def estimate_on_board(
     memory = memory_mb(profile, precision, runtime)
     utilisation = used / board.cores  # the runtime keeps its threads busy for the whole inference
     power = board.idle_w + (board.loaded_w - board.idle_w) * utilisation
+    height, width, channels = profile.input_shape
     return DeviceEstimate(
         latency_ms=round(latency, 4),
         memory_mb=round(memory, 3),
@@ -280,6 +301,8 @@ def estimate_on_board(
         fits=memory <= board.budget_mb,
         runtime=runtime,
         threads=used,
+        precision=precision,
+        input_shape=[1, height, width, channels],
     )
 
 
