@@ -30,6 +30,13 @@ class Constraints(_Model):
 class LatencyStats(_Model):
     host: float = Field(description="Median ms of >= 50 timed batch-1 runs after warm-up, on this host.")
     host_p90: float
+    method: Literal["sequential", "interleaved"] = Field(
+        default="sequential",
+        description="interleaved: re-timed in rotated turns with the experiment's other artifacts, so they compare.",
+    )
+    noisy: bool = Field(
+        default=False, description="p90 stayed above 1.5x the median after a re-measurement: treat as rough."
+    )
 
 
 class DeviceEstimate(_Model):

@@ -74,7 +74,12 @@ def check_results_match_stream(outcome: dict[str, Any]) -> None:
                 if m["type"] in ("technique_completed", "technique_failed")}
     assert [run["technique"] for run in results["runs"]] == list(TECHNIQUE_NAMES)
     for run in results["runs"]:
-        assert run == streamed[run["technique"]]
+        # The stream carries each run as it finished; the final results re-time every artifact side by side
+        # (edgeopt.host_timing), so only the host latency may differ, and it must be the interleaved figure.
+        streamed_run = {k: v for k, v in streamed[run["technique"]].items() if k != "latency_ms"}
+        assert {k: v for k, v in run.items() if k != "latency_ms"} == streamed_run
+        if run["status"] == "completed":
+            assert run["latency_ms"]["method"] == "interleaved"
     assert results["baseline"]["accuracy"] > 0.9
     assert results["recommendation"]["technique"] in TECHNIQUE_NAMES
     assert outcome["final"]["report"]["runs"] == results["runs"]

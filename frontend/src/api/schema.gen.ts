@@ -497,6 +497,19 @@ export interface components {
             host: number;
             /** Host P90 */
             host_p90: number;
+            /**
+             * Method
+             * @description interleaved: re-timed in rotated turns with the experiment's other artifacts, so they compare.
+             * @default sequential
+             * @enum {string}
+             */
+            method: "sequential" | "interleaved";
+            /**
+             * Noisy
+             * @description p90 stayed above 1.5x the median after a re-measurement: treat as rough.
+             * @default false
+             */
+            noisy: boolean;
         };
         /** ModelFilePublic */
         ModelFilePublic: {

@@ -22,6 +22,21 @@ function renderTable(rec = recommendation()) {
 const bodyRows = () => screen.getAllByRole("row").slice(2); // header and the original model
 
 describe("ResultsTable", () => {
+  it("marks a host latency that stayed noisy, and only that one", () => {
+    const r = report();
+    const runs = (r.runs ?? []).map((run) =>
+      run.technique === "ptq_int4" && run.latency_ms ? { ...run, latency_ms: { ...run.latency_ms, host_p90: 1.0, noisy: true } } : run,
+    );
+    render(
+      <ResultsTable runs={runs} baseline={r.baseline} recommendation={recommendation()} device="rpi4"
+        deviceTitle="Raspberry Pi 4 Model B" techniques={catalog.techniques} />,
+    );
+    const marks = screen.getAllByText("rough");
+    expect(marks).toHaveLength(1);
+    expect(marks[0].closest("tr")).toHaveTextContent(/INT4/);
+    expect(marks[0]).toHaveAttribute("title", "p90 was 5.0x the median while timed");
+  });
+
   it("highlights the recommended row and only it", () => {
     renderTable();
     const recommended = screen.getByRole("rowheader", { name: /Post-training INT8/ }).closest("tr");

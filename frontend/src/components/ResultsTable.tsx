@@ -55,6 +55,17 @@ function columns(deviceTitle: string): Column[] {
   ];
 }
 
+/** A host latency that stayed spread out after a re-measurement (p90 above 1.5x the median) is marked as rough. */
+function NoisyMark({ latency }: { latency?: { host: number; host_p90: number; noisy: boolean } | null }) {
+  if (!latency?.noisy) return null;
+  const spread = (latency.host_p90 / latency.host).toFixed(1);
+  return (
+    <span className="ml-1 text-xs font-semibold text-amber-800" title={`p90 was ${spread}x the median while timed`}>
+      rough
+    </span>
+  );
+}
+
 function Cell({
   children,
   verdict,
@@ -140,7 +151,10 @@ export function ResultsTable(props: ResultsTableProps) {
               <td className="px-3 py-2 text-right">—</td>
               <td className="px-3 py-2 text-right tabular-nums">{formatBytes(baseline.size_bytes)}</td>
               <td className="px-3 py-2 text-right tabular-nums">1.00×</td>
-              <td className="px-3 py-2 text-right tabular-nums">{formatMs(baseline.latency_ms.host)}</td>
+              <td className="px-3 py-2 text-right tabular-nums">
+                {formatMs(baseline.latency_ms.host)}
+                <NoisyMark latency={baseline.latency_ms} />
+              </td>
               <td className="px-3 py-2 text-right tabular-nums">{formatMs(baseline.estimates?.[device]?.latency_ms)}</td>
               <td className="px-3 py-2 text-right tabular-nums">{formatMegabytes(baseline.estimates?.[device]?.memory_mb)}</td>
               <td className="px-3 py-2 text-right tabular-nums">{formatEnergy(baseline.estimates?.[device]?.energy_mj)}</td>
@@ -178,7 +192,10 @@ export function ResultsTable(props: ResultsTableProps) {
                 <Cell numeric verdict={verdict("accuracy_drop")}>{formatDrop(run.accuracy_drop)}</Cell>
                 <Cell numeric verdict={verdict("size_bytes")}>{formatBytes(run.size_bytes)}</Cell>
                 <Cell numeric>{formatRatio(run.compression_ratio)}</Cell>
-                <Cell numeric>{formatMs(run.latency_ms?.host)}</Cell>
+                <Cell numeric>
+                  {formatMs(run.latency_ms?.host)}
+                  <NoisyMark latency={run.latency_ms} />
+                </Cell>
                 <Cell numeric verdict={verdict("board_latency")}>{formatMs(estimate?.latency_ms)}</Cell>
                 <Cell numeric>
                   {formatMegabytes(estimate?.memory_mb)}
