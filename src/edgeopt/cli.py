@@ -93,7 +93,7 @@ def parse_accuracy(option: str, value: str | None) -> float | None:
 
 
 def _progress_printer(
-    techniques: list[str], framework: str, epochs: int | None, stream: Any
+    techniques: list[str], framework: str, epochs: int | None, model_bytes: int | None, stream: Any
 ) -> tuple[Callable[[Any], None], Callable[[], None]]:
     """A live display on ``stream`` (the terminal's stderr) driven by the engine's events: which technique of how
     many, its stage, elapsed time and the same ETA model the web app shows. stdout stays clean for ``--json``."""
@@ -103,7 +103,10 @@ def _progress_printer(
     from edgeopt.eta import EtaModel
 
     eta = EtaModel(
-        techniques=techniques, epochs={t: epochs for t in techniques} if epochs is not None else {}, framework=framework
+        techniques=techniques,
+        epochs={t: epochs for t in techniques} if epochs is not None else {},
+        framework=framework,
+        model_bytes=model_bytes,
     )
     progress = Progress(
         TextColumn("[bold]{task.fields[position]}"),
@@ -139,7 +142,7 @@ def _progress_printer(
         else:
             title = catalog.technique_info(event.technique).title
             position = f"[{event.technique_index + 1}/{total}] {title}"
-        left = eta.overall_eta() if eta.unit_s is not None else None
+        left = eta.overall_eta()
         progress.update(
             task,
             completed=100.0 * done / total,
@@ -214,7 +217,8 @@ def optimize(
     spec.validate()  # bad input fails before the progress bar draws anything
     log_path = None if verbose else out / "edgeopt.log"
     with library_output_to(log_path) as terminal:
-        on_event, stop = _progress_printer(spec.ordered_techniques, spec.framework, spec.epochs, terminal)
+        model_bytes = Path(spec.model).stat().st_size if spec.model else None
+        on_event, stop = _progress_printer(spec.ordered_techniques, spec.framework, spec.epochs, model_bytes, terminal)
         try:
             report = Pipeline(spec, on_progress=on_event).run()
         finally:

@@ -52,6 +52,22 @@ DEFAULT_EPOCHS: dict[str, int] = {
     "qat_int8": 2,
     "hybrid_prune_int8": 4,
 }
+# Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
+# model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: 89 s over 8.8 units for PyTorch, 41 s over
+# 6.6 for TensorFlow), grown with the model file's size (export, lowering and measurement scale with the weights:
+# a 45 MB ResNet18 took about 4x the demo's unit). The measured baseline replaces it as soon as it is known.
+PRIOR_UNIT_S: dict[str, float] = {"pytorch": 10.0, "tensorflow": 6.0}
+PRIOR_REFERENCE_MB = 1.5
+PRIOR_MB_SCALE = 15.0
+
+
+def prior_unit_seconds(framework: str, model_bytes: int | None) -> float:
+    """What one unit (the original model's export and measurement) is expected to take, before it is measured."""
+    mb = (model_bytes or 0) / 1e6 or PRIOR_REFERENCE_MB
+    growth = (1.0 + mb / PRIOR_MB_SCALE) / (1.0 + PRIOR_REFERENCE_MB / PRIOR_MB_SCALE)
+    return PRIOR_UNIT_S.get(framework, PRIOR_UNIT_S["pytorch"]) * growth
+
+
 # One plain fine-tuning epoch of the demo CNN in baseline units (about 0.1 on a quiet host; a loaded host slows
 # training more than export); the run's own correction factor rescales the whole model as techniques finish.
 EPOCH_UNITS = 0.1
@@ -63,6 +79,8 @@ class EtaModel:
     epochs: dict[str, int] = field(default_factory=dict)
     framework: str = "pytorch"  # per technique, when the user overrode the defaults
     clock: Callable[[], float] = time.monotonic
+    model_bytes: int | None = None  # size of the uploaded model file, for the prior before the baseline is measured
+    baseline_done: bool = False  # True when a restarted experiment already has its baseline
 
     unit_s: float | None = None  # seconds of one fixed unit (the baseline's export + measurement)
     _correction: float = 1.0
@@ -82,7 +100,7 @@ class EtaModel:
 
     def predicted_seconds(self, technique: str) -> float:
         fixed, epoch_weight = COST_MODELS.get(self.framework, COST_MODELS["pytorch"]).get(technique, (1.0, 1.0))
-        unit = self.unit_s or 1.0
+        unit = self.unit_s or prior_unit_seconds(self.framework, self.model_bytes)
         return self._correction * unit * (fixed + self._epochs(technique) * epoch_weight * EPOCH_UNITS)
 
     def observe(self, event: ProgressEvent) -> None:
@@ -95,10 +113,14 @@ class EtaModel:
             self._fraction = event.fraction
         elif event.kind in ("technique_completed", "technique_failed") and event.technique:
             self._finish_technique(event.technique, now)
+        elif event.kind == "baseline_measured" and self._technique == "baseline" and self.unit_s is None:
+            self.unit_s = max(now - self._technique_start, 1e-3)
+            self.baseline_done = True
 
     def _start_technique(self, technique: str | None, now: float) -> None:
         if self._technique == "baseline" and self.unit_s is None:
             self.unit_s = max(now - self._technique_start, 1e-3)
+            self.baseline_done = True
         self._technique = technique
         self._technique_start = now
         self._fraction = 0.0
@@ -135,6 +157,10 @@ class EtaModel:
         """Seconds left for the whole experiment; damped so one slow stage does not swing it wildly."""
         now = self.clock()
         current = self.technique_eta() if self._technique not in (None, "baseline") else 0.0
+        if not self.baseline_done:
+            # The original model's export and measurement is a step of its own: one unit, by the prior until known.
+            started = self._technique_start if self._technique == "baseline" else now
+            current += max(prior_unit_seconds(self.framework, self.model_bytes) - (now - started), 0.0)
         remaining = [
             name for name in self.techniques if name not in self._completed and name != self._technique
         ]

@@ -86,3 +86,28 @@ def test_correction_learns_a_run_slower_than_predicted() -> None:
     durations = _as_predicted(scale=1.8)
     (remaining, eta), = _simulate(durations, [0.75])
     assert abs(eta - remaining) <= 0.35 * remaining, (eta, remaining)
+
+
+def test_eta_before_the_baseline_is_measured_comes_from_the_prior_and_counts_the_baseline() -> None:
+    """The first figure a user sees is already the whole experiment, baseline included, not a few seconds."""
+    from edgeopt.eta import prior_unit_seconds
+
+    clock = FakeClock()
+    model = EtaModel(techniques=TECHNIQUES, clock=clock, framework="pytorch", model_bytes=1_500_000)
+    model.observe(_event("progress", "baseline", 0.0, "Loading the dataset"))
+    unit = prior_unit_seconds("pytorch", 1_500_000)
+    expected = unit + sum(model.predicted_seconds(name) for name in TECHNIQUES)
+    assert model.overall_eta() == expected
+    assert expected > 3 * unit  # the techniques are counted at the prior unit, not at one second each
+
+    clock.now = unit * 2.0  # the baseline takes twice the prior: once it is measured the unit is the measured one
+    model.observe(_event("baseline_measured", "baseline", 1.0))
+    assert model.unit_s == unit * 2.0 and model.baseline_done
+
+
+def test_prior_grows_with_the_model_file() -> None:
+    from edgeopt.eta import prior_unit_seconds
+
+    small, large = prior_unit_seconds("pytorch", 1_500_000), prior_unit_seconds("pytorch", 45_000_000)
+    assert 3.0 < large / small < 5.0  # ResNet18's unit was about 4x the demo's
+    assert prior_unit_seconds("tensorflow", None) < prior_unit_seconds("pytorch", None)

@@ -1,11 +1,20 @@
-/** "Technique 3 of 7", the overall percent and the overall ETA. */
+/** "Technique 3 of 7" (or "Measuring the original model" before the first technique), percent and overall ETA. */
 import type { OverallProgress } from "../api/ws";
 import { formatDuration } from "../lib/format";
 import { METRIC_HELP } from "../lib/glossary";
 import { InfoTip } from "./InfoTip";
 import { ProgressBar } from "./ProgressBar";
 
-export function OverallProgressBar({ overall, finished }: { overall: OverallProgress | null; finished: boolean }) {
+export function OverallProgressBar({
+  overall,
+  finished,
+  measuringOriginal = false,
+}: {
+  overall: OverallProgress | null;
+  finished: boolean;
+  /** The worker is still exporting and measuring the original model: no technique has started. */
+  measuringOriginal?: boolean;
+}) {
   if (!overall) {
     return (
       <section className="card space-y-2" aria-label="Overall progress">
@@ -21,7 +30,9 @@ export function OverallProgressBar({ overall, finished }: { overall: OverallProg
         <p className="text-lg font-semibold">
           {finished
             ? `${overall.completed_techniques} of ${overall.total_techniques} techniques done`
-            : `Technique ${current} of ${overall.total_techniques}`}
+            : measuringOriginal
+              ? "Measuring the original model"
+              : `Technique ${current} of ${overall.total_techniques}`}
         </p>
         <p className="text-sm text-slate-700">
           <span className="font-semibold" data-testid="overall-percent">

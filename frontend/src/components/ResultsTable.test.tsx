@@ -33,8 +33,9 @@ describe("ResultsTable", () => {
     );
     const marks = screen.getAllByText("rough");
     expect(marks).toHaveLength(1);
-    expect(marks[0].closest("tr")).toHaveTextContent(/INT4/);
-    expect(marks[0]).toHaveAttribute("title", "p90 was 5.0x the median while timed");
+    const mark = marks[0] as HTMLElement;
+    expect(mark.closest("tr")).toHaveTextContent(/INT4/);
+    expect(mark).toHaveAttribute("title", "p90 was 5.0x the median while timed");
   });
 
   it("highlights the recommended row and only it", () => {

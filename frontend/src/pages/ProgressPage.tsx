@@ -141,7 +141,11 @@ export function ProgressPage() {
         </div>
       )}
 
-      <OverallProgressBar overall={state.progress?.overall_progress ?? null} finished={!running} />
+      <OverallProgressBar
+        overall={state.progress?.overall_progress ?? null}
+        finished={!running}
+        measuringOriginal={isMeasuringOriginal(state.progress?.current_technique ?? null)}
+      />
       {running && <TechniqueProgressCard current={current} techniques={catalog.techniques} />}
       <div className="grid gap-4 lg:grid-cols-2">
         <Timeline order={order} runs={state.runs} current={running ? (current?.name ?? null) : null} techniques={catalog.techniques} />
@@ -149,4 +153,9 @@ export function ProgressPage() {
       </div>
     </div>
   );
+}
+
+/** Before the first technique the worker reports the original model as the current step ("baseline" or none). */
+function isMeasuringOriginal(current: { name: string | null } | null): boolean {
+  return current !== null && (current.name === null || current.name === "baseline");
 }

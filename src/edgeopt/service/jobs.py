@@ -301,6 +301,7 @@ class Relay:
             techniques=[t for t in self.techniques if t not in {r["technique"] for r in description["previous_runs"]}],
             epochs={t: epochs for t in self.techniques} if epochs is not None else {},
             framework=description["framework"],
+            model_bytes=_file_size(description["model"]),
         )
         self.completed = 0
         self.baseline: dict[str, Any] | None = description["baseline"]
@@ -494,3 +495,11 @@ async def lifespan(app: Any) -> AsyncIterator[None]:
     finally:
         await manager.stop()
         await broker.stop()
+
+
+def _file_size(path: str | None) -> int | None:
+    """Bytes of the uploaded model for the ETA's prior; None for a named architecture or a missing file."""
+    try:
+        return Path(path).stat().st_size if path else None
+    except OSError:
+        return None
