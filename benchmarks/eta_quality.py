@@ -1,6 +1,6 @@
 """ETA quality on a full seven-technique run of a demo model, through the real service and WebSocket.
 
-At 25 %, 50 % and 75 % of the actual run time, compare the overall ETA the user saw last with the time that was
+At 10 %, 25 %, 50 % and 75 % of the actual run time, compare the overall ETA the user saw last with the time that was
 actually left. Run from the repository root:
 
     .venv/bin/python -m benchmarks.eta_quality --framework pytorch
@@ -46,7 +46,7 @@ def main() -> None:
     samples = [(t - started, m["overall_progress"]["eta_seconds"])
                for m, t in zip(stream.messages, stream.arrivals, strict=True) if m["type"] == "progress_update"]
     rows = []
-    for share in (0.25, 0.5, 0.75):
+    for share in (0.10, 0.25, 0.5, 0.75):
         moment = share * total
         seen = [eta for t, eta in samples if t <= moment]
         eta = seen[-1] if seen else float("nan")
