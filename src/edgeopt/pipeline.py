@@ -378,7 +378,7 @@ class Pipeline:
         reporter = StageReporter(name, index, total, self._emit, self._cancelled)
         self._event("technique_started", name, index, total)
         started = time.perf_counter()
-        config = make_config(name, spec.technique_configs.get(name), spec.epochs)
+        config = make_config(name, spec.technique_configs.get(name), spec.epochs, seed=spec.seed)
         config_dump = config.model_dump(mode="json")
         try:
             reporter.stage("Starting", 0.0)

@@ -104,12 +104,26 @@ CONFIG_CLASSES: dict[str, type[TechniqueConfig]] = {
 assert tuple(CONFIG_CLASSES) == TECHNIQUE_NAMES  # noqa: S101 - import-time invariant of this module, not input
 
 
-def make_config(technique: str, overrides: dict[str, Any] | None = None, epochs: int | None = None) -> TechniqueConfig:
-    """Build a technique's config from user overrides; ``epochs`` (the CLI's ``--epochs``) applies where it fits."""
+def make_config(
+    technique: str, overrides: dict[str, Any] | None = None, epochs: int | None = None, seed: int | None = None
+) -> TechniqueConfig:
+    """Build a technique's config from user overrides; ``epochs`` (the CLI's ``--epochs``) applies where it fits.
+
+    ``seed`` is the experiment's seed: every technique gets it, so one ``--seed`` reproduces every result. A seed
+    set in a technique's own overrides is refused when it disagrees: two seeds for one result cannot both hold.
+    """
     cls = CONFIG_CLASSES[technique]
     values = dict(overrides or {})
     if epochs is not None and "epochs" in cls.model_fields:
         values.setdefault("epochs", epochs)
+    if seed is not None:
+        if "seed" in values and values["seed"] != seed:
+            raise InvalidInput(
+                f"Invalid settings for {technique}: its seed {values['seed']} differs from the experiment's seed "
+                f"{seed}; set the seed once, for the experiment.",
+                field=f"config.{technique}",
+            )
+        values["seed"] = seed
     try:
         return cls(**values)
     except ValueError as exc:
