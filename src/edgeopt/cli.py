@@ -92,6 +92,49 @@ def parse_accuracy(option: str, value: str | None) -> float | None:
     return number
 
 
+def parse_preprocessing(
+    preset: str | None,
+    input_size: str | None,
+    channel_order: str | None,
+    value_range: str | None,
+    mean: str | None,
+    std: str | None,
+) -> Any:
+    """The declared input convention from the CLI's options; None when none of them was given."""
+    from edgeopt.preprocessing import Preprocessing
+
+    given = (preset, input_size, channel_order, value_range, mean, std)
+    if all(value is None for value in given):
+        return None
+    values: dict[str, Any] = {}
+    if input_size is not None:
+        parts = input_size.lower().replace(",", "x").split("x")
+        if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+            raise InvalidInput(f"--input-size takes HEIGHTxWIDTH like 224x224, not {input_size!r}.")
+        values["input_size"] = (int(parts[0]), int(parts[1]))
+    for name, text in (("mean", mean), ("std", std)):
+        if text is not None:
+            try:
+                values[name] = [float(part) for part in text.split(",")]
+            except ValueError as exc:
+                raise InvalidInput(f"--{name} takes comma-separated numbers like 0.5,0.5,0.5, not {text!r}.") from exc
+    if preset is None and (mean is not None or std is not None):
+        preset = "custom"  # giving mean and std is asking for them
+    for name, value in (("preset", preset), ("channel_order", channel_order), ("value_range", value_range)):
+        if value is not None:
+            values[name] = value.lower()
+    try:
+        return Preprocessing(**values)
+    except ValueError as exc:
+        first = exc.errors()[0] if hasattr(exc, "errors") else None  # type: ignore[attr-defined]
+        if first is None:
+            raise InvalidInput(f"Invalid preprocessing: {exc}") from exc
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "preprocessing"
+        option = "--preprocessing" if option == "--preset" else option
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidInput(f"{option}: {message}") from exc
+
+
 def _progress_printer(
     techniques: list[str], framework: str, epochs: int | None, model_bytes: int | None, stream: Any
 ) -> tuple[Callable[[Any], None], Callable[[], None]]:
@@ -184,6 +227,14 @@ def optimize(
     verbose: Annotated[
         bool, typer.Option(help="Show the frameworks' own log lines instead of writing them to OUT/edgeopt.log")
     ] = False,
+    preprocessing: Annotated[
+        str | None, typer.Option(help="Normalization the model expects: none, imagenet, cifar or custom")
+    ] = None,
+    input_size: Annotated[str | None, typer.Option(help="HEIGHTxWIDTH the model takes, e.g. 224x224")] = None,
+    channel_order: Annotated[str | None, typer.Option(help="rgb or bgr")] = None,
+    value_range: Annotated[str | None, typer.Option(help="0-1 or 0-255: pixel values the model was trained on")] = None,
+    mean: Annotated[str | None, typer.Option(help="Custom per-channel mean, e.g. 0.5,0.5,0.5")] = None,
+    std: Annotated[str | None, typer.Option(help="Custom per-channel std, e.g. 0.25,0.25,0.25")] = None,
 ) -> None:
     """Run every chosen technique on MODEL, measure each result, and recommend the best for the board."""
     from edgeopt.pipeline import ExperimentSpec, Pipeline
@@ -200,7 +251,9 @@ def optimize(
         first = exc.errors()[0] if hasattr(exc, "errors") else None  # type: ignore[attr-defined]
         where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first else ""
         raise InvalidInput(f"{where}{first['msg'] if first else exc}") from exc
+    declared = parse_preprocessing(preprocessing, input_size, channel_order, value_range, mean, std)
     spec = ExperimentSpec(
+        preprocessing=declared,
         framework=framework,
         dataset=dataset,
         device=device,
@@ -269,6 +322,10 @@ def _print_summary(report: Any, device: str, out: Path) -> None:
             f"{run.compression_ratio or 0:.1f}x",
             f"{board.latency_ms:.1f} ms" if board else "",
         )
+    declared = report.experiment.preprocessing
+    if declared is not None:
+        table.caption = f"Input as declared: {declared.describe()}"
+        table.caption_justify = "left"
     # A pipe or a log file gets the full width instead of rich's 80-column default, so rows never wrap.
     console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     console.print(table)

@@ -25,6 +25,7 @@ from edgeopt.errors import Cancelled, EdgeOptError, InvalidInput, TechniqueFaile
 from edgeopt.expectations import EXPECTATIONS, shortfall_sentence, shortfalls
 from edgeopt.frameworks import FrameworkBackend, LoadedModel, ModelSource, get_backend
 from edgeopt.measure import file_sha256
+from edgeopt.preprocessing import VALUE_SCALE, Preprocessing
 from edgeopt.progress import CancelCheck, ProgressCallback, ProgressEvent, StageReporter
 from edgeopt.report import (
     BaselineResult,
@@ -76,6 +77,7 @@ class ExperimentSpec:
     seed: int = 0
     experiment_id: str = "local"
     dataset_label: str | None = None  # what the report calls the dataset (a custom path's display name)
+    preprocessing: Preprocessing | None = None  # the user's input convention; None = the model's own
 
     def validate(self) -> None:
         _check_choice("framework", self.framework, catalog.FRAMEWORKS)
@@ -188,10 +190,12 @@ def load_inputs(backend: FrameworkBackend, spec: ExperimentSpec, settings: Setti
     from edgeopt.data import adapt, load_dataset
 
     dataset = load_dataset(spec.dataset, settings, seed=spec.seed)
+    declared = spec.preprocessing
     source = ModelSource(
         path=Path(spec.model) if spec.model else None,
         arch=spec.arch,
         num_classes=dataset.num_classes,
+        input_size=declared.input_size if declared is not None and spec.arch else None,
         random_init=spec.random_init or settings.allow_random_init,
     )
     loaded = backend.load(source, dataset)
@@ -202,8 +206,37 @@ def load_inputs(backend: FrameworkBackend, spec: ExperimentSpec, settings: Setti
             field="dataset",
         )
     height, width, channels = loaded.input_shape
-    data = adapt(dataset, height, width, channels, normalization=loaded.info.get("normalization"))
+    if declared is None:
+        data = adapt(dataset, height, width, channels, normalization=loaded.info.get("normalization"))
+        return data, loaded
+    _check_declared(declared, height, width, channels)
+    data = adapt(
+        dataset,
+        height,
+        width,
+        channels,
+        normalization=declared.normalization(),
+        value_scale=VALUE_SCALE[declared.value_range],
+        channel_order=declared.channel_order,
+    )
     return data, loaded
+
+
+def _check_declared(declared: Preprocessing, height: int, width: int, channels: int) -> None:
+    """A declared convention the model cannot take is the user's to fix: say which part and what the model takes."""
+    if declared.input_size is not None and tuple(declared.input_size) != (height, width):
+        raise InvalidInput(
+            f"The model takes {height}x{width} images, but the declared input size is "
+            f"{declared.input_size[0]}x{declared.input_size[1]}; declare {height}x{width} or leave the size empty.",
+            field="preprocessing.input_size",
+        )
+    normalization = declared.normalization()
+    if normalization is not None and len(normalization[0]) not in (1, channels):
+        raise InvalidInput(
+            f"The normalization has {len(normalization[0])} values per statistic but the model takes {channels} "
+            f"input channel{'s' if channels != 1 else ''}; give {channels} mean and std values.",
+            field="preprocessing.mean",
+        )
 
 
 class Pipeline:
@@ -272,6 +305,7 @@ class Pipeline:
                 device=spec.device,
                 goal=spec.goal,
                 constraints=spec.constraints.active(),
+                preprocessing=spec.preprocessing,
             ),
             baseline=None,
             lineage=self._lineage(loaded, data),
@@ -453,6 +487,7 @@ def optimize(
     technique_configs: dict[str, dict[str, Any]] | None = None,
     random_init: bool = False,
     seed: int = 0,
+    preprocessing: Preprocessing | dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
     settings: Settings | None = None,
@@ -463,6 +498,11 @@ def optimize(
             constraints = Constraints(**constraints)
         except ValueError as exc:
             raise InvalidInput(f"Invalid constraints: {exc}", field="constraints") from exc
+    if isinstance(preprocessing, dict):
+        try:
+            preprocessing = Preprocessing(**preprocessing)
+        except ValueError as exc:
+            raise InvalidInput(f"Invalid preprocessing: {exc}", field="preprocessing") from exc
     spec = ExperimentSpec(
         framework=framework,
         dataset=dataset,
@@ -477,6 +517,7 @@ def optimize(
         technique_configs=technique_configs or {},
         random_init=random_init,
         seed=seed,
+        preprocessing=preprocessing,
     )
     return Pipeline(spec, on_progress=on_progress, cancelled=cancelled, settings=settings).run()
 

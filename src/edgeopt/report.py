@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgeopt.preprocessing import Preprocessing
+
 RunStatus = Literal["completed", "failed", "skipped"]
 
 
@@ -62,6 +64,9 @@ class ExperimentInfo(_Model):
     device: str
     goal: str
     constraints: dict[str, float] = Field(default_factory=dict)
+    preprocessing: Preprocessing | None = Field(
+        default=None, description="The input convention the user declared; empty: the model's own."
+    )
 
 
 class BaselineResult(_Model):

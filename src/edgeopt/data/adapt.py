@@ -84,12 +84,15 @@ def adapt(
     channels: int,
     normalization: tuple[float | Sequence[float], float | Sequence[float]] | None = None,
     *,
+    value_scale: float = 1.0,
+    channel_order: str = "rgb",
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> Dataset:
     """Return ``dataset`` resized to (height, width), with ``channels`` channels, normalised when asked.
 
-    ``normalization`` is (mean, std), each one number or one per channel, applied as ``(x - mean) / std`` after
-    resizing (so the values leave [0, 1], as the model expects). Everything done is recorded in
+    After resizing, values (0..1) are multiplied by ``value_scale`` (255 for a model trained on 0..255), colour
+    channels are reversed for ``channel_order="bgr"``, then ``normalization`` (mean, std), each one number or one
+    per channel in that value range, is applied as ``(x - mean) / std``. Everything done is recorded in
     ``info["preprocessing"]``. ``max_bytes`` refuses a result that would not fit in memory with a hint instead of
     an out-of-memory kill (224x224 RGB float32 is 0.6 MB per image).
     """
@@ -121,9 +124,18 @@ def adapt(
         if np.any(std <= 0):
             raise InvalidInput(f"Normalization std must be positive, got {normalization[1]!r}.")
         steps["normalization"] = {"mean": mean.tolist(), "std": std.tolist()}
+    if value_scale != 1.0:
+        steps["value_range"] = f"0..{value_scale:g}"
+    reverse = channel_order == "bgr" and channels == 3
+    if reverse:
+        steps["channel_order"] = "BGR"
 
     def transform(images: np.ndarray) -> np.ndarray:
         out = _convert_channels(resize_images(images, height, width), channels)
+        if value_scale != 1.0:
+            out = out * np.float32(value_scale)
+        if reverse:
+            out = out[..., ::-1]
         if mean is not None and std is not None:
             out = (out - mean.astype(np.float32)) / std.astype(np.float32)
         return out.astype(np.float32, copy=False)
