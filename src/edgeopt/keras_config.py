@@ -80,35 +80,41 @@ class BuiltinNames:
 
 
 def _top_level_names(source: Path) -> set[str]:
-    """Classes defined at module level in ``source`` and the aliases assigned to them.
+    """Classes defined at module level in ``source`` and the names they are also known by.
 
-    Aliases are module-level names (``Convolution2D = Conv2D``) and names registered with a string key
+    Those names are exported names (``@keras_export("keras.layers.GroupQueryAttention")``), aliases
+    (``Convolution2D = Conv2D``, also inside ``if`` blocks: ``GRUV1 = GRU``), imports under
+    another name (``from ...gru_v1 import GRU as GRUV1``) and names registered with a string key
     (``LOCAL.ALL_OBJECTS["BatchNormalizationV1"] = ...`` in tf_keras's layer registry).
     """
     try:
         tree = ast.parse(source.read_bytes(), filename=str(source))
     except (SyntaxError, ValueError, OSError):
         return set()
-    classes = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
-    aliases = {
-        target.id
-        for node in tree.body
-        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id in classes
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-    registered = {
-        node.slice.value
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Subscript)
-        and isinstance(node.ctx, ast.Store)
-        and isinstance(node.value, ast.Attribute | ast.Name)
-        and getattr(node.value, "attr", getattr(node.value, "id", "")) == "ALL_OBJECTS"
-        and isinstance(node.slice, ast.Constant)
-        and isinstance(node.slice.value, str)
-        and node.slice.value.isidentifier()
-    }
-    return {name for name in classes | aliases | registered if not name.startswith("_")}
+    names = {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):  # exported under another name: @keras_export("keras.layers.Name")
+            for decorator in node.decorator_list:
+                for constant in ast.walk(decorator):
+                    if isinstance(constant, ast.Constant) and isinstance(constant.value, str):
+                        package, _, exported = constant.value.rpartition(".")
+                        if package.startswith("keras") and exported.isidentifier():
+                            names.add(exported)
+        if isinstance(node, ast.ImportFrom):
+            names |= {alias.asname for alias in node.names if alias.asname and alias.asname[:1].isupper()}
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id[:1].isupper():
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name) and t.id[:1].isupper()}
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Attribute | ast.Name)
+            and getattr(node.value, "attr", getattr(node.value, "id", "")) == "ALL_OBJECTS"
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+            and node.slice.value.isidentifier()
+        ):
+            names.add(node.slice.value)
+    return {name for name in names if name and not name.startswith("_")}
 
 
 def _names_in(sources: dict[str, tuple[str, ...]]) -> set[str]:
