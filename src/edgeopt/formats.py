@@ -227,7 +227,7 @@ def _check_hdf5_model(path: Path, framework: str | None) -> None:
         )
 
 
-def _has_hdf5_signature(path: Path) -> bool:
+def has_hdf5_signature(path: Path) -> bool:
     with path.open("rb") as handle:
         for offset in HDF5_SIGNATURE_OFFSETS:
             handle.seek(offset)
@@ -256,7 +256,7 @@ def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFor
         if kind is None:
             raise _not_a_model("The zip archive holds no model EdgeOpt recognises.", framework)
         return ModelFormat(KINDS[kind][0], kind)
-    if _has_hdf5_signature(path):
+    if has_hdf5_signature(path):
         _check_hdf5_model(path, framework)
         return ModelFormat("tensorflow", "h5")
     if len(head) >= 2 and head[0] == PICKLE_PROTO and 2 <= head[1] <= 5:

@@ -223,14 +223,20 @@ def saved_metadata_configs(blob: bytes) -> list[Any]:
 
 
 def saved_model_zip_configs(path: Path) -> list[Any]:
-    """Keras metadata of a zipped SavedModel (the shallowest ``keras_metadata.pb``); [] for a bare graph."""
+    """Keras metadata of every ``keras_metadata.pb`` in a zipped SavedModel ([] for a bare graph).
+
+    All of them, not only the one beside the ``saved_model.pb`` the loader will pick: an archive holding a harmless
+    copy next to a hostile one must not pass because the check looked at the other.
+    """
+    configs: list[Any] = []
     with zipfile.ZipFile(path) as archive:
-        candidates = sorted(
-            (n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "keras_metadata.pb"), key=lambda n: n.count("/")
-        )
-        if not candidates:
-            return []
-        return saved_metadata_configs(_read_bounded(archive, candidates[0]))
+        for info in archive.infolist():
+            if info.filename.rsplit("/", 1)[-1] == "keras_metadata.pb":
+                if info.file_size > MAX_CONFIG_BYTES:
+                    raise InvalidInput(f"{info.filename} in the archive is implausibly large.", field="file")
+                with archive.open(info) as handle:
+                    configs.extend(saved_metadata_configs(handle.read(MAX_CONFIG_BYTES)))
+    return configs
 
 
 # --------------------------------------------------------------------------------------------- checking
@@ -339,14 +345,30 @@ def check_config(config: Any, source: str, *, trust: bool) -> None:
 def check_model_file(path: Path, kind: str, *, trust: bool) -> None:
     """Read the architecture of a Keras file of ``kind`` (``h5``, ``keras``, ``savedmodel_zip``) and check it."""
     path = Path(path)
-    if kind == "h5":
-        check_config(h5_config(path), path.name, trust=trust)
-    elif kind == "keras":
-        check_config(keras_zip_config(path), path.name, trust=trust)
+    if kind in ("h5", "keras"):
+        # A file can be a zip and an HDF5 file at once, and which one Keras reads depends on its name: check both.
+        checked = False
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                has_config = "config.json" in archive.namelist()
+            if has_config or kind == "keras":
+                check_config(keras_zip_config(path), path.name, trust=trust)
+                checked = True
+        if kind == "h5" or _is_hdf5(path):
+            check_config(h5_config(path), path.name, trust=trust)
+            checked = True
+        if not checked:
+            raise InvalidInput(f"{path.name} holds no Keras model architecture.", field="file")
     elif kind == "savedmodel_zip":
         check_saved_model_configs(saved_model_zip_configs(path), path.name, trust=trust)
     else:
         raise ValueError(f"not a Keras file kind: {kind}")
+
+
+def _is_hdf5(path: Path) -> bool:
+    from edgeopt.formats import has_hdf5_signature
+
+    return has_hdf5_signature(path)
 
 
 def check_saved_model_configs(configs: list[Any], source: str, *, trust: bool) -> None:

@@ -89,7 +89,16 @@ def check_pt2_archive(path: Path) -> None:
     except (zipfile.BadZipFile, OSError) as exc:
         raise InvalidInput(f"{path.name} is not a readable torch.export archive ({exc}).", field="file") from exc
     with archive:
-        by_relative = {_relative(name): name for name in archive.namelist()}
+        names = archive.namelist()
+        # One top-level folder and no repeated name, as torch.export.save writes: otherwise this check and torch's
+        # own zip reader could each read a different copy of an entry.
+        if len({PurePosixPath(name).parts[0] for name in names if name}) != 1 or len(set(names)) != len(names):
+            raise InvalidInput(
+                f"{path.name} is not laid out as torch.export.save writes archives (one top-level folder, each entry "
+                f"once). {EXPORT_HINT}",
+                field="file",
+            )
+        by_relative = {_relative(name): name for name in names}
         pickled: set[str] = set()
         for relative in by_relative:
             parts = relative.split("/")

@@ -187,3 +187,36 @@ def test_tf_op_layers_may_call_only_pure_tensor_functions() -> None:
     check_config(_sequential(_layer("TFOpLambda", "div", function="math.truediv")), "m.h5", trust=False)
     with pytest.raises(InvalidInput, match="'io.write_file'"):
         check_config(_sequential(_layer("TFOpLambda", "w", function="io.write_file")), "m.h5", trust=False)
+
+
+def _length_delimited(field: int, data: bytes) -> bytes:
+    """One protobuf length-delimited field (enough of the wire format to write a test's keras_metadata.pb)."""
+    size, varint = len(data), b""
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        varint += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            return bytes([field << 3 | 2]) + varint + data
+
+
+def _keras_metadata(*nodes: dict[str, object]) -> bytes:
+    return b"".join(_length_delimited(1, _length_delimited(5, json.dumps(node).encode())) for node in nodes)
+
+
+def test_every_keras_metadata_in_a_savedmodel_zip_is_checked(tmp_path: Path) -> None:
+    from edgeopt.keras_config import check_model_file, saved_model_zip_configs
+
+    harmless = _keras_metadata(_sequential(DENSE))
+    hostile = _keras_metadata(_sequential(DENSE), _layer("Lambda", "hidden"))
+    path = _zip(
+        tmp_path / "sm.zip",
+        {
+            "a/saved_model.pb": b"",
+            "a/keras_metadata.pb": harmless,
+            "b/c/saved_model.pb": b"",
+            "b/c/keras_metadata.pb": hostile,
+        },
+    )
+    assert [node["class_name"] for node in saved_model_zip_configs(path)] == ["Sequential", "Sequential", "Lambda"]
+    with pytest.raises(InvalidInput, match=r"'hidden' \(Lambda\)"):
+        check_model_file(path, "savedmodel_zip", trust=False)

@@ -313,3 +313,26 @@ def test_pt2_with_pickled_weights_that_run_code_is_refused(torch_files: dict[str
     with pytest.raises(InvalidInput, match=first["path_name"]):
         check_pt2_archive(evil)
     assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("layout", ["two-top-level-folders", "repeated-entry"])
+def test_pt2_laid_out_unlike_torch_export_save_is_refused(
+    torch_files: dict[str, Path], tmp_path: Path, layout: str
+) -> None:
+    """Two copies of an entry: this check and torch's own zip reader must never read different ones."""
+    import warnings
+    import zipfile
+
+    from edgeopt.errors import InvalidInput
+    from edgeopt.pt2_archive import check_pt2_archive
+
+    path = tmp_path / "odd.pt2"
+    with zipfile.ZipFile(torch_files["pt2"]) as original, zipfile.ZipFile(path, "w") as copy, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate name, the point of the test
+        for info in original.infolist():
+            copy.writestr(info, original.read(info))
+        extra = original.infolist()[0]
+        name = extra.filename if layout == "repeated-entry" else "other/" + extra.filename.split("/", 1)[1]
+        copy.writestr(name, original.read(extra))
+    with pytest.raises(InvalidInput, match="one top-level folder"):
+        check_pt2_archive(path)
