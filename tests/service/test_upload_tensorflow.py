@@ -182,6 +182,7 @@ def test_custom_layer_class_is_refused_at_upload(
 def test_lambda_savedmodel_refused_at_upload_and_by_the_loader_leaving_no_temp_folder(
     client: TestClient,
     new_experiment: Callable[..., dict[str, Any]],
+    stored_files: Callable[[], list[Path]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -199,13 +200,13 @@ def test_lambda_savedmodel_refused_at_upload_and_by_the_loader_leaving_no_temp_f
     with zipfile.ZipFile(archive, "w") as handle:
         for file in (tmp_path / "sm").rglob("*"):
             handle.write(file, f"sm/{file.relative_to(tmp_path / 'sm')}")
-    experiment = new_experiment(framework="tensorflow")
-    response = _upload(client, experiment["id"], archive)
-    assert response.status_code == 400 and "layer 'double' (Lambda)" in response.json()["detail"]
-
     temp_root = tmp_path / "temp"
     temp_root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    experiment = new_experiment(framework="tensorflow")
+    response = _upload(client, experiment["id"], archive)
+    assert response.status_code == 400 and "layer 'double' (Lambda)" in response.json()["detail"]
+    assert stored_files() == [] and list(temp_root.iterdir()) == []
     with pytest.raises(InvalidInput, match="Lambda"):
         load_saved_model(archive, ModelSource(path=archive), trust=False)
     assert list(temp_root.iterdir()) == []
@@ -214,6 +215,7 @@ def test_lambda_savedmodel_refused_at_upload_and_by_the_loader_leaving_no_temp_f
 def test_savedmodel_zip_bomb_refused_at_upload_and_by_the_loader_without_temp_folders(
     client: TestClient,
     new_experiment: Callable[..., dict[str, Any]],
+    stored_files: Callable[[], list[Path]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -230,12 +232,13 @@ def test_savedmodel_zip_bomb_refused_at_upload_and_by_the_loader_without_temp_fo
         for _ in range(80):
             entry.write(b"\0" * 1024 * 1024)  # 80 MiB of zeros, a few dozen KiB zipped
     assert bomb.stat().st_size < 1024 * 1024
-    experiment = new_experiment(framework="tensorflow")
-    response = _upload(client, experiment["id"], bomb)
-    assert response.status_code == 400 and "zip bomb" in response.json()["detail"]
     temp_root = tmp_path / "temp"
     temp_root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    experiment = new_experiment(framework="tensorflow")
+    response = _upload(client, experiment["id"], bomb)
+    assert response.status_code == 400 and "zip bomb" in response.json()["detail"]
+    assert stored_files() == [] and list(temp_root.iterdir()) == []
     with pytest.raises(InvalidInput, match="zip bomb"):
         load_saved_model(bomb, ModelSource(path=bomb), trust=False)
     assert list(temp_root.iterdir()) == []
