@@ -100,7 +100,7 @@ def _top_level_names(source: Path) -> set[str]:
                         package, _, exported = constant.value.rpartition(".")
                         if package.startswith("keras") and exported.isidentifier():
                             names.add(exported)
-        if isinstance(node, ast.ImportFrom):
+        elif isinstance(node, ast.ImportFrom):
             names |= {alias.asname for alias in node.names if alias.asname and alias.asname[:1].isupper()}
         elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Name) and node.value.id[:1].isupper():
             names |= {t.id for t in node.targets if isinstance(t, ast.Name) and t.id[:1].isupper()}

@@ -242,3 +242,17 @@ def test_savedmodel_zip_bomb_refused_at_upload_and_by_the_loader_without_temp_fo
     with pytest.raises(InvalidInput, match="zip bomb"):
         load_saved_model(bomb, ModelSource(path=bomb), trust=False)
     assert list(temp_root.iterdir()) == []
+
+
+def test_keras3_file_with_lambda_is_refused_at_upload(
+    client: TestClient, new_experiment: Callable[..., dict[str, Any]], tmp_path: Path
+) -> None:
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Lambda(lambda t: t * 2, name="double")])
+    path = tmp_path / "k3.keras"
+    model.save(path)
+    experiment = new_experiment(framework="tensorflow")
+    response = _upload(client, experiment["id"], path)
+    assert response.status_code == 400
+    assert "layer 'double' (Lambda)" in response.json()["detail"]
+    assert client.get(f"/api/experiments/{experiment['id']}").json()["status"] == "created"
