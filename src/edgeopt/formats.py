@@ -27,6 +27,10 @@ MAX_KERAS_CONFIG_BYTES = 64 * 1024 * 1024
 # Checking a zip inflates every entry; zipfile stops at each entry's declared size, so bounding the declared total
 # bounds the work a small, highly compressed upload (a zip bomb) can cause.
 MAX_UNCOMPRESSED_BYTES = 16 * 1024**3
+# A model archive inflating to more than this many times its size is a zip bomb: weights hardly compress (even a
+# half-pruned model's only ~2x). Archives inflating to less than the floor are never refused for their ratio.
+MAX_INFLATION_RATIO = 100
+INFLATION_RATIO_FLOOR = 64 * 1024 * 1024
 
 ACCEPTED_FORMATS: dict[str, str] = {
     "pytorch": (
@@ -73,7 +77,7 @@ def _not_a_model(reason: str, framework: str | None) -> InvalidInput:
     return InvalidInput(f"{reason} {accepted}", field="file")
 
 
-def _check_entry_names(names: list[str]) -> None:
+def check_entry_names(names: list[str]) -> None:
     for name in names:
         parts = PurePosixPath(name.replace("\\", "/")).parts
         if name.startswith(("/", "\\")) or (name[1:2] == ":") or ".." in parts:
@@ -93,13 +97,32 @@ def _check_inflated_size(archive: zipfile.ZipFile) -> None:
         )
 
 
+def check_inflation(archive: zipfile.ZipFile, compressed_size: int, *, max_bytes: int) -> None:
+    """Refuse a model archive whose entries declare more than ``max_bytes`` in all, or a zip bomb's ratio.
+
+    ``zipfile`` stops inflating each entry at its declared size, so bounding the declared sizes bounds the disk and
+    time that extracting or checking the archive can take.
+    """
+    declared = sum(info.file_size for info in archive.infolist())
+    if declared > max_bytes:
+        raise InvalidInput(
+            f"The archive would inflate to {declared:,} bytes, more than the {max_bytes:,} accepted.", field="file"
+        )
+    if declared > INFLATION_RATIO_FLOOR and declared > MAX_INFLATION_RATIO * max(compressed_size, 1):
+        raise InvalidInput(
+            f"The archive would inflate {declared // max(compressed_size, 1):,} times its size ({declared:,} bytes): "
+            "that is a zip bomb, not a model. Zip the model's own files.",
+            field="file",
+        )
+
+
 def _open_zip(path: Path, framework: str | None) -> list[str]:
     """Entry names of a complete, undamaged zip; a truncated or corrupt one is refused here."""
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-            _check_entry_names(names)
-            _check_inflated_size(archive)
+            check_entry_names(names)
+            check_inflation(archive, path.stat().st_size, max_bytes=MAX_UNCOMPRESSED_BYTES)
             damaged = archive.testzip()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
         raise _not_a_model(f"The file is a damaged or truncated zip archive ({exc}).", framework) from exc
@@ -204,7 +227,7 @@ def _check_hdf5_model(path: Path, framework: str | None) -> None:
         )
 
 
-def _has_hdf5_signature(path: Path) -> bool:
+def has_hdf5_signature(path: Path) -> bool:
     with path.open("rb") as handle:
         for offset in HDF5_SIGNATURE_OFFSETS:
             handle.seek(offset)
@@ -233,7 +256,7 @@ def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFor
         if kind is None:
             raise _not_a_model("The zip archive holds no model EdgeOpt recognises.", framework)
         return ModelFormat(KINDS[kind][0], kind)
-    if _has_hdf5_signature(path):
+    if has_hdf5_signature(path):
         _check_hdf5_model(path, framework)
         return ModelFormat("tensorflow", "h5")
     if len(head) >= 2 and head[0] == PICKLE_PROTO and 2 <= head[1] <= 5:
@@ -242,8 +265,16 @@ def detect_model_format(path: Path, *, framework: str | None = None) -> ModelFor
     raise _not_a_model("The file is not a model file (its content matches no supported format).", framework)
 
 
+KERAS_KINDS = frozenset({"keras", "h5", "savedmodel_zip"})
+
+
 def check_model_file(path: Path, framework: str, *, trust_pickles: bool = False) -> ModelFormat:
-    """Detect the format and apply the service's policy: right framework, and no untrusted pickles."""
+    """Detect the format and apply the service's policy: right framework, no untrusted pickles, no code.
+
+    A Keras architecture may name only built-in Keras classes, and layers that carry code (Lambda) only with
+    ``trust_pickles``; a ``.pt2`` may hold only pickles PyTorch's safe unpickler reads, whatever the trust. The
+    upload route and the loaders both call this, so a file refused at upload is refused again when loaded.
+    """
     detected = detect_model_format(path, framework=framework)
     if detected.framework != framework:
         raise _not_a_model(
@@ -258,6 +289,14 @@ def check_model_file(path: Path, framework: str, *, trust_pickles: bool = False)
             "only for files you trust.",
             field="file",
         )
+    if detected.kind in KERAS_KINDS:
+        from edgeopt import keras_config
+
+        keras_config.check_model_file(path, detected.kind, trust=trust_pickles)
+    elif detected.kind == "pt2":
+        from edgeopt.pt2_archive import check_pt2_archive
+
+        check_pt2_archive(path)
     return detected
 
 
@@ -270,7 +309,7 @@ def check_dataset_archive(path: Path) -> str:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
-            _check_entry_names(names)
+            check_entry_names(names)
             _check_inflated_size(archive)
             damaged = archive.testzip()
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:

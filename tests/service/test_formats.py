@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
@@ -95,3 +96,127 @@ def test_archive_inflating_beyond_the_bound_is_refused(tmp_path: Path, monkeypat
         detect_model_format(path)
     with pytest.raises(InvalidInput, match="would inflate"):
         check_dataset_archive(path)
+
+
+# --- Keras architectures are parsed as JSON and every class checked (no TensorFlow needed) --------------------
+
+
+def _sequential(*layers: dict[str, object]) -> dict[str, object]:
+    return {"class_name": "Sequential", "config": {"name": "m", "layers": list(layers)}}
+
+
+def _layer(class_name: str, name: str = "x", **config: object) -> dict[str, object]:
+    return {"class_name": class_name, "config": {"name": name, **config}}
+
+
+DENSE = _layer("Dense", "dense", units=10, kernel_initializer={"class_name": "GlorotUniform", "config": {}})
+
+
+def test_builtin_keras_names_come_from_the_installed_packages() -> None:
+    from edgeopt.keras_config import builtin_names
+
+    names = builtin_names()
+    assert {"Conv2D", "Dense", "BatchNormalization", "InputLayer", "Functional", "Sequential"} <= names.layers
+    assert {"Convolution2D", "BatchNormalizationV1"} <= names.layers  # aliases tf_keras still reads
+    assert {"GlorotUniform", "DTypePolicy"} <= names.objects
+    assert "MyScale" not in names.objects
+
+
+def test_plain_builtin_model_passes() -> None:
+    from edgeopt.keras_config import check_config
+
+    check_config(_sequential(_layer("InputLayer", "in"), _layer("Conv2D", "c", filters=4), DENSE), "m.h5", trust=False)
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        '{"class_name": "Lambda"',
+        '{"class_name" :"Lambda"',
+        '{"class_name":"Lambd\\u0061"',
+        '{"class_nam\\u0065": "Lambda"',
+    ],
+)
+def test_lambda_is_found_however_the_json_spells_it(spelling: str) -> None:
+    from edgeopt.keras_config import check_config
+
+    text = json.dumps(_sequential(DENSE, _layer("Lambda", "double"))).replace('{"class_name": "Lambda"', spelling)
+    assert spelling in text
+    with pytest.raises(InvalidInput, match=r"layer 'double' \(Lambda\).*EDGEOPT_TRUST_PICKLES=1"):
+        check_config(json.loads(text), "m.h5", trust=False)
+    check_config(json.loads(text), "m.h5", trust=True)  # trusted files may carry code
+
+
+def test_lambda_in_nested_models_and_wrappers_is_found() -> None:
+    from edgeopt.keras_config import check_config
+
+    nested = {"class_name": "Functional", "config": {"name": "inner", "layers": [DENSE, _layer("Lambda", "deep")]}}
+    wrapped = _layer("TimeDistributed", "td", layer=_layer("Lambda", "wrapped"))
+    rnn = _layer("RNN", "rnn", cell={"class_name": "StackedRNNCells", "config": {"cells": [_layer("Lambda", "cell")]}})
+    for model, name in [
+        (_sequential(DENSE, nested), "deep"),
+        (_sequential(wrapped), "wrapped"),
+        (_sequential(rnn), "cell"),
+    ]:
+        with pytest.raises(InvalidInput, match=f"'{name}' \\(Lambda\\)"):
+            check_config(model, "m.keras", trust=False)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        _sequential(DENSE, _layer("MyScale", "scale")),
+        _sequential({"module": "my_package.layers", "class_name": "Dense", "config": {"name": "fake"}}),
+        _sequential({"class_name": "Dense", "registered_name": "Custom>Dense", "config": {"name": "fake"}}),
+        _sequential(_layer("Dense", "d", kernel_initializer={"class_name": "MyInit", "config": {}})),
+        _sequential(_layer("GlorotUniform", "not_a_layer")),
+        {"class_name": "MyModel", "config": {"layers": []}},
+    ],
+    ids=["custom-layer", "foreign-module", "registered-custom", "custom-initializer", "non-layer-as-layer", "model"],
+)
+def test_classes_keras_does_not_define_are_refused_even_when_trusted(model: dict[str, object]) -> None:
+    from edgeopt.keras_config import check_config
+
+    with pytest.raises(InvalidInput, match="not a built-in Keras|not part of Keras"):
+        check_config(model, "m.h5", trust=True)
+
+
+def test_tf_op_layers_may_call_only_pure_tensor_functions() -> None:
+    from edgeopt.keras_config import check_config
+
+    check_config(_sequential(_layer("TFOpLambda", "div", function="math.truediv")), "m.h5", trust=False)
+    with pytest.raises(InvalidInput, match="'io.write_file'"):
+        check_config(_sequential(_layer("TFOpLambda", "w", function="io.write_file")), "m.h5", trust=False)
+
+
+def _length_delimited(field: int, data: bytes) -> bytes:
+    """One protobuf length-delimited field (enough of the wire format to write a test's keras_metadata.pb)."""
+    size, varint = len(data), b""
+    while True:
+        byte, size = size & 0x7F, size >> 7
+        varint += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            return bytes([field << 3 | 2]) + varint + data
+
+
+def _keras_metadata(*nodes: dict[str, object]) -> bytes:
+    return b"".join(_length_delimited(1, _length_delimited(5, json.dumps(node).encode())) for node in nodes)
+
+
+def test_every_keras_metadata_in_a_savedmodel_zip_is_checked(tmp_path: Path) -> None:
+    from edgeopt.keras_config import check_model_file, saved_model_zip_configs
+
+    harmless = _keras_metadata(_sequential(DENSE))
+    hostile = _keras_metadata(_sequential(DENSE), _layer("Lambda", "hidden"))
+    path = _zip(
+        tmp_path / "sm.zip",
+        {
+            "a/saved_model.pb": b"",
+            "a/keras_metadata.pb": harmless,
+            "b/c/saved_model.pb": b"",
+            "b/c/keras_metadata.pb": hostile,
+        },
+    )
+    assert [node["class_name"] for node in saved_model_zip_configs(path)] == ["Sequential", "Sequential", "Lambda"]
+    with pytest.raises(InvalidInput, match=r"'hidden' \(Lambda\)"):
+        check_model_file(path, "savedmodel_zip", trust=False)

@@ -105,3 +105,76 @@ def test_check_websocket_key_helper(settings: Settings) -> None:
     assert not check_websocket_key(FakeSocket({"api_key": "nope"}, {}), keyed)  # type: ignore[arg-type]
     assert not check_websocket_key(FakeSocket({}, {}), keyed)  # type: ignore[arg-type]
     assert check_websocket_key(FakeSocket({}, {}), settings)  # type: ignore[arg-type]
+
+
+# --- Inputs the schema allows never end as a 500; secrets never reach a log ---------------------------------------
+
+
+def test_huge_offset_is_422(client: TestClient) -> None:
+    response = client.get("/api/experiments", params={"offset": 2**63})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "offset"]
+    assert client.get("/api/experiments", params={"offset": 2**31 - 1}).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("get", "/api/experiments/abc%00def"),
+        ("delete", "/api/experiments/%00"),
+        ("post", "/api/experiments/abc%00/upload"),
+        ("get", "/api/experiments?limit=1%00"),
+    ],
+)
+def test_nul_in_path_or_query_is_400(client: TestClient, method: str, path: str) -> None:
+    response = client.request(method.upper(), path)
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "a\x00b"},
+        {"technique_configs": {"ptq_int8": {"seed\x00": 1}}},
+    ],
+)
+def test_nul_in_a_json_body_is_422(client: TestClient, body: dict[str, object]) -> None:
+    response = client.post(
+        "/api/experiments", json={"framework": "pytorch", "dataset": "digits", "device": "rpi4", **body}
+    )
+    assert response.status_code == 422
+    assert "NUL" in response.text
+
+
+def test_nul_in_an_uploaded_file_name_is_400(client: TestClient) -> None:
+    created = client.post("/api/experiments", json={"framework": "pytorch", "dataset": "digits", "device": "rpi4"})
+    body = (  # written out by hand: HTTP clients escape a NUL in a file name, a hostile client need not
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="model\x00.pt2"\r\n\r\nPK\x03\x04\r\n--b--\r\n'
+    )
+    response = client.post(
+        f"/api/experiments/{created.json()['id']}/upload",
+        content=body,
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
+    assert response.status_code == 400
+    assert "NUL" in response.json()["detail"]
+
+
+def test_websocket_api_key_never_reaches_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from edgeopt.service.logging import configure_logging
+
+    configure_logging()
+    with caplog.at_level(logging.INFO):
+        # What uvicorn logs for each socket, and its access line for an HTTP request carrying the key.
+        logging.getLogger("uvicorn.error").info(
+            '%s - "WebSocket %s" [accepted]', "127.0.0.1:5000", f"/ws/experiments/abc?api_key={KEY}&x=1"
+        )
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", f"/api/health?API_KEY={KEY}", "1.1", 200
+        )
+    assert len(caplog.records) == 2
+    assert KEY not in caplog.text
+    assert "api_key=[redacted]&x=1" in caplog.text

@@ -229,3 +229,110 @@ def test_commit_failure_leaves_no_file_and_no_row(
     assert after["files"] == [] and after["status"] == "created"
     with make_session_factory(app.state.engine)() as session:
         assert session.scalars(select(ModelFile)).all() == []
+
+
+class _TouchOnUnpickle:
+    """Pickles to a call of ``open(marker, "w")``: unpickling it creates the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))
+
+
+def _pt2_with_entry(source: Path, target: Path, suffix: str, payload: bytes) -> Path:
+    """A copy of the .pt2 ``source`` with the entry ending in ``suffix`` replaced by ``payload``."""
+    import zipfile
+
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
+        replaced = False
+        for info in original.infolist():
+            if info.filename.endswith(suffix):
+                copy.writestr(info, payload)
+                replaced = True
+            else:
+                copy.writestr(info, original.read(info))
+    assert replaced, f"no entry ending in {suffix}"
+    return target
+
+
+def test_pt2_whose_sample_inputs_run_code_is_refused_and_never_unpickled(
+    client: TestClient,
+    new_experiment: Callable[..., dict[str, Any]],
+    stored_files: Callable[[], list[Path]],
+    torch_files: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    import contextlib
+    import io
+
+    from edgeopt.errors import InvalidInput
+    from edgeopt.frameworks import ModelSource
+    from edgeopt.frameworks.pytorch.io import load_pytorch
+    from edgeopt.settings import Settings
+
+    marker = tmp_path / "payload-ran"
+    buffer = io.BytesIO()
+    torch.save(((_TouchOnUnpickle(marker),), {}), buffer)
+    evil = _pt2_with_entry(torch_files["pt2"], tmp_path / "evil.pt2", "data/sample_inputs/model.pt", buffer.getvalue())
+
+    experiment = new_experiment()
+    response = _upload(client, experiment["id"], evil)
+    assert response.status_code == 400, response.text
+    detail = response.json()["detail"]
+    assert "data/sample_inputs/model.pt" in detail and "torch.export.save" in detail
+    assert stored_files() == []
+    for trust in (False, True):  # trusting pickles never extends to a .pt2's entries
+        with pytest.raises(InvalidInput, match="safe loader refuses"):
+            load_pytorch(ModelSource(path=evil), 10, Settings(trust_pickles=trust))
+    assert not marker.exists()
+    with contextlib.suppress(Exception):  # the opened file is no tensor: torch fails, but only after unpickling it
+        torch.export.load(evil)  # what the check stands in front of: torch itself runs the payload
+    assert marker.exists()
+
+
+def test_pt2_with_pickled_weights_that_run_code_is_refused(torch_files: dict[str, Path], tmp_path: Path) -> None:
+    """A weights config marking an entry ``use_pickle`` makes torch unpickle it without restriction."""
+    import io
+    import json
+    import zipfile
+
+    from edgeopt.errors import InvalidInput
+    from edgeopt.pt2_archive import check_pt2_archive
+
+    with zipfile.ZipFile(torch_files["pt2"]) as archive:
+        config_name = next(n for n in archive.namelist() if n.endswith("_weights_config.json"))
+        config = json.loads(archive.read(config_name))
+    first = next(iter(config["config"].values()))
+    first["use_pickle"] = True
+    evil = _pt2_with_entry(torch_files["pt2"], tmp_path / "w.pt2", config_name, json.dumps(config).encode())
+    buffer = io.BytesIO()
+    torch.save(_TouchOnUnpickle(tmp_path / "ran"), buffer)
+    evil = _pt2_with_entry(evil, tmp_path / "w2.pt2", f"data/weights/{first['path_name']}", buffer.getvalue())
+    with pytest.raises(InvalidInput, match=first["path_name"]):
+        check_pt2_archive(evil)
+    assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("layout", ["two-top-level-folders", "repeated-entry"])
+def test_pt2_laid_out_unlike_torch_export_save_is_refused(
+    torch_files: dict[str, Path], tmp_path: Path, layout: str
+) -> None:
+    """Two copies of an entry: this check and torch's own zip reader must never read different ones."""
+    import warnings
+    import zipfile
+
+    from edgeopt.errors import InvalidInput
+    from edgeopt.pt2_archive import check_pt2_archive
+
+    path = tmp_path / "odd.pt2"
+    with zipfile.ZipFile(torch_files["pt2"]) as original, zipfile.ZipFile(path, "w") as copy, warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns about the duplicate name, the point of the test
+        for info in original.infolist():
+            copy.writestr(info, original.read(info))
+        extra = original.infolist()[0]
+        name = extra.filename if layout == "repeated-entry" else "other/" + extra.filename.split("/", 1)[1]
+        copy.writestr(name, original.read(extra))
+    with pytest.raises(InvalidInput, match="one top-level folder"):
+        check_pt2_archive(path)

@@ -205,3 +205,21 @@ def test_resnet18_needs_explicit_random_init_then_builds(tmp_path: Path) -> None
 def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(InvalidInput, match="choose one of"):
         load_tensorflow(ModelSource(arch="alexnet", random_init=True), 10, SAFE)
+
+
+def test_keras_allow_list_read_from_source_covers_every_layer_keras_can_deserialize() -> None:
+    """The upload check reads class names from the installed sources (no TensorFlow import): none may be missing."""
+    import keras
+    from tf_keras.src.layers import serialization
+
+    from edgeopt.keras_config import CODE_LAYERS, builtin_names
+
+    serialization.populate_deserializable_objects()
+    # Private names (tf_keras's _RNNCellWrapper base) are never what a saved config names.
+    tf_keras_layers = {name for name in serialization.LOCAL.ALL_OBJECTS if not name.startswith("_")}
+    keras3_layers = {
+        name for name, value in vars(keras.layers).items() if isinstance(value, type) and issubclass(value, keras.Layer)
+    }
+    assert tf_keras_layers - builtin_names().layers == set()
+    # Keras 3 keeps the layers that wrap other frameworks' code outside its layers package: refused in any case.
+    assert keras3_layers - builtin_names().layers - CODE_LAYERS == set()

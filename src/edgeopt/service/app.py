@@ -22,6 +22,7 @@ from edgeopt.errors import InvalidInput
 from edgeopt.service import jobs, ws
 from edgeopt.service.db.session import make_engine, make_session_factory
 from edgeopt.service.logging import RequestLogMiddleware, configure_logging
+from edgeopt.service.request_guard import RejectNulMiddleware
 from edgeopt.service.routes import catalog, experiments, health, runs
 from edgeopt.service.security import ApiKeyMiddleware
 from edgeopt.service.storage import Storage
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
         app.include_router(router_module.router)
 
     # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last.
+    app.add_middleware(RejectNulMiddleware)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -16,6 +17,11 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ACCESS_LOGGER = "edgeopt.access"
+# uvicorn logs each WebSocket with its query string ('"WebSocket /ws/...?api_key=..." [accepted]'), and its access
+# log (when enabled) each HTTP request line: the API key a browser socket sends in its URL must not reach a log.
+SERVER_LOGGERS = ("uvicorn.error", "uvicorn.access", "uvicorn")
+SECRET_QUERY = re.compile(r"(?i)(api_key=)[^&\s\"']*")
+REDACTED = "[redacted]"
 _STANDARD_ATTRS = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
 
 
@@ -32,11 +38,40 @@ class JsonFormatter(logging.Formatter):
         body.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD_ATTRS and not k.startswith("_")})
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return json.dumps(body, default=str)
+        return redact(json.dumps(body, default=str))
+
+
+def redact(text: str) -> str:
+    """``text`` with the value of every ``api_key=`` query parameter replaced."""
+    return SECRET_QUERY.sub(rf"\g<1>{REDACTED}", text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites a record's format string and arguments so no ``api_key=`` value survives.
+
+    The arguments are redacted one by one rather than merged into the message: uvicorn's access formatter unpacks
+    them by position.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
 
 
 def configure_logging(level: int = logging.INFO) -> None:
-    """Send the ``edgeopt`` loggers to stderr as JSON lines; idempotent, and leaves other handlers alone."""
+    """Send the ``edgeopt`` loggers to stderr as JSON lines and redact secrets in the server's own log lines.
+
+    Idempotent, and leaves other handlers alone.
+    """
+    for name in SERVER_LOGGERS:
+        server_logger = logging.getLogger(name)
+        if not any(isinstance(existing, RedactSecrets) for existing in server_logger.filters):
+            server_logger.addFilter(RedactSecrets())
     root = logging.getLogger("edgeopt")
     root.setLevel(level)
     if not any(getattr(handler, "_edgeopt_json", False) for handler in root.handlers):

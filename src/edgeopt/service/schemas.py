@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeopt.catalog import (
     TECHNIQUE_NAMES,
@@ -29,6 +29,21 @@ if TYPE_CHECKING:
     from edgeopt.service.db.models import Experiment
 
 MAX_EPOCHS = 100
+
+
+def _nul_path(value: Any, path: str = "") -> str | None:
+    """Where a NUL character sits in a JSON value (``""`` for the top level), or None when there is none."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if isinstance(key, str) and "\x00" in key:
+            return where
+        found = _nul_path(item, where)
+        if found is not None:
+            return found
+    return None
 
 
 class ExperimentCreate(BaseModel):
@@ -52,6 +67,15 @@ class ExperimentCreate(BaseModel):
     technique_configs: dict[TechniqueName, dict[str, Any]] = Field(
         default_factory=dict, description="Per-technique overrides of the config defaults."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        """PostgreSQL refuses NUL in text and JSON: a 422 naming the field, not a database error."""
+        where = _nul_path(data)
+        if where is not None:
+            raise ValueError(f"{where or 'the body'} contains a NUL character")
+        return data
 
     @field_validator("name")
     @classmethod

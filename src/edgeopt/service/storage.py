@@ -146,6 +146,8 @@ class _FilePartWriter:
             self.found = True
             self._in_file = True
             self.filename = options[b"filename"].decode("utf-8", errors="replace")
+            if "\x00" in self.filename:  # PostgreSQL refuses NUL in text: it is never part of a real file name
+                raise InvalidInput("The file name contains a NUL character; rename the file.", field=self.field_name)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         count = end - start

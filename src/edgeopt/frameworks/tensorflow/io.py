@@ -8,50 +8,28 @@ is a bare TensorFlow graph: it is converted, evaluated and measured, never trans
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 import weakref
 import zipfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from edgeopt import keras_config
 from edgeopt.errors import InvalidInput
 from edgeopt.frameworks import LoadedModel, ModelSource
 from edgeopt.frameworks.tensorflow import keras_compat
 from edgeopt.settings import Settings
 
-_LAMBDA = re.compile(rb'"class_name":\s*"Lambda"')
 MAX_SAVEDMODEL_BYTES = 4 * 1024**3  # uncompressed; a larger "model" is a zip bomb, not a classifier
 
 
 # ----------------------------------------------------------------------------------------------- files
-
-
-def _refuse_untrusted_code(blob: bytes, name: str, trust: bool) -> None:
-    if not trust and _LAMBDA.search(blob):
-        raise InvalidInput(f"{name} contains a Lambda layer (Python code). {keras_compat.TRUST_HINT}", field="file")
-
-
-def _h5_config(path: Path) -> bytes:
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            config = handle.attrs.get("model_config")
-    except OSError as exc:
-        raise InvalidInput(f"{path.name} is not a readable HDF5 file ({exc}).", field="file") from exc
-    if config is None:
-        raise InvalidInput(
-            f"{path.name} holds weights only (no model config); save the whole model with model.save().",
-            field="file",
-        )
-    return config.encode() if isinstance(config, str) else bytes(config)
 
 
 def _shape_of(model: Any, source: ModelSource) -> tuple[int, int, int]:
@@ -91,8 +69,8 @@ def _keras_loaded(model: Any, kind: str, flavor: str, note: str, source: ModelSo
 
 def load_keras(path: Path, source: ModelSource, trust: bool) -> LoadedModel:
     """``.keras`` (zip) or ``.h5``: tf_keras when possible, else Keras 3 rebuilt as tf_keras (``keras_compat``)."""
-    if path.suffix.lower() in (".h5", ".hdf5") or not zipfile.is_zipfile(path):
-        _refuse_untrusted_code(_h5_config(path), path.name, trust)
+    # Checked here again, right before Keras reads it, whatever the upload route checked (fail closed).
+    keras_config.check_model_file(path, "keras" if zipfile.is_zipfile(path) else "h5", trust=trust)
     model, flavor, note = keras_compat.load_keras_file(path, trust=trust)
     return _keras_loaded(model, "keras", flavor, note, source)
 
@@ -101,25 +79,17 @@ def load_keras(path: Path, source: ModelSource, trust: bool) -> LoadedModel:
 
 
 def _extract_safely(archive: Path, target: Path) -> None:
-    """Unzip with the rules an upload must follow: relative names without ``..``, bounded total size."""
+    """Unzip with the rules an upload must follow: relative names without ``..``, bounded inflated size.
+
+    The bound is on the sizes the entries declare, which ``zipfile`` enforces while inflating (it stops at each
+    entry's declared size), so a small, highly compressed archive cannot fill the disk.
+    """
+    from edgeopt.formats import check_entry_names, check_inflation
+
     try:
         with zipfile.ZipFile(archive) as handle:
-            total = 0
-            for entry in handle.infolist():
-                parts = PurePosixPath(entry.filename.replace("\\", "/")).parts
-                if entry.filename.startswith(("/", "\\")) or entry.filename[1:2] == ":" or ".." in parts:
-                    raise InvalidInput(
-                        f"The archive contains an unsafe entry name {entry.filename!r} (absolute or with '..'); "
-                        "re-create it with relative paths only.",
-                        field="file",
-                    )
-                total += entry.file_size
-                if total > MAX_SAVEDMODEL_BYTES:
-                    raise InvalidInput(
-                        f"The archive expands to more than {MAX_SAVEDMODEL_BYTES // 1024**3} GB; that is not a "
-                        "SavedModel EdgeOpt can handle.",
-                        field="file",
-                    )
+            check_entry_names(handle.namelist())
+            check_inflation(handle, archive.stat().st_size, max_bytes=MAX_SAVEDMODEL_BYTES)
             handle.extractall(target)
     except zipfile.BadZipFile as exc:
         raise InvalidInput(f"{archive.name} is a damaged zip archive ({exc}).", field="file") from exc
@@ -175,20 +145,32 @@ def _signature_graph(directory: Path, source: ModelSource) -> tuple[SavedModelGr
 
 
 def load_saved_model(path: Path, source: ModelSource, trust: bool) -> LoadedModel:
-    """A zipped (or local) SavedModel folder: a Keras model when it carries Keras metadata, else a bare graph."""
+    """A zipped (or local) SavedModel folder: a Keras model when it carries Keras metadata, else a bare graph.
+
+    A zip is extracted to a temporary folder that is removed on every path out of here except the bare graph's,
+    whose signature reads it lazily: that folder goes when the graph object is collected.
+    """
     if path.is_dir():
-        directory, cleanup = _saved_model_root(path), None
-    else:
-        cleanup = Path(tempfile.mkdtemp(prefix="edgeopt-savedmodel-"))
-        try:
-            _extract_safely(path, cleanup)
-            directory = _saved_model_root(cleanup)
-        except BaseException:
-            shutil.rmtree(cleanup, ignore_errors=True)
-            raise
+        return _load_saved_model_dir(_saved_model_root(path), path, source, trust, cleanup=None)
+    cleanup = Path(tempfile.mkdtemp(prefix="edgeopt-savedmodel-"))
+    try:
+        _extract_safely(path, cleanup)
+        return _load_saved_model_dir(_saved_model_root(cleanup), path, source, trust, cleanup=cleanup)
+    except BaseException:
+        shutil.rmtree(cleanup, ignore_errors=True)
+        raise
+
+
+def _load_saved_model_dir(
+    directory: Path, path: Path, source: ModelSource, trust: bool, cleanup: Path | None
+) -> LoadedModel:
     metadata = directory / "keras_metadata.pb"
     if metadata.is_file():
-        _refuse_untrusted_code(metadata.read_bytes(), path.name, trust)
+        if metadata.stat().st_size > keras_config.MAX_CONFIG_BYTES:
+            raise InvalidInput("The SavedModel's keras_metadata.pb is implausibly large.", field="file")
+        # Checked here again, right before tf_keras reads it, whatever the upload route checked (fail closed).
+        configs = keras_config.saved_metadata_configs(metadata.read_bytes())
+        keras_config.check_saved_model_configs(configs, path.name, trust=trust)
         model = tf_keras.models.load_model(directory, compile=False, safe_mode=not trust)
         if cleanup is not None:
             shutil.rmtree(cleanup, ignore_errors=True)

@@ -30,11 +30,7 @@ import tensorflow as tf  # noqa: E402,F401  - imported after the environment is 
 import tf_keras  # noqa: E402
 
 from edgeopt.errors import InvalidInput, Unsupported  # noqa: E402
-
-TRUST_HINT = (
-    "Set EDGEOPT_TRUST_PICKLES=1 to load it, but only for files you trust: such layers run Python code stored "
-    "in the file."
-)
+from edgeopt.keras_config import TRUST_HINT  # noqa: E402
 
 # Keys that Keras 3 writes into layer configs and tf_keras does not know; dropped when they hold their default.
 _KERAS3_ONLY_KEYS = frozenset({"optional", "lora_rank", "lora_alpha", "quantization_config", "gptq"})

@@ -47,6 +47,8 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorPublic, "description": "Not a model/dataset file of an accepted format."},
     413: {"model": ErrorPublic, "description": "Larger than EDGEOPT_MAX_UPLOAD_BYTES."},
 }
+# Beyond a 64-bit OFFSET the database fails; far below it a page is empty anyway.
+MAX_OFFSET = 2**31 - 1
 # Files can be (re)placed only before the experiment has run: results must describe the files they came from.
 UPLOADABLE_STATUSES = frozenset({"created", "ready"})
 # Everything ExperimentPublic.from_row reads beyond the row itself, one query per relationship however many
@@ -107,7 +109,7 @@ def create_experiment(body: ExperimentCreate, session: SessionDep) -> Experiment
 def list_experiments(
     session: SessionDep,
     limit: int = Query(default=20, ge=1, le=100),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_OFFSET),
 ) -> ExperimentsPublic:
     total = session.scalar(select(func.count()).select_from(Experiment)) or 0
     rows = session.scalars(
