@@ -211,4 +211,20 @@ def as_dict() -> dict[str, Any]:
         "goals": [asdict(g) for g in GOALS],
         "datasets": [asdict(d) for d in DATASETS],
         "architectures": [asdict(a) for a in ARCHITECTURES],
+        "preprocessing_presets": _preprocessing_presets(),
     }
+
+
+def _preprocessing_presets() -> list[dict[str, Any]]:
+    """The normalization presets a user can declare (``edgeopt.preprocessing``), with their statistics."""
+    from edgeopt.preprocessing import PRESET_TITLES, PRESETS
+
+    return [
+        {
+            "name": name,
+            "title": title,
+            "mean": list(PRESETS[name][0]) if name in PRESETS else None,
+            "std": list(PRESETS[name][1]) if name in PRESETS else None,
+        }
+        for name, title in PRESET_TITLES.items()
+    ]

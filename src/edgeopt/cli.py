@@ -111,7 +111,7 @@ def parse_preprocessing(
         parts = input_size.lower().replace(",", "x").split("x")
         if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
             raise InvalidInput(f"--input-size takes HEIGHTxWIDTH like 224x224, not {input_size!r}.")
-        values["input_size"] = (int(parts[0]), int(parts[1]))
+        values["input_size"] = [int(parts[0]), int(parts[1])]
     for name, text in (("mean", mean), ("std", std)):
         if text is not None:
             try:

@@ -195,7 +195,7 @@ def load_inputs(backend: FrameworkBackend, spec: ExperimentSpec, settings: Setti
         path=Path(spec.model) if spec.model else None,
         arch=spec.arch,
         num_classes=dataset.num_classes,
-        input_size=declared.input_size if declared is not None and spec.arch else None,
+        input_size=tuple(declared.input_size) if declared is not None and declared.input_size and spec.arch else None,
         random_init=spec.random_init or settings.allow_random_init,
     )
     loaded = backend.load(source, dataset)

@@ -43,8 +43,11 @@ class Preprocessing(BaseModel):
         description="none: no normalization; imagenet / cifar: that dataset's per-channel mean and std; "
         "custom: the mean and std given here.",
     )
-    input_size: tuple[int, int] | None = Field(
-        default=None, description="Height and width the model takes; empty means the model's own input size."
+    input_size: list[int] | None = Field(
+        default=None,
+        min_length=2,
+        max_length=2,
+        description="Height and width the model takes; empty means the model's own input size.",
     )
     channel_order: Literal["rgb", "bgr"] = Field(default="rgb", description="Order of the colour channels.")
     value_range: Literal["0-1", "0-255"] = Field(default="0-1", description="Pixel values the model was trained on.")

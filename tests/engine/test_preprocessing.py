@@ -34,7 +34,7 @@ def test_presets_give_their_statistics_in_the_declared_range_and_order() -> None
         ({"preset": "custom", "mean": [0.5, 0.5], "std": [0.2, 0.2]}, "one number per channel"),
         ({"preset": "custom", "mean": [0.5], "std": [0.0]}, "std must be positive"),
         ({"preset": "imagenet", "mean": [0.5, 0.5, 0.5]}, "choose preset 'custom'"),
-        ({"input_size": (4, 4)}, "8 to 1024 pixels"),
+        ({"input_size": [4, 4]}, "8 to 1024 pixels"),
     ],
 )
 def test_contradictions_are_refused(values: dict, needle: str) -> None:
@@ -54,7 +54,7 @@ def test_bgr_0_255_with_custom_statistics_reaches_the_pixels() -> None:
 def test_cli_options_build_the_declaration_or_say_which_option_is_wrong() -> None:
     assert parse_preprocessing(None, None, None, None, None, None) is None
     declared = parse_preprocessing(None, "224x224", "BGR", "0-255", "1,2,3", "4,5,6")
-    assert declared.preset == "custom" and declared.input_size == (224, 224) and declared.channel_order == "bgr"
+    assert declared.preset == "custom" and declared.input_size == [224, 224] and declared.channel_order == "bgr"
     with pytest.raises(InvalidInput, match="--input-size takes HEIGHTxWIDTH"):
         parse_preprocessing(None, "224", None, None, None, None)
     with pytest.raises(InvalidInput, match="--channel-order"):

@@ -23,7 +23,7 @@ def _inputs(demo_pt2: Path, tmp_path: Path, declared: Preprocessing | None):
 
 def test_declared_range_and_statistics_reach_the_model_input(demo_pt2: Path, tmp_path: Path) -> None:
     plain, _ = _inputs(demo_pt2, tmp_path, None)
-    declared = Preprocessing(preset="custom", value_range="0-255", mean=[128.0], std=[64.0], input_size=(32, 32))
+    declared = Preprocessing(preset="custom", value_range="0-255", mean=[128.0], std=[64.0], input_size=[32, 32])
     converted, _ = _inputs(demo_pt2, tmp_path, declared)
     np.testing.assert_allclose(converted.x_test, (plain.x_test * 255.0 - 128.0) / 64.0, rtol=1e-5, atol=1e-4)
     assert converted.info["preprocessing"]["normalization"] == {"mean": [128.0], "std": [64.0]}
@@ -32,7 +32,7 @@ def test_declared_range_and_statistics_reach_the_model_input(demo_pt2: Path, tmp
 @pytest.mark.parametrize(
     ("declared", "needle"),
     [
-        (Preprocessing(input_size=(64, 64)), "The model takes 32x32 images, but the declared input size is 64x64"),
+        (Preprocessing(input_size=[64, 64]), "The model takes 32x32 images, but the declared input size is 64x64"),
         (Preprocessing(preset="imagenet"), "3 values per statistic but the model takes 1 input channel"),
     ],
 )

@@ -47,6 +47,7 @@ def test_create_with_every_field(client: TestClient) -> None:
             "arch": "mobilenet_v2",
             "epochs": 2,
             "technique_configs": {"ptq_int8": {"calibration_samples": 64}},
+            "preprocessing": {"preset": "imagenet", "input_size": [96, 96], "channel_order": "bgr"},
         },
     )
     assert response.status_code == 201, response.text
@@ -61,6 +62,11 @@ def test_create_with_every_field(client: TestClient) -> None:
     assert body["arch"] == "mobilenet_v2" and body["epochs"] == 2
     assert body["status"] == "ready"  # a named architecture needs no upload
     assert body["technique_configs"] == {"ptq_int8": {"calibration_samples": 64}}
+    assert body["preprocessing"] == {
+        "preset": "imagenet", "input_size": [96, 96], "channel_order": "bgr", "value_range": "0-1", "mean": None,
+        "std": None,
+    }
+    assert client.get(f"/api/experiments/{body['id']}").json()["preprocessing"] == body["preprocessing"]
 
 
 @pytest.mark.parametrize(
@@ -85,6 +91,8 @@ def test_create_with_every_field(client: TestClient) -> None:
         ({"technique_configs": {"ptq_int8": {"calibration_samples": 0}}}, ("technique_configs",)),
         ({"technique_configs": {"ptq_int8": {"bogus": 1}}}, ("technique_configs",)),
         ({"colour": "red"}, ("colour",)),
+        ({"preprocessing": {"preset": "custom", "mean": [0.5]}}, ("preprocessing",)),
+        ({"preprocessing": {"value_range": "0-65535"}}, ("preprocessing", "value_range")),
     ],
 )
 def test_invalid_field_is_422_naming_it(client: TestClient, overrides: dict[str, Any], field: tuple[Any, ...]) -> None:

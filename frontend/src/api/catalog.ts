@@ -35,7 +35,16 @@ export interface ArchitectureInfo {
   default_input: number[];
 }
 
+/** A normalization a user can declare for their model's input (`edgeopt.preprocessing`); statistics in 0..1, RGB. */
+export interface PreprocessingPreset {
+  name: string;
+  title: string;
+  mean: number[] | null;
+  std: number[] | null;
+}
+
 export interface Catalog {
+  preprocessing_presets: PreprocessingPreset[];
   frameworks: string[];
   techniques: TechniqueInfo[];
   devices: NamedInfo[];
@@ -65,6 +74,7 @@ export function parseCatalog(value: unknown): Catalog {
     goals: listOfNamed(record.goals, "goals") as unknown as NamedInfo[],
     datasets: listOfNamed(record.datasets, "datasets") as unknown as DatasetInfo[],
     architectures: listOfNamed(record.architectures, "architectures") as unknown as ArchitectureInfo[],
+    preprocessing_presets: listOfNamed(record.preprocessing_presets, "preprocessing_presets") as unknown as PreprocessingPreset[],
   };
 }
 

@@ -392,6 +392,8 @@ export interface components {
                     [key: string]: unknown;
                 };
             };
+            /** @description The input convention the model expects; empty: the model's own. */
+            preprocessing?: components["schemas"]["Preprocessing"] | null;
         };
         /** ExperimentInfo */
         ExperimentInfo: {
@@ -409,6 +411,8 @@ export interface components {
             constraints?: {
                 [key: string]: number;
             };
+            /** @description The input convention the user declared; empty: the model's own. */
+            preprocessing?: components["schemas"]["Preprocessing"] | null;
         };
         /** ExperimentPublic */
         ExperimentPublic: {
@@ -434,6 +438,7 @@ export interface components {
             arch: string | null;
             /** Epochs */
             epochs: number | null;
+            preprocessing?: components["schemas"]["Preprocessing"] | null;
             /** Technique Configs */
             technique_configs: {
                 [key: string]: {
@@ -532,6 +537,48 @@ export interface components {
              * Format: date-time
              */
             created_at: string;
+        };
+        /**
+         * Preprocessing
+         * @description What the model expects as input; ``None`` fields mean "the model's own" (size) or "as is".
+         */
+        Preprocessing: {
+            /**
+             * Preset
+             * @description none: no normalization; imagenet / cifar: that dataset's per-channel mean and std; custom: the mean and std given here.
+             * @default none
+             * @enum {string}
+             */
+            preset: "none" | "imagenet" | "cifar" | "custom";
+            /**
+             * Input Size
+             * @description Height and width the model takes; empty means the model's own input size.
+             */
+            input_size?: number[] | null;
+            /**
+             * Channel Order
+             * @description Order of the colour channels.
+             * @default rgb
+             * @enum {string}
+             */
+            channel_order: "rgb" | "bgr";
+            /**
+             * Value Range
+             * @description Pixel values the model was trained on.
+             * @default 0-1
+             * @enum {string}
+             */
+            value_range: "0-1" | "0-255";
+            /**
+             * Mean
+             * @description Per-channel mean (custom preset), in the value range.
+             */
+            mean?: number[] | null;
+            /**
+             * Std
+             * @description Per-channel std (custom preset), in the value range.
+             */
+            std?: number[] | null;
         };
         /** Recommendation */
         Recommendation: {

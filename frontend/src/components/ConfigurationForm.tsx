@@ -14,6 +14,7 @@ import {
   type SetupValues,
 } from "../lib/setupForm";
 import { InfoTip } from "./InfoTip";
+import { PreprocessingFields } from "./PreprocessingFields";
 
 interface ConfigurationFormProps {
   catalog: Catalog;
@@ -297,6 +298,14 @@ export function ConfigurationForm({ catalog, values, errors, onChange, disabled 
         </ul>
         <FieldError id={`${id}-techniques-error`} message={errors.techniques} />
       </Fieldset>
+
+      <PreprocessingFields
+        idPrefix={`${id}-pre`}
+        presets={catalog.preprocessing_presets}
+        values={values.preprocessing}
+        errors={errors}
+        onChange={(preprocessing) => onChange({ preprocessing })}
+      />
 
       <div className="max-w-xs">
         <label htmlFor={`${id}-epochs`} className="field-label">

@@ -2,7 +2,7 @@
 import { useId, useState, type FormEvent } from "react";
 import type { NamedInfo } from "../api/catalog";
 import type { Constraints } from "../api/types";
-import { constraintsFromInputs, validateSetup, type ConstraintInputs } from "../lib/setupForm";
+import { MODEL_DEFAULT_PREPROCESSING, constraintsFromInputs, validateSetup, type ConstraintInputs } from "../lib/setupForm";
 import { ConstraintFields } from "./ConfigurationForm";
 import type { Catalog } from "../api/catalog";
 
@@ -35,6 +35,7 @@ function constraintErrors(catalog: Catalog, inputs: ConstraintInputs): Constrain
       constraints: inputs,
       techniques: catalog.techniques.map((t) => t.name),
       epochs: "",
+      preprocessing: { ...MODEL_DEFAULT_PREPROCESSING },
     },
     catalog,
   );

@@ -12,7 +12,8 @@ describe("setup form rules", () => {
 
   it("accepts a complete form", () => {
     const values = { ...initialSetupValues(catalog), modelFile: file("net.pt2") };
-    expect(validateSetup(values, catalog)).toEqual({});
+    const errors = validateSetup(values, catalog);
+    expect([errors.inputSize, errors.mean, errors.std]).toEqual([undefined, undefined, undefined]);
   });
 
   it("refuses a file of the other framework and an empty file", () => {
@@ -59,5 +60,33 @@ describe("setup form rules", () => {
     const body = toCreateBody(values, catalog);
     expect(body).toMatchObject({ arch: "resnet18", epochs: 2, framework: "pytorch", device: "rpi4", dataset: "digits" });
     expect(body.techniques).toEqual(["ptq_int8", "ptq_int4", "prune_structured", "distillation"]);
+  });
+});
+
+describe("declared model input", () => {
+  const base = initialSetupValues(catalog);
+
+  it("sends nothing while the model's own convention is kept", () => {
+    expect(toCreateBody(base, catalog).preprocessing).toBeNull();
+  });
+
+  it("sends a preset, a size, the order and the range as the API spells them", () => {
+    const values = { ...base, preprocessing: { ...base.preprocessing, preset: "imagenet", inputSize: "96x128", channelOrder: "bgr" as const } };
+    const errors = validateSetup(values, catalog);
+    expect([errors.inputSize, errors.mean, errors.std]).toEqual([undefined, undefined, undefined]);
+    expect(toCreateBody(values, catalog).preprocessing).toEqual({
+      preset: "imagenet", input_size: [96, 128], channel_order: "bgr", value_range: "0-1", mean: null, std: null,
+    });
+  });
+
+  it("checks custom statistics and sizes before sending", () => {
+    const bad = { ...base, preprocessing: { ...base.preprocessing, preset: "custom", inputSize: "224", mean: "0.5, x", std: "0.2,0.2" } };
+    const errors = validateSetup(bad, catalog);
+    expect(errors.inputSize).toMatch(/224x224/);
+    expect(errors.mean).toMatch(/1 or 3 numbers/);
+    const mismatched = { ...base, preprocessing: { ...base.preprocessing, preset: "custom", mean: "0.5,0.5,0.5", std: "0.2" } };
+    expect(validateSetup(mismatched, catalog).std).toMatch(/as many std values/);
+    const good = { ...base, preprocessing: { ...base.preprocessing, preset: "custom", mean: "127.5", std: "127.5", valueRange: "0-255" as const } };
+    expect(toCreateBody(good, catalog).preprocessing).toMatchObject({ preset: "custom", mean: [127.5], std: [127.5], value_range: "0-255" });
   });
 });

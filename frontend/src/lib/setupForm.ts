@@ -18,6 +18,25 @@ export interface ConstraintInputs {
   max_latency_ms: string;
 }
 
+/** The model's input convention as typed; preset "model" sends nothing (the model's own convention). */
+export interface PreprocessingInputs {
+  preset: string;
+  inputSize: string;
+  channelOrder: "rgb" | "bgr";
+  valueRange: "0-1" | "0-255";
+  mean: string;
+  std: string;
+}
+
+export const MODEL_DEFAULT_PREPROCESSING: PreprocessingInputs = {
+  preset: "model",
+  inputSize: "",
+  channelOrder: "rgb",
+  valueRange: "0-1",
+  mean: "",
+  std: "",
+};
+
 export interface SetupValues {
   name: string;
   source: ModelSource;
@@ -33,6 +52,7 @@ export interface SetupValues {
   techniques: string[];
   /** Fine-tuning epochs; blank keeps each technique's default. */
   epochs: string;
+  preprocessing: PreprocessingInputs;
 }
 
 export type SetupField =
@@ -46,6 +66,9 @@ export type SetupField =
   | "goal"
   | "techniques"
   | "epochs"
+  | "inputSize"
+  | "mean"
+  | "std"
   | keyof ConstraintInputs;
 
 export type SetupErrors = Partial<Record<SetupField, string>>;
@@ -73,6 +96,7 @@ export function initialSetupValues(catalog: Catalog): SetupValues {
     constraints: { ...EMPTY_CONSTRAINTS },
     techniques: catalog.techniques.map((t) => t.name),
     epochs: "",
+    preprocessing: { ...MODEL_DEFAULT_PREPROCESSING },
   };
 }
 
@@ -170,12 +194,64 @@ export function validateSetup(values: SetupValues, catalog: Catalog): SetupError
     errors.epochs = `Epochs must be a whole number from 0 to ${MAX_EPOCHS}, or blank for the defaults.`;
   }
 
+  Object.assign(errors, preprocessingErrors(values.preprocessing));
+
   const available = new Set(
     catalog.techniques.filter((t) => t.frameworks.includes(values.framework)).map((t) => t.name),
   );
   const chosen = values.techniques.filter((t) => available.has(t));
   if (chosen.length === 0) errors.techniques = "Choose at least one technique to run.";
   return errors;
+}
+
+function parseSize(text: string): number[] | null | "invalid" {
+  if (!text.trim()) return null;
+  const parts = text.toLowerCase().split(/[x×,]/).map((part) => part.trim());
+  if (parts.length !== 2 || parts.some((part) => !/^\d+$/.test(part))) return "invalid";
+  return parts.map(Number);
+}
+
+function parseList(text: string): number[] | "invalid" {
+  const parts = text.split(",").map((part) => part.trim());
+  if (parts.some((part) => part === "" || !Number.isFinite(Number(part)))) return "invalid";
+  return parts.map(Number);
+}
+
+export function preprocessingErrors(p: PreprocessingInputs): SetupErrors {
+  const errors: SetupErrors = {};
+  const size = parseSize(p.inputSize);
+  if (size === "invalid" || (size && size.some((side) => side < 8 || side > 1024))) {
+    errors.inputSize = "Input size is height x width, like 224x224, each side 8 to 1024 pixels; blank for the model's own.";
+  }
+  if (p.preset === "custom") {
+    const mean = parseList(p.mean);
+    const std = parseList(p.std);
+    if (mean === "invalid" || ![1, 3].includes(mean.length)) errors.mean = "Mean is 1 or 3 numbers separated by commas.";
+    if (std === "invalid" || ![1, 3].includes(std.length) || std.some((v) => v <= 0)) {
+      errors.std = "Std is 1 or 3 positive numbers separated by commas.";
+    } else if (mean !== "invalid" && mean.length !== std.length) {
+      errors.std = "Give as many std values as mean values (one per channel).";
+    }
+  }
+  return errors;
+}
+
+/** The form's preprocessing to the API's `Preprocessing`, or null for the model's own convention. */
+export function preprocessingFromInputs(p: PreprocessingInputs): ExperimentCreate["preprocessing"] {
+  const size = parseSize(p.inputSize);
+  const untouched = p.preset === "model" && size === null && p.channelOrder === "rgb" && p.valueRange === "0-1";
+  if (untouched) return null;
+  const custom = p.preset === "custom";
+  const mean = custom ? parseList(p.mean) : null;
+  const std = custom ? parseList(p.std) : null;
+  return {
+    preset: (p.preset === "model" ? "none" : p.preset) as NonNullable<ExperimentCreate["preprocessing"]>["preset"],
+    input_size: Array.isArray(size) ? size : null,
+    channel_order: p.channelOrder,
+    value_range: p.valueRange,
+    mean: Array.isArray(mean) ? mean : null,
+    std: Array.isArray(std) ? std : null,
+  };
 }
 
 /** Constraint inputs (percent for accuracy) to the API's units (fractions); blank fields are left out. */
@@ -225,5 +301,6 @@ export function toCreateBody(values: SetupValues, catalog: Catalog): ExperimentC
     techniques: values.techniques.filter((t) => available.has(t)) as TechniqueName[],
     arch: values.source === "architecture" ? (values.arch as NonNullable<ExperimentCreate["arch"]>) : null,
     epochs: typeof epochs === "number" ? epochs : null,
+    preprocessing: preprocessingFromInputs(values.preprocessing),
   };
 }

@@ -76,6 +76,9 @@ export function ResultsPage() {
           {titleOf(catalog.datasets, report.experiment.dataset)} · {deviceTitle} · {runs.length} techniques
         </p>
       </div>
+      <p className="text-sm text-slate-700" data-testid="declared-input">
+        Model input: {describeInput(report.experiment.preprocessing, catalog.preprocessing_presets)}
+      </p>
       {["running", "queued"].includes(experiment.status) && (
         <p role="status" className="rounded-md bg-sky-50 p-3 text-sm text-sky-950">
           The experiment is still running; these are the results so far.{" "}
@@ -147,4 +150,15 @@ export function ResultsPage() {
       )}
     </div>
   );
+}
+
+/** The declared input convention in one line, as the CLI prints it; the model's own when none was declared. */
+function describeInput(
+  declared: { preset: string; input_size?: number[] | null; channel_order: string; value_range: string } | null | undefined,
+  presets: { name: string; title: string }[],
+): string {
+  if (!declared) return "the model's own convention";
+  const size = declared.input_size ? `${declared.input_size[0]}x${declared.input_size[1]}` : "the model's input size";
+  const [low, high] = declared.value_range.split("-");
+  return `${size}, ${declared.channel_order.toUpperCase()}, ${low}..${high}, ${titleOf(presets, declared.preset)}`;
 }

@@ -35,4 +35,10 @@ export const catalog: Catalog = {
   architectures: [
     { name: "resnet18", title: "ResNet-18", torchvision: "resnet18", keras_application: "ResNet18", default_input: [224, 224, 3] },
   ],
+  preprocessing_presets: [
+    { name: "none", title: "No normalization", mean: null, std: null },
+    { name: "imagenet", title: "ImageNet mean/std", mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+    { name: "cifar", title: "CIFAR mean/std", mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] },
+    { name: "custom", title: "Custom mean/std", mean: null, std: null },
+  ],
 };

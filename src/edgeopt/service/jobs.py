@@ -73,6 +73,7 @@ def worker_main(job: dict[str, Any], events: Any, cancel: Any, parent_pid: int) 
         import torch._dynamo  # noqa: F401
     from edgeopt.errors import Cancelled
     from edgeopt.pipeline import ExperimentSpec, Pipeline, _readable_error
+    from edgeopt.preprocessing import Preprocessing
     from edgeopt.report import Constraints
 
     settings = Settings(**job["settings"])
@@ -89,6 +90,7 @@ def worker_main(job: dict[str, Any], events: Any, cancel: Any, parent_pid: int) 
         constraints=Constraints(**job["constraints"]),
         epochs=job["epochs"],
         technique_configs=job["technique_configs"],
+        preprocessing=Preprocessing.model_validate(job["preprocessing"]) if job["preprocessing"] else None,
         experiment_id=job["experiment_id"],
     )
     pipeline = Pipeline(
@@ -257,6 +259,7 @@ class JobManager:
             "constraints": dict(exp.constraints or {}),
             "epochs": exp.epochs,
             "technique_configs": dict(exp.technique_configs or {}),
+            "preprocessing": exp.preprocessing,
             "previous_runs": kept,
             "baseline": exp.baseline,
         }

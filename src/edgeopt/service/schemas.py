@@ -21,6 +21,7 @@ from edgeopt.catalog import (
     PresetDataset,
     TechniqueName,
 )
+from edgeopt.preprocessing import Preprocessing
 from edgeopt.recommend import BASELINE
 from edgeopt.report import Constraints
 from edgeopt.techniques import CONFIG_CLASSES
@@ -66,6 +67,9 @@ class ExperimentCreate(BaseModel):
     epochs: int | None = Field(default=None, ge=0, le=MAX_EPOCHS, description="Fine-tuning epochs where it applies.")
     technique_configs: dict[TechniqueName, dict[str, Any]] = Field(
         default_factory=dict, description="Per-technique overrides of the config defaults."
+    )
+    preprocessing: Preprocessing | None = Field(
+        default=None, description="The input convention the model expects; empty: the model's own."
     )
 
     @model_validator(mode="before")
@@ -172,6 +176,7 @@ class ExperimentPublic(BaseModel):
     techniques: list[str]
     arch: str | None
     epochs: int | None
+    preprocessing: Preprocessing | None = None
     technique_configs: dict[str, dict[str, Any]]
     status: str
     error: str | None

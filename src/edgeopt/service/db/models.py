@@ -108,6 +108,7 @@ class Experiment(Base):
     arch: Mapped[str | None] = mapped_column(String(32), default=None)
     epochs: Mapped[int | None] = mapped_column(Integer, default=None)
     technique_configs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    preprocessing: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # preprocessing.Preprocessing
     status: Mapped[str] = mapped_column(String(16), default="created", index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # report.BaselineResult

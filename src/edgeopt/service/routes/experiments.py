@@ -97,6 +97,7 @@ def create_experiment(body: ExperimentCreate, session: SessionDep) -> Experiment
         arch=body.arch,
         epochs=body.epochs,
         technique_configs={name: dict(values) for name, values in body.technique_configs.items()},
+        preprocessing=body.preprocessing.model_dump(mode="json") if body.preprocessing else None,
         status="ready" if body.arch else "created",
         files=[],
     )
