@@ -34,12 +34,13 @@ from edgeopt.service import messages
 from edgeopt.service.db.models import Experiment, ExperimentProgress, ModelFile, OptimizationRun, utcnow
 from edgeopt.service.db.session import session_scope
 from edgeopt.service.events import LocalBroker, make_broker
+from edgeopt.service.status import transition
 from edgeopt.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_S = 30.0
-RESTARTABLE = frozenset({"ready", "failed", "cancelled", "interrupted"})
+CANCELLED_BEFORE_START = "Cancelled by the user before it started."
 INTERRUPTED_REASON = (
     "The service stopped while this experiment was running; start it again to finish the remaining techniques "
     "(completed ones are kept)."
@@ -170,12 +171,11 @@ class JobManager:
     def recover(self) -> None:
         """At start-up: runs cut short by a stopped service become ``interrupted``; queued ones are picked up."""
         with session_scope(self.sessions) as session:
-            for exp in session.scalars(select(Experiment).where(Experiment.status == "running")):
-                exp.status = "interrupted"
-                exp.error = INTERRUPTED_REASON
-                for run in exp.runs:
-                    if run.status in ("pending", "running"):
-                        session.delete(run)
+            for exp in session.scalars(select(Experiment).where(Experiment.status == "running")).all():
+                if transition(session, exp.id, "interrupt", error=INTERRUPTED_REASON):
+                    for run in exp.runs:
+                        if run.status in ("pending", "running"):
+                            session.delete(run)
         self.kick()
 
     def shutdown(self) -> None:
@@ -198,32 +198,42 @@ class JobManager:
         return experiment_id in self._jobs
 
     def kick(self) -> None:
-        """Start queued experiments, oldest first, while fewer than the allowed number run."""
+        """Start queued experiments, oldest first, while fewer than the allowed number run.
+
+        Each one is claimed with the guarded ``queued -> running`` transition and its job described in the same
+        transaction; only the claims that won are spawned, after the commit. An experiment deleted or cancelled
+        meanwhile is no longer ``queued``, so it never gets a worker.
+        """
         if self._stopping:
             return
         with self._lock:
             free = self.settings.max_concurrent_experiments - len(self._jobs)
             if free <= 0:
                 return
+            jobs = []
             with session_scope(self.sessions) as session:
                 queued = session.scalars(
-                    select(Experiment)
+                    select(Experiment.id)
                     .where(Experiment.status == "queued")
                     .order_by(Experiment.updated_at)
                     .limit(free)
                 ).all()
-                jobs = [self._job_description(session, exp) for exp in queued]
-                for exp in queued:
-                    exp.status = "running"
-                    exp.error = None
-                    exp.started_at = utcnow()
-                    exp.finished_at = None
+                for experiment_id in queued:
+                    if transition(session, experiment_id, "run", error=None, started_at=utcnow(), finished_at=None):
+                        exp = session.get(Experiment, experiment_id, populate_existing=True)
+                        if exp is not None:
+                            jobs.append(self._job_description(session, exp))
             for description in jobs:
                 self._spawn(description)
 
     def cancel(self, experiment_id: str) -> bool:
-        """Ask a running job to stop at its next stage boundary; True if a worker was running it."""
-        job = self._jobs.get(experiment_id)
+        """Ask a running job to stop at its next stage boundary; True if a worker was running it.
+
+        Taken under the lock ``kick`` holds from claiming an experiment to spawning its worker, so a cancel that
+        arrives in between waits for the worker instead of missing it.
+        """
+        with self._lock:
+            job = self._jobs.get(experiment_id)
         if job is None:
             return False
         job.cancel.set()
@@ -447,14 +457,18 @@ class Relay:
 
     def _finish(self, final: tuple[str, Any] | None) -> None:
         kind, body = final or ("failed", "The experiment stopped without a result.")
+        action, error = {
+            "report": ("complete", None),
+            "cancelled": ("cancel_running", "Cancelled by the user; completed techniques are kept."),
+        }.get(kind, ("fail", str(body)))
         with session_scope(self.manager.sessions) as session:
-            exp = session.get(Experiment, self.id)
-            if exp is None:  # deleted while running
+            if not transition(session, self.id, action, error=error, finished_at=utcnow()):
+                log.warning("experiment %s was no longer running when its worker ended", self.id)
                 return
-            exp.finished_at = utcnow()
+            exp = session.get(Experiment, self.id, populate_existing=True)
+            if exp is None:
+                return
             if kind == "report":
-                exp.status = "completed"
-                exp.error = None
                 messages.store_report(session, exp, body)
                 if self.baseline:
                     messages.register_artifact(
@@ -465,12 +479,6 @@ class Relay:
                         artifacts_dir(self.manager.settings, self.id) / self.baseline["artifact"],
                         "artifact",
                     )
-            elif kind == "cancelled":
-                exp.status = "cancelled"
-                exp.error = "Cancelled by the user; completed techniques are kept."
-            else:
-                exp.status = "failed"
-                exp.error = str(body)
         if kind == "report":
             self.manager.publish(self.id, {"type": "experiment_completed", "experiment_id": self.id, "report": body})
         elif kind == "cancelled":
