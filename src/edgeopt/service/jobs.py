@@ -123,6 +123,7 @@ class Job:
     cancel: Any
     started: float = field(default_factory=time.monotonic)
     cancel_requested_at: float | None = None
+    relay: threading.Thread | None = None
 
 
 class JobManager:
@@ -187,6 +188,9 @@ class JobManager:
                 job.process.terminate()
         for job in jobs:
             job.process.join(timeout=10)
+        for job in jobs:  # each relay records its experiment as interrupted before the engine is disposed
+            if job.relay is not None:
+                job.relay.join(timeout=10)
 
     # -- commands from the routes
 
@@ -284,7 +288,8 @@ class JobManager:
         job = Job(description["experiment_id"], process, events, cancel)
         self._jobs[job.experiment_id] = job
         relay = Relay(self, job, description)
-        threading.Thread(target=relay.run, daemon=True, name=f"edgeopt-relay-{job.experiment_id[:8]}").start()
+        job.relay = threading.Thread(target=relay.run, daemon=True, name=f"edgeopt-relay-{job.experiment_id[:8]}")
+        job.relay.start()
 
     def _finished(self, job: Job) -> None:
         with self._lock:
@@ -457,9 +462,12 @@ class Relay:
 
     def _finish(self, final: tuple[str, Any] | None) -> None:
         kind, body = final or ("failed", "The experiment stopped without a result.")
+        if kind == "failed" and self.manager._stopping:  # its worker was stopped with the service, not by a fault
+            kind, body = "interrupted", INTERRUPTED_REASON
         action, error = {
             "report": ("complete", None),
             "cancelled": ("cancel_running", "Cancelled by the user; completed techniques are kept."),
+            "interrupted": ("interrupt", INTERRUPTED_REASON),
         }.get(kind, ("fail", str(body)))
         with session_scope(self.manager.sessions) as session:
             if not transition(session, self.id, action, error=error, finished_at=utcnow()):
