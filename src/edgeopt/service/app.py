@@ -24,6 +24,7 @@ from edgeopt import __version__
 from edgeopt.errors import InvalidInput
 from edgeopt.service import jobs, ws
 from edgeopt.service.db.session import PoolLimits, make_engine, make_session_factory
+from edgeopt.service.gate import RequestGate
 from edgeopt.service.logging import RequestLogMiddleware, configure_logging
 from edgeopt.service.routes import catalog, experiments, health, runs
 from edgeopt.service.security import ApiKeyMiddleware
@@ -37,6 +38,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 CHECKOUT_STATIC_DIR = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 NOT_SPA_PREFIXES = ("api/", "ws/")
 RETRY_AFTER_S = 2  # what a 503 for an exhausted connection pool tells the client to wait
+GATE_RESERVE = 4  # connections kept back from the request gate for uploads' commits and the job runner's kick
 
 
 def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -52,6 +54,13 @@ def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
             app.state.engine.dispose()
 
     return lifespan
+
+
+def gate_limit(settings: Settings) -> int:
+    """Requests with a session admitted at once: the pool's connections, less a reserve for the job runner's
+    relays and the uploads' short transactions, which use connections without passing the gate."""
+    reserve = settings.max_concurrent_experiments + GATE_RESERVE
+    return max(1, settings.db_pool_size + settings.db_max_overflow - reserve)
 
 
 def _busy() -> JSONResponse:
@@ -143,7 +152,9 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
     for router_module in (health, catalog, experiments, runs, ws):
         app.include_router(router_module.router)
 
-    # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last.
+    # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last, and
+    # only requests that passed it wait at the gate.
+    app.add_middleware(RequestGate, limit=gate_limit(settings))
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(
