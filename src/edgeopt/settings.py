@@ -54,6 +54,17 @@ class Settings(BaseSettings):
         le=60.0,
         description="Longest wait for a free database connection; past it the request gets 503 with Retry-After.",
     )
+    max_dataset_pixels: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Most decoded pixels (height x width, all images) a custom dataset may hold; CIFAR-10 has 61 M.",
+    )
+    max_image_pixels: int = Field(
+        default=4096 * 4096, gt=0, description="Most decoded pixels of one image in a custom dataset."
+    )
+    max_dataset_inflated_bytes: int = Field(
+        default=1024**3, gt=0, description="Most bytes a custom dataset archive may inflate to (1 GiB)."
+    )
     upload_idle_timeout_s: float = Field(
         default=30.0,
         gt=0.0,

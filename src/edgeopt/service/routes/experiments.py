@@ -228,11 +228,20 @@ def _dataset_loader() -> Callable[[str], Any] | None:
     return getattr(module, "load_dataset", None)
 
 
-def _load_placed_dataset(placed: PlacedFile) -> None:
+def _load_placed_dataset(placed: PlacedFile, settings: Settings) -> None:
+    """Refuse an archive whose decoding would pass the dataset budget, then prove it loads; a refused file goes."""
     loader = _dataset_loader()
     if loader is None:
         return
+    from edgeopt.data.budget import DatasetBudget, check_budget
+
+    budget = DatasetBudget(
+        max_inflated_bytes=settings.max_dataset_inflated_bytes,
+        max_pixels=settings.max_dataset_pixels,
+        max_image_pixels=settings.max_image_pixels,
+    )
     try:  # the loader reads the archive under its real suffix, hence after placing it
+        check_budget(placed.path, budget)  # headers and inflated bytes only: nothing decoded yet
         loader(str(placed.path))
     except InvalidInput as exc:
         placed.discard()
@@ -251,7 +260,7 @@ async def upload_dataset(
     await run_in_threadpool(_uploadable, sessions, experiment_id, "upload_dataset")
     received = await _receive(request, storage, settings, DATASETS, experiment_id)
     placed, kind = await run_in_threadpool(_placed_after, received, storage, _check_dataset)
-    await run_in_threadpool(_load_placed_dataset, placed)
+    await run_in_threadpool(_load_placed_dataset, placed, settings)
     return await run_in_threadpool(
         _commit_upload, sessions, storage, experiment_id, placed, "upload_dataset", "dataset", kind
     )
