@@ -44,6 +44,33 @@ class Settings(BaseSettings):
     allow_random_init: bool = Field(
         default=False, description="Use randomly initialised weights when pretrained ones are missing offline."
     )
+    db_pool_size: int = Field(default=10, ge=1, le=200, description="Database connections kept open.")
+    db_max_overflow: int = Field(
+        default=30, ge=0, le=500, description="Extra connections opened under load beyond db_pool_size."
+    )
+    db_pool_timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=60.0,
+        description="Longest wait for a free database connection; past it the request gets 503 with Retry-After.",
+    )
+    max_dataset_pixels: int = Field(
+        default=100_000_000,
+        gt=0,
+        description="Most decoded pixels (height x width, all images) a custom dataset may hold; CIFAR-10 has 61 M.",
+    )
+    max_image_pixels: int = Field(
+        default=4096 * 4096, gt=0, description="Most decoded pixels of one image in a custom dataset."
+    )
+    max_dataset_inflated_bytes: int = Field(
+        default=1024**3, gt=0, description="Most bytes a custom dataset archive may inflate to (1 GiB)."
+    )
+    upload_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Longest wait for the next piece of an upload's body; a stalled upload gets 408 and is removed.",
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod

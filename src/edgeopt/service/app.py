@@ -7,6 +7,7 @@ Tests build one app per database; ``edgeopt serve`` builds one from the environm
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -15,12 +16,15 @@ from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeopt import __version__
 from edgeopt.errors import InvalidInput
 from edgeopt.service import jobs, ws
-from edgeopt.service.db.session import make_engine, make_session_factory
+from edgeopt.service.db.session import PoolLimits, make_engine, make_session_factory
+from edgeopt.service.gate import RequestGate
 from edgeopt.service.logging import RequestLogMiddleware, configure_logging
 from edgeopt.service.request_guard import RejectNulMiddleware
 from edgeopt.service.routes import catalog, experiments, health, runs
@@ -34,6 +38,8 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 # In a source checkout (`make run` installs the package editable), Vite builds the web app here.
 CHECKOUT_STATIC_DIR = Path(__file__).resolve().parents[3] / "frontend" / "dist"
 NOT_SPA_PREFIXES = ("api/", "ws/")
+RETRY_AFTER_S = 2  # what a 503 for an exhausted connection pool tells the client to wait
+GATE_RESERVE = 4  # connections kept back from the request gate for uploads' commits and the job runner's kick
 
 
 def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -51,10 +57,44 @@ def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     return lifespan
 
 
+def gate_limit(settings: Settings) -> int:
+    """Requests with a session admitted at once: the pool's connections, less a reserve for the job runner's
+    relays and the uploads' short transactions, which use connections without passing the gate."""
+    reserve = settings.max_concurrent_experiments + GATE_RESERVE
+    return max(1, settings.db_pool_size + settings.db_max_overflow - reserve)
+
+
+def _busy() -> JSONResponse:
+    return JSONResponse(
+        {"detail": "The service is busy; retry in a few seconds.", "field": None},
+        status_code=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _is_sqlite_locked(exc: OperationalError) -> bool:
+    return isinstance(exc.orig, sqlite3.OperationalError) and "locked" in str(exc.orig)
+
+
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidInput)
     async def invalid_input(_: Request, exc: InvalidInput) -> JSONResponse:
-        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status_code)
+        # A refusal sent before the body was read in full (413 on Content-Length, 408 on a stalled body) must end the
+        # connection: the rest of the body would otherwise be read as the next request.
+        headers = {"Connection": "close"} if exc.status_code in (408, 413) else None
+        return JSONResponse({"detail": str(exc), "field": exc.field}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(PoolTimeout)
+    async def pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        logger.warning("no database connection free", extra={"method": request.method, "path": request.url.path})
+        return _busy()
+
+    @app.exception_handler(OperationalError)
+    async def database_error(request: Request, exc: OperationalError) -> JSONResponse:
+        if _is_sqlite_locked(exc):  # SQLite's busy timeout ran out behind other writers: overload, not a bug
+            logger.warning("database locked", extra={"method": request.method, "path": request.url.path})
+            return _busy()
+        return await unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -100,7 +140,8 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
         lifespan=_lifespan(),
         generate_unique_id_function=lambda route: route.name,
     )
-    engine = make_engine(settings.resolved_database_url)
+    pool = PoolLimits(settings.db_pool_size, settings.db_max_overflow, settings.db_pool_timeout_s)
+    engine = make_engine(settings.resolved_database_url, pool)
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
@@ -112,8 +153,10 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
     for router_module in (health, catalog, experiments, runs, ws):
         app.include_router(router_module.router)
 
-    # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last.
+    # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last, and
+    # only requests that passed it wait at the gate; NUL characters are refused before anything reads them.
     app.add_middleware(RejectNulMiddleware)
+    app.add_middleware(RequestGate, limit=gate_limit(settings))
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     app.add_middleware(

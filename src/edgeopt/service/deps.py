@@ -31,4 +31,7 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session (and its pooled connection) is closed as soon as the route returns, not after the
+# response has been sent; otherwise every finished request queued for a worker thread would keep a connection, and
+# a burst of clients larger than the pool would exhaust it.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]

@@ -34,12 +34,13 @@ from edgeopt.service import messages
 from edgeopt.service.db.models import Experiment, ExperimentProgress, ModelFile, OptimizationRun, utcnow
 from edgeopt.service.db.session import session_scope
 from edgeopt.service.events import LocalBroker, make_broker
+from edgeopt.service.status import transition
 from edgeopt.settings import Settings
 
 log = logging.getLogger(__name__)
 
 CANCEL_GRACE_S = 30.0
-RESTARTABLE = frozenset({"ready", "failed", "cancelled", "interrupted"})
+CANCELLED_BEFORE_START = "Cancelled by the user before it started."
 INTERRUPTED_REASON = (
     "The service stopped while this experiment was running; start it again to finish the remaining techniques "
     "(completed ones are kept)."
@@ -124,6 +125,7 @@ class Job:
     cancel: Any
     started: float = field(default_factory=time.monotonic)
     cancel_requested_at: float | None = None
+    relay: threading.Thread | None = None
 
 
 class JobManager:
@@ -172,12 +174,11 @@ class JobManager:
     def recover(self) -> None:
         """At start-up: runs cut short by a stopped service become ``interrupted``; queued ones are picked up."""
         with session_scope(self.sessions) as session:
-            for exp in session.scalars(select(Experiment).where(Experiment.status == "running")):
-                exp.status = "interrupted"
-                exp.error = INTERRUPTED_REASON
-                for run in exp.runs:
-                    if run.status in ("pending", "running"):
-                        session.delete(run)
+            for exp in session.scalars(select(Experiment).where(Experiment.status == "running")).all():
+                if transition(session, exp.id, "interrupt", error=INTERRUPTED_REASON):
+                    for run in exp.runs:
+                        if run.status in ("pending", "running"):
+                            session.delete(run)
         self.kick()
 
     def shutdown(self) -> None:
@@ -189,6 +190,9 @@ class JobManager:
                 job.process.terminate()
         for job in jobs:
             job.process.join(timeout=10)
+        for job in jobs:  # each relay records its experiment as interrupted before the engine is disposed
+            if job.relay is not None:
+                job.relay.join(timeout=10)
 
     # -- commands from the routes
 
@@ -200,32 +204,42 @@ class JobManager:
         return experiment_id in self._jobs
 
     def kick(self) -> None:
-        """Start queued experiments, oldest first, while fewer than the allowed number run."""
+        """Start queued experiments, oldest first, while fewer than the allowed number run.
+
+        Each one is claimed with the guarded ``queued -> running`` transition and its job described in the same
+        transaction; only the claims that won are spawned, after the commit. An experiment deleted or cancelled
+        meanwhile is no longer ``queued``, so it never gets a worker.
+        """
         if self._stopping:
             return
         with self._lock:
             free = self.settings.max_concurrent_experiments - len(self._jobs)
             if free <= 0:
                 return
+            jobs = []
             with session_scope(self.sessions) as session:
                 queued = session.scalars(
-                    select(Experiment)
+                    select(Experiment.id)
                     .where(Experiment.status == "queued")
                     .order_by(Experiment.updated_at)
                     .limit(free)
                 ).all()
-                jobs = [self._job_description(session, exp) for exp in queued]
-                for exp in queued:
-                    exp.status = "running"
-                    exp.error = None
-                    exp.started_at = utcnow()
-                    exp.finished_at = None
+                for experiment_id in queued:
+                    if transition(session, experiment_id, "run", error=None, started_at=utcnow(), finished_at=None):
+                        exp = session.get(Experiment, experiment_id, populate_existing=True)
+                        if exp is not None:
+                            jobs.append(self._job_description(session, exp))
             for description in jobs:
                 self._spawn(description)
 
     def cancel(self, experiment_id: str) -> bool:
-        """Ask a running job to stop at its next stage boundary; True if a worker was running it."""
-        job = self._jobs.get(experiment_id)
+        """Ask a running job to stop at its next stage boundary; True if a worker was running it.
+
+        Taken under the lock ``kick`` holds from claiming an experiment to spawning its worker, so a cancel that
+        arrives in between waits for the worker instead of missing it.
+        """
+        with self._lock:
+            job = self._jobs.get(experiment_id)
         if job is None:
             return False
         job.cancel.set()
@@ -277,7 +291,8 @@ class JobManager:
         job = Job(description["experiment_id"], process, events, cancel)
         self._jobs[job.experiment_id] = job
         relay = Relay(self, job, description)
-        threading.Thread(target=relay.run, daemon=True, name=f"edgeopt-relay-{job.experiment_id[:8]}").start()
+        job.relay = threading.Thread(target=relay.run, daemon=True, name=f"edgeopt-relay-{job.experiment_id[:8]}")
+        job.relay.start()
 
     def _finished(self, job: Job) -> None:
         with self._lock:
@@ -451,14 +466,21 @@ class Relay:
 
     def _finish(self, final: tuple[str, Any] | None) -> None:
         kind, body = final or ("failed", "The experiment stopped without a result.")
+        if kind == "failed" and self.manager._stopping:  # its worker was stopped with the service, not by a fault
+            kind, body = "interrupted", INTERRUPTED_REASON
+        action, error = {
+            "report": ("complete", None),
+            "cancelled": ("cancel_running", "Cancelled by the user; completed techniques are kept."),
+            "interrupted": ("interrupt", INTERRUPTED_REASON),
+        }.get(kind, ("fail", str(body)))
         with session_scope(self.manager.sessions) as session:
-            exp = session.get(Experiment, self.id)
-            if exp is None:  # deleted while running
+            if not transition(session, self.id, action, error=error, finished_at=utcnow()):
+                log.warning("experiment %s was no longer running when its worker ended", self.id)
                 return
-            exp.finished_at = utcnow()
+            exp = session.get(Experiment, self.id, populate_existing=True)
+            if exp is None:
+                return
             if kind == "report":
-                exp.status = "completed"
-                exp.error = None
                 messages.store_report(session, exp, body)
                 if self.baseline:
                     messages.register_artifact(
@@ -469,12 +491,6 @@ class Relay:
                         artifacts_dir(self.manager.settings, self.id) / self.baseline["artifact"],
                         "artifact",
                     )
-            elif kind == "cancelled":
-                exp.status = "cancelled"
-                exp.error = "Cancelled by the user; completed techniques are kept."
-            else:
-                exp.status = "failed"
-                exp.error = str(body)
         if kind == "report":
             self.manager.publish(self.id, {"type": "experiment_completed", "experiment_id": self.id, "report": body})
         elif kind == "cancelled":

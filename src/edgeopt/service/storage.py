@@ -23,11 +23,12 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import anyio
 import anyio.to_thread
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -37,6 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from edgeopt.errors import InvalidInput
 from edgeopt.service.db.models import Experiment, ModelFile, new_id
+from edgeopt.service.status import transition
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +180,23 @@ class _FilePartWriter:
         os.fsync(self.handle.fileno())
 
 
+async def _with_idle_timeout(chunks: AsyncIterator[bytes], idle_timeout_s: float | None) -> AsyncIterator[bytes]:
+    """The body's chunks; 408 when the next one takes longer than ``idle_timeout_s`` to arrive."""
+    iterator = aiter(chunks)
+    while True:
+        with anyio.move_on_after(idle_timeout_s) as waited:  # None: wait forever
+            chunk = await anext(iterator, None)
+        if waited.cancelled_caught:
+            raise InvalidInput(
+                f"The upload stalled: nothing arrived for {idle_timeout_s:g} s. Send the file again.",
+                field="file",
+                status_code=408,
+            )
+        if chunk is None:
+            return
+        yield chunk
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make a rename durable: the directory entry is only on disk once the folder itself is synced."""
     try:
@@ -212,9 +231,19 @@ class Storage:
         return Path(path).resolve().relative_to(self.root).as_posix()
 
     async def receive(
-        self, request: Request, folder: Path, *, max_bytes: int, field_name: str = "file"
+        self,
+        request: Request,
+        folder: Path,
+        *,
+        max_bytes: int,
+        idle_timeout_s: float | None = None,
+        field_name: str = "file",
     ) -> ReceivedFile:
-        """Stream the multipart field ``field_name`` of ``request`` into a temporary file inside ``folder``."""
+        """Stream the multipart field ``field_name`` of ``request`` into a temporary file inside ``folder``.
+
+        With ``idle_timeout_s``, a body that sends nothing for that long is refused with 408 and its partial file
+        deleted: a client that stalls cannot keep a request (and its file handle) open forever.
+        """
         content_type, params = parse_options_header(request.headers.get("content-type", ""))
         boundary = params.get(b"boundary")
         if content_type != b"multipart/form-data" or not boundary:
@@ -232,7 +261,7 @@ class Storage:
             with temp_path.open("wb") as handle:
                 writer = _FilePartWriter(field_name=field_name, max_bytes=max_bytes, handle=handle)
                 parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
-                async for chunk in request.stream():
+                async for chunk in _with_idle_timeout(request.stream(), idle_timeout_s):
                     parser.write(chunk)
                     if len(writer.pending) >= CHUNK_SIZE:
                         await anyio.to_thread.run_sync(writer.flush)
@@ -341,10 +370,9 @@ class Storage:
             for relative, row in recorded.items():
                 if not self.absolute(relative).is_file():
                     report.dangling_rows.append(relative)
-                    experiment = session.get(Experiment, row.experiment_id)
                     session.delete(row)
-                    if experiment is not None and row.role == "original" and experiment.status == "ready":
-                        experiment.status = "created"
+                    if row.role == "original":
+                        transition(session, row.experiment_id, "lose_model")
             session.commit()
         if report.removed or report.dangling_rows:
             logger.warning(

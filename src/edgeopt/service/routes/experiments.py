@@ -15,15 +15,17 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, selectinload, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
 from edgeopt.errors import InvalidInput, NotFound
 from edgeopt.formats import check_dataset_archive, check_model_file
-from edgeopt.service.db.models import ACTIVE_STATUSES, Experiment, OptimizationRun
+from edgeopt.service.db.models import Experiment, OptimizationRun
 from edgeopt.service.deps import SessionDep, SettingsDep, StorageDep
 from edgeopt.service.schemas import ErrorPublic, ExperimentCreate, ExperimentPublic, ExperimentsPublic
-from edgeopt.service.storage import DATASETS, MODELS, ReceivedFile
+from edgeopt.service.status import TRANSITIONS, refusal, require
+from edgeopt.service.storage import DATASETS, MODELS, PlacedFile, ReceivedFile, Storage
+from edgeopt.settings import Settings
 
 router = APIRouter(prefix="/api/experiments", tags=["experiments"])
 
@@ -49,8 +51,6 @@ UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # Beyond a 64-bit OFFSET the database fails; far below it a page is empty anyway.
 MAX_OFFSET = 2**31 - 1
-# Files can be (re)placed only before the experiment has run: results must describe the files they came from.
-UPLOADABLE_STATUSES = frozenset({"created", "ready"})
 # Everything ExperimentPublic.from_row reads beyond the row itself, one query per relationship however many
 # experiments a page holds. Of the runs only the columns of the recommended summary: not each run's full result.
 EXPERIMENT_PUBLIC_LOADS = (
@@ -71,15 +71,6 @@ def load_experiment(session: Session, experiment_id: str) -> Experiment:
     if experiment is None:
         raise NotFound(f"No experiment with id {experiment_id!r}.")
     return experiment
-
-
-def _require_uploadable(experiment: Experiment) -> None:
-    if experiment.status not in UPLOADABLE_STATUSES:
-        raise InvalidInput(
-            f"The experiment is {experiment.status}; files can only be uploaded before it starts. "
-            "Create a new experiment to optimize another model.",
-            status_code=409,
-        )
 
 
 @router.post("/create", status_code=status.HTTP_201_CREATED, name="create_experiment")
@@ -132,63 +123,103 @@ def get_experiment(experiment_id: str, session: SessionDep) -> ExperimentPublic:
 @router.delete("/{experiment_id}", status_code=status.HTTP_204_NO_CONTENT, name="delete_experiment", responses=ERRORS)
 def delete_experiment(experiment_id: str, session: SessionDep, storage: StorageDep) -> Response:
     """Rows first, then files: a crash in between leaves folders of a deleted experiment, which the sweep removes."""
-    experiment = load_experiment(session, experiment_id)
-    if experiment.status in ACTIVE_STATUSES:
-        raise InvalidInput(f"The experiment is {experiment.status}; cancel it before deleting it.", status_code=409)
-    session.delete(experiment)
-    session.commit()
+    # One guarded statement (status.require): a start racing this delete either finds no row or makes this delete
+    # a 409, so no worker ever runs for a deleted experiment.
+    require(session, experiment_id, "delete")
+    session.commit()  # the database cascades to the experiment's files, runs, recommendation and progress rows
     storage.remove_experiment(experiment_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-async def _receive_checked(
-    request: Request,
-    session: Session,
-    storage: StorageDep,
-    experiment: Experiment,
-    area: str,
-    max_bytes: int,
-    check: Callable[[Path], Any],
-) -> tuple[ReceivedFile, Any, Experiment]:
-    """Stream the upload to disk, sniff it off the event loop, and look at the experiment again.
+def _uploadable(sessions: sessionmaker[Session], experiment_id: str, action: str) -> str:
+    """The experiment's framework if it may receive a file now (404/409 otherwise); the connection goes back at once."""
+    with sessions() as session:
+        row = session.execute(
+            select(Experiment.status, Experiment.framework).where(Experiment.id == experiment_id)
+        ).one_or_none()
+    if row is None or row.status not in TRANSITIONS[action].sources:
+        raise refusal(action, experiment_id, row.status if row is not None else None)
+    return str(row.framework)
 
-    An upload can take minutes; meanwhile the experiment may have been deleted or started. Its row is therefore
-    re-read once the file is complete, and a refused file is deleted before answering.
+
+def _commit_upload(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    experiment_id: str,
+    placed: PlacedFile,
+    action: str,
+    role: str,
+    file_format: str,
+) -> ExperimentPublic:
+    """The short transaction that ends an upload: claim the experiment's status, then record the placed file.
+
+    The claim (``status.require``) holds the row until the commit, so a start or delete racing the upload waits for
+    it or wins before it; if the experiment has been started or deleted meanwhile, the file is deleted again.
     """
-    experiment_id = experiment.id  # read now: after expire_all, a deleted row could not be read back
-    received = await storage.receive(request, storage.area_dir(area, experiment_id), max_bytes=max_bytes)
+    with sessions() as session:
+        try:
+            if action == "upload_model":
+                require(session, experiment_id, action, error=None)
+            else:
+                require(session, experiment_id, action, dataset=f"custom:{placed.id}")
+            experiment = load_experiment(session, experiment_id)
+        except BaseException:
+            placed.discard()
+            raise
+        storage.record(session, experiment, placed, role=role, format=file_format)  # commits, or deletes the file
+        return ExperimentPublic.from_row(experiment)
+
+
+async def _receive(
+    request: Request, storage: Storage, settings: Settings, area: str, experiment_id: str
+) -> ReceivedFile:
+    """Stream the body to a temporary file in storage; no database connection is held meanwhile."""
+    return await storage.receive(
+        request,
+        storage.area_dir(area, experiment_id),
+        max_bytes=settings.max_upload_bytes,
+        idle_timeout_s=settings.upload_idle_timeout_s,
+    )
+
+
+# A format check: the finished upload's path -> (the suffix its loader needs, the format recorded for it).
+FormatCheck = Callable[[Path], tuple[str, str]]
+
+
+def _placed_after(received: ReceivedFile, storage: Storage, check: FormatCheck) -> tuple[PlacedFile, str]:
+    """Sniff the finished upload (off the event loop) and rename it to its stored name; a refused file is deleted."""
     try:
-        verdict = await run_in_threadpool(check, received.temp_path)
-        session.expire_all()
-        current = load_experiment(session, experiment_id)
-        _require_uploadable(current)
+        suffix, file_format = check(received.temp_path)
+        return storage.place(received, suffix), file_format
     except BaseException:
         received.discard()
         raise
-    return received, verdict, current
+
+
+def _check_dataset(path: Path) -> tuple[str, str]:
+    kind = check_dataset_archive(path)
+    return f".{kind}", kind
 
 
 @router.post("/{experiment_id}/upload", name="upload_model", openapi_extra=UPLOAD_BODY, responses=UPLOAD_ERRORS)
 async def upload_model(
-    experiment_id: str, request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    experiment_id: str, request: Request, settings: SettingsDep, storage: StorageDep
 ) -> ExperimentPublic:
     """Store the model file under a service-chosen name; its format is sniffed from the content."""
-    experiment = load_experiment(session, experiment_id)
-    _require_uploadable(experiment)
+    # The experiment is read before the body streams and claimed again in a short transaction after it: an upload
+    # that takes minutes (or stalls until the idle timeout) holds no database connection.
+    sessions = request.app.state.session_factory
+    framework = await run_in_threadpool(_uploadable, sessions, experiment_id, "upload_model")
 
-    framework = experiment.framework
+    def check(path: Path) -> tuple[str, str]:
+        model_format = check_model_file(path, framework, trust_pickles=settings.trust_pickles)
+        return model_format.extension, model_format.kind
 
-    def check(path: Path) -> Any:
-        return check_model_file(path, framework, trust_pickles=settings.trust_pickles)
-
-    received, model_format, experiment = await _receive_checked(
-        request, session, storage, experiment, MODELS, settings.max_upload_bytes, check
+    received = await _receive(request, storage, settings, MODELS, experiment_id)
+    placed, kind = await run_in_threadpool(_placed_after, received, storage, check)
+    return await run_in_threadpool(
+        _commit_upload, sessions, storage, experiment_id, placed, "upload_model", "original", kind
     )
-    placed = storage.place(received, model_format.extension)
-    experiment.status = "ready"
-    experiment.error = None
-    storage.record(session, experiment, placed, role="original", format=model_format.kind)
-    return ExperimentPublic.from_row(experiment)
 
 
 def _dataset_loader() -> Callable[[str], Any] | None:
@@ -200,27 +231,39 @@ def _dataset_loader() -> Callable[[str], Any] | None:
     return getattr(module, "load_dataset", None)
 
 
+def _load_placed_dataset(placed: PlacedFile, settings: Settings) -> None:
+    """Refuse an archive whose decoding would pass the dataset budget, then prove it loads; a refused file goes."""
+    loader = _dataset_loader()
+    if loader is None:
+        return
+    from edgeopt.data.budget import DatasetBudget, check_budget
+
+    budget = DatasetBudget(
+        max_inflated_bytes=settings.max_dataset_inflated_bytes,
+        max_pixels=settings.max_dataset_pixels,
+        max_image_pixels=settings.max_image_pixels,
+    )
+    try:  # the loader reads the archive under its real suffix, hence after placing it
+        check_budget(placed.path, budget)  # headers and inflated bytes only: nothing decoded yet
+        loader(str(placed.path))
+    except InvalidInput as exc:
+        placed.discard()
+        raise InvalidInput(str(exc), field="file", status_code=exc.status_code) from exc
+    except BaseException:
+        placed.discard()
+        raise
+
+
 @router.post("/{experiment_id}/dataset", name="upload_dataset", openapi_extra=UPLOAD_BODY, responses=UPLOAD_ERRORS)
 async def upload_dataset(
-    experiment_id: str, request: Request, session: SessionDep, settings: SettingsDep, storage: StorageDep
+    experiment_id: str, request: Request, settings: SettingsDep, storage: StorageDep
 ) -> ExperimentPublic:
     """A custom dataset archive (.npz or .zip); the experiment's ``dataset`` becomes ``custom:<file id>``."""
-    experiment = load_experiment(session, experiment_id)
-    _require_uploadable(experiment)
-    received, kind, experiment = await _receive_checked(
-        request, session, storage, experiment, DATASETS, settings.max_upload_bytes, check_dataset_archive
+    sessions = request.app.state.session_factory
+    await run_in_threadpool(_uploadable, sessions, experiment_id, "upload_dataset")
+    received = await _receive(request, storage, settings, DATASETS, experiment_id)
+    placed, kind = await run_in_threadpool(_placed_after, received, storage, _check_dataset)
+    await run_in_threadpool(_load_placed_dataset, placed, settings)
+    return await run_in_threadpool(
+        _commit_upload, sessions, storage, experiment_id, placed, "upload_dataset", "dataset", kind
     )
-    placed = storage.place(received, f".{kind}")
-    loader = _dataset_loader()
-    if loader is not None:
-        try:  # the loader reads the archive under its real suffix, hence after placing it
-            await run_in_threadpool(loader, str(placed.path))
-        except InvalidInput as exc:
-            placed.discard()
-            raise InvalidInput(str(exc), field="file", status_code=exc.status_code) from exc
-        except BaseException:
-            placed.discard()
-            raise
-    experiment.dataset = f"custom:{placed.id}"
-    storage.record(session, experiment, placed, role="dataset", format=kind)
-    return ExperimentPublic.from_row(experiment)

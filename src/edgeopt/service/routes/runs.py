@@ -8,17 +8,18 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, status
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 from sqlalchemy.orm import selectinload
-from starlette.concurrency import run_in_threadpool
 
 from edgeopt.catalog import TECHNIQUE_NAMES, GoalName
 from edgeopt.errors import InvalidInput, NotFound
 from edgeopt.report import Constraints, Recommendation, Report
 from edgeopt.service import messages
-from edgeopt.service.db.models import Experiment
+from edgeopt.service.db.models import ACTIVE_STATUSES, Experiment
 from edgeopt.service.deps import SessionDep, SettingsDep
-from edgeopt.service.jobs import RESTARTABLE, JobManager, artifacts_dir
+from edgeopt.service.jobs import CANCELLED_BEFORE_START, JobManager, artifacts_dir
 from edgeopt.service.schemas import ErrorPublic, ExperimentPublic
+from edgeopt.service.status import TRANSITIONS, refusal, require, transition
 
 router = APIRouter(prefix="/api/experiments", tags=["runs"])
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -73,30 +74,22 @@ def _check_dataset(spec: str, settings: SettingsDep) -> None:
 
 
 @router.post("/{experiment_id}/start", name="start_experiment", status_code=status.HTTP_202_ACCEPTED, responses=ERRORS)
-async def start_experiment(
+def start_experiment(
     experiment_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> ExperimentPublic:
     """Queue the experiment; an interrupted, failed or cancelled one resumes, keeping its completed runs."""
+    # The move to queued is one guarded statement (status.require): of a start racing a delete or another start,
+    # exactly one wins and the other is told why (409, or 404 once the experiment is gone).
     exp = _experiment(session, experiment_id)
-    if exp.status in ("queued", "running"):
-        raise InvalidInput(f"The experiment is already {exp.status}.", status_code=409)
-    if exp.status == "created":
-        raise InvalidInput("Upload a model (or choose an architecture) before starting.", status_code=409)
-    if exp.status not in RESTARTABLE:
-        raise InvalidInput(
-            "The experiment has completed; change the goal through its recommendation, or create a new experiment "
-            "to run it again.",
-            status_code=409,
-        )
-    dataset = exp.dataset
-    if not dataset.startswith("custom:"):
-        await run_in_threadpool(_check_dataset, dataset, settings)
-    exp.status = "queued"
-    exp.error = None
+    if exp.status not in TRANSITIONS["start"].sources:
+        raise refusal("start", experiment_id, exp.status)
+    if not exp.dataset.startswith("custom:"):
+        _check_dataset(exp.dataset, settings)
+    require(session, experiment_id, "start", error=None)
     session.commit()
-    await run_in_threadpool(_jobs(request).kick)
-    session.refresh(exp)
-    return ExperimentPublic.from_row(exp)
+    _jobs(request).kick()
+    session.expire_all()
+    return ExperimentPublic.from_row(_experiment(session, experiment_id))
 
 
 @router.post(
@@ -104,17 +97,16 @@ async def start_experiment(
 )
 def cancel_experiment(experiment_id: str, request: Request, session: SessionDep) -> ExperimentPublic:
     """A running job stops at its next stage boundary (seconds); a queued one is cancelled at once."""
-    exp = _experiment(session, experiment_id)
-    if exp.status == "queued" and not _jobs(request).is_active(exp.id):
-        exp.status = "cancelled"
-        exp.error = "Cancelled by the user before it started."
+    _experiment(session, experiment_id)
+    if transition(session, experiment_id, "cancel_queued", error=CANCELLED_BEFORE_START):
         session.commit()
-    elif exp.status in ("queued", "running"):
-        _jobs(request).cancel(exp.id)
-    else:
-        raise InvalidInput(f"The experiment is {exp.status}; only a queued or running one can be cancelled.", 
-                           status_code=409)
-    return ExperimentPublic.from_row(exp)
+    elif not _jobs(request).cancel(experiment_id):
+        session.rollback()
+        current = session.scalar(select(Experiment.status).where(Experiment.id == experiment_id))
+        if current not in ACTIVE_STATUSES:  # it finished, failed or was cancelled just before this request
+            raise refusal("cancel", experiment_id, current)
+    session.expire_all()
+    return ExperimentPublic.from_row(_experiment(session, experiment_id))
 
 
 @router.get("/{experiment_id}/results", name="get_results", responses=ERRORS)
