@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch._dynamo  # noqa: F401 - before anything that might import TensorFlow (shared/PITFALLS.md)
+import torch._dynamo  # noqa: F401 - before anything that might import TensorFlow (docs/library-notes.md)
 
 from edgeopt.expectations import EXPECTATIONS, shortfalls
 from edgeopt.report import Report, RunResult

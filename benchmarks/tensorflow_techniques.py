@@ -29,7 +29,8 @@ from edgeopt.report import Report, RunResult  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "tensorflow.md"
 MOBILENET_EPOCHS = 30
-BN_MOMENTUM = 0.9  # Keras' 0.99 leaves the running statistics untrained after a few hundred steps (PITFALLS)
+# Keras' 0.99 leaves the running statistics untrained after a few hundred steps (docs/library-notes.md).
+BN_MOMENTUM = 0.9
 
 
 def misses(run: RunResult, report: Report) -> list[str]:

@@ -1,7 +1,7 @@
 """Root test configuration.
 
 Import order matters in a process that loads both frameworks: TensorFlow imported before ``torch._dynamo`` makes a
-later ``torch.export`` crash the process (shared/PITFALLS.md). Importing ``torch._dynamo`` here, before any test
+later ``torch.export`` crash the process (docs/library-notes.md). Importing ``torch._dynamo`` here, before any test
 module can import TensorFlow, keeps one pytest process safe for both.
 """
 

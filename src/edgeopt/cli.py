@@ -1,4 +1,4 @@
-"""The ``edgeopt`` command (DESIGN section 4).
+"""The ``edgeopt`` command (docs/architecture.md section 4).
 
 Exit codes are part of the contract: 0 the work ran (failed techniques are in the report), 2 bad input with one
 line on stderr saying what to fix, 1 an unexpected failure.

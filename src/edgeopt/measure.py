@@ -1,4 +1,4 @@
-"""Framework-neutral metric definitions (DESIGN section 3): one implementation of each fact for both frameworks.
+"""Framework-neutral metric definitions (docs/architecture.md section 3): one implementation of each fact.
 
 The PyTorch and TensorFlow backends supply only callables (``run_once``, ``predict``) and arrays; how a size, a
 latency or an accuracy is computed lives here, so the two frameworks can never drift apart in what they report.

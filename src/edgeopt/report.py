@@ -1,4 +1,4 @@
-"""The report schema (DESIGN section 5): one definition used by the pipeline, the CLI, the API and the web app.
+"""The report schema (docs/architecture.md section 5): one definition for the pipeline, CLI, API and web app.
 
 ``report.json`` and ``GET /api/experiments/{id}/results`` are both a ``Report``; the OpenAPI schema the web app's
 client is generated from comes from these classes too.

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-# Before anything can import TensorFlow (shared/PITFALLS.md): torch._dynamo imported after TF crashes the process.
+# Before anything can import TensorFlow (docs/library-notes.md): torch._dynamo imported after TF crashes the process.
 with contextlib.suppress(ImportError):  # torch is optional: the service tests run without the ml extra
     import torch._dynamo  # noqa: F401
 

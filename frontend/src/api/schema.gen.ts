@@ -189,7 +189,7 @@ export interface paths {
         };
         /**
          * Get Results
-         * @description The report of DESIGN section 5 (also written as ``report.json`` next to the artifacts).
+         * @description The report of docs/architecture.md section 5 (also written as ``report.json`` next to the artifacts).
          */
         get: operations["get_results"];
         put?: never;

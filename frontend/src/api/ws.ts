@@ -1,5 +1,5 @@
 /**
- * The WebSocket contract (DESIGN section 7) as TypeScript.
+ * The WebSocket contract (docs/architecture.md section 7) as TypeScript.
  *
  * OpenAPI cannot describe WebSocket messages, so these shapes are written here from the design; the run results
  * they carry are the generated `RunResult` from the service's report models, so the two never drift apart.

@@ -1,6 +1,6 @@
 /** Number formatting shared by every page, so one figure never appears in two different styles. */
 
-export const MB = 1_000_000; // DESIGN section 2: MB = 10^6 bytes of the deployable artifact.
+export const MB = 1_000_000; // docs/architecture.md section 2: MB = 10^6 bytes of the deployable artifact.
 
 export function formatPercent(fraction: number | null | undefined, digits = 1): string {
   if (fraction === null || fraction === undefined || Number.isNaN(fraction)) return "—";

@@ -1,6 +1,6 @@
 /**
  * One sentence per metric, shown in tooltips. Technique, board, goal and dataset descriptions come from the
- * catalog; these describe the report's columns, whose definitions live in DESIGN section 3.
+ * catalog; these describe the report's columns, whose definitions live in docs/architecture.md section 3.
  */
 export const METRIC_HELP = {
   accuracy: "Top-1 accuracy on the dataset's test split, which no technique ever trains or calibrates on.",

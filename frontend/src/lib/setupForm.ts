@@ -3,7 +3,7 @@
  *
  * Pure functions so the rules are tested directly and the form shows every problem inline before anything is
  * sent. Inputs hold strings (what the user typed); percentages are shown as percent and sent as fractions, the
- * unit of the API (DESIGN section 2).
+ * unit of the API (docs/architecture.md section 2).
  */
 import type { Catalog } from "../api/catalog";
 import type { ExperimentCreate, TechniqueName } from "../api/types";

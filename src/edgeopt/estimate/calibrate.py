@@ -158,7 +158,10 @@ def profile_network(name: str) -> ModelProfile:
 
 
 def _profile_in_subprocess(name: str) -> ModelProfile:
-    """Keras networks are profiled in a child process: TensorFlow and torch must not share one (PITFALLS.md)."""
+    """Keras networks are profiled in a child process: TensorFlow and torch must not share one.
+
+    See docs/library-notes.md.
+    """
     result = subprocess.run(
         [sys.executable, "-m", "edgeopt.estimate.calibrate", "profile-json", name],
         capture_output=True,

@@ -1,6 +1,6 @@
 """One place for what the service says about a running or finished experiment.
 
-The WebSocket messages (DESIGN section 7), the report rebuilt from the database (DESIGN section 5) and the
+The WebSocket messages (docs/architecture.md section 7), the report rebuilt from the database (section 5) and the
 snapshot a client receives on connect are all built here, so the live stream, a reconnect and
 ``GET /results`` can never disagree.
 """
@@ -70,7 +70,7 @@ def progress_update(
     baseline: dict[str, Any] | None,
     last_run: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """A ``progress_update`` message, exactly the shape of DESIGN section 7."""
+    """A ``progress_update`` message, exactly the shape of docs/architecture.md section 7."""
     return {
         "type": "progress_update",
         "experiment_id": experiment_id,
@@ -146,7 +146,7 @@ def finished_runs(exp: Experiment) -> list[RunResult]:
 
 
 def build_report(exp: Experiment) -> Report:
-    """The report of DESIGN section 5, from the database (equal to the worker's ``report.json``)."""
+    """The report of docs/architecture.md section 5, from the database (equal to the worker's ``report.json``)."""
     recommendation = None
     if exp.recommendation is not None and exp.recommendation.body:
         recommendation = RecommendationBody.model_validate(exp.recommendation.body)

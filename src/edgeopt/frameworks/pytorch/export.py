@@ -23,7 +23,7 @@ def export_program(
     (PT2E calibration, QAT) before the final batch-1 export.
 
     ``strict=True`` by default: ResNet-style graphs exported non-strict fail later in the PT2E quantizer with
-    "Input partition has more than one output node" (shared/PITFALLS.md). Export errors (data-dependent control
+    "Input partition has more than one output node" (docs/library-notes.md). Export errors (data-dependent control
     flow, unsupported Python) become ``TechniqueFailed`` with a sentence that says what to upload instead.
     """
     if isinstance(module, torch.nn.Module) and not isinstance(module, torch.fx.GraphModule):
@@ -46,7 +46,8 @@ def drop_unused_attributes(module: torch.fx.GraphModule) -> torch.fx.GraphModule
     """Removes parameters, buffers and submodules the graph never reads.
 
     After ``convert_pt2e`` the original FP32 weights stay attached to the GraphModule although the graph reads only
-    the quantized copies; exported as they are, the ``.pt2`` would be bigger than the FP32 model (PITFALLS).
+    the quantized copies; exported as they are, the ``.pt2`` would be bigger than the FP32 model
+    (docs/library-notes.md).
     """
     module.graph.eliminate_dead_code()
     used = {node.target for node in module.graph.nodes if node.op == "get_attr"}

@@ -12,7 +12,7 @@ With ``group_size`` the weights need a scale per group of inputs, which the XNNP
 convolutions here; then each weight is stored as a packed uint8 buffer (two 4-bit codes per byte) plus FP32
 scales and unpacked to FP32 inside the graph at every inference: the same small file, but FP32 compute and
 slower than the FP32 model. No library on this stack offers more: torchao's int4 layouts need CUDA and
-``IntxWeightOnlyConfig`` stores int4 values in int8 bytes (~4x only; shared/PITFALLS.md).
+``IntxWeightOnlyConfig`` stores int4 values in int8 bytes (~4x only; docs/library-notes.md).
 """
 
 from __future__ import annotations

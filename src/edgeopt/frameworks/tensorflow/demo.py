@@ -3,7 +3,7 @@
 Same shape as the PyTorch demo (conv32/64/128 with BatchNorm, global average pooling, dense head) so the two
 frameworks' reports compare like for like. BatchNorm uses momentum 0.9: with Keras' default 0.99 the few hundred
 training steps leave the running statistics near their initial values and the model scores near chance in
-inference mode (shared/PITFALLS.md).
+inference mode (docs/library-notes.md).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One Keras for the whole engine: ``tf_keras`` (Keras 2), because tensorflow-model-optimization needs it.
 
-Policy (shared/PITFALLS.md explains why):
+Policy (docs/library-notes.md explains why):
 
 * The engine's TensorFlow code always works on ``tf_keras`` models. ``TF_USE_LEGACY_KERAS=1`` is set here, before
   TensorFlow is imported, so ``tf.keras`` inside tfmot resolves to ``tf_keras`` too. Every module of this package

@@ -1,7 +1,7 @@
 """qat_int8 for Keras: tfmot ``quantize_model`` (fake-quant in training), a short fine-tune, then TFLite INT8.
 
 A freshly wrapped model scores near chance until its quantizer ranges have seen a few training steps
-(shared/PITFALLS.md), so at least one epoch of fine-tuning at a small learning rate always runs. tfmot works on
+(docs/library-notes.md), so at least one epoch of fine-tuning at a small learning rate always runs. tfmot works on
 ``tf_keras`` models only, and it cannot simulate quantization inside Lambda layers (their code is opaque to it):
 such models are refused with a sentence, and ptq_int8 still handles them.
 """

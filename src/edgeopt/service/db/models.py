@@ -1,4 +1,4 @@
-"""The service's tables (DESIGN section 8), written once for SQLite and PostgreSQL.
+"""The service's tables (docs/architecture.md section 8), written once for SQLite and PostgreSQL.
 
 Portability rules kept here: string ids (uuid4 hex), ``JSON`` rather than ``JSONB``, ``DateTime(timezone=True)`` read
 back as aware UTC datetimes on every backend, no native enums (statuses are short strings checked by the schemas

@@ -111,7 +111,7 @@ def cancel_experiment(experiment_id: str, request: Request, session: SessionDep)
 
 @router.get("/{experiment_id}/results", name="get_results", responses=ERRORS)
 def get_results(experiment_id: str, session: SessionDep) -> Report:
-    """The report of DESIGN section 5 (also written as ``report.json`` next to the artifacts)."""
+    """The report of docs/architecture.md section 5 (also written as ``report.json`` next to the artifacts)."""
     return messages.build_report(_experiment(session, experiment_id))
 
 
