@@ -1,52 +1,64 @@
-/** Original against current accuracy and size, as the run goes. */
+/** Original against the latest finished result: accuracy, size and compression ratio, as the run goes. */
 import type { LiveMetrics } from "../api/ws";
 import { formatMegabytes, formatPercent } from "../lib/format";
 import { METRIC_HELP } from "../lib/glossary";
 import { InfoTip } from "./InfoTip";
 
-function Pair({ label, help, original, current }: { label: string; help: string; original: string; current: string }) {
-  return (
-    <div className="rounded-md bg-slate-50 p-3">
-      <dt className="flex items-center text-sm font-medium text-slate-700">
-        {label}
-        <InfoTip label={label}>{help}</InfoTip>
-      </dt>
-      <dd className="mt-1 flex flex-wrap items-baseline gap-x-3 text-sm">
-        <span>
-          original <span className="font-semibold">{original}</span>
-        </span>
-        <span aria-hidden="true">→</span>
-        <span>
-          latest <span className="font-semibold">{current}</span>
-        </span>
-      </dd>
-    </div>
-  );
+function ratio(original: number | null, current: number | null): string {
+  if (original === null || current === null || current <= 0) return "—";
+  return `${(original / current).toFixed(2)}×`;
 }
 
-export function MetricsDisplay({ metrics }: { metrics: LiveMetrics | null }) {
+export function MetricsDisplay({ metrics, finished = false }: { metrics: LiveMetrics | null; finished?: boolean }) {
+  const measured = metrics !== null && metrics.original_accuracy !== null;
   return (
     <section className="card" aria-labelledby="metrics-heading">
       <h2 id="metrics-heading" className="h-section">
         Metrics
       </h2>
-      {!metrics || metrics.original_accuracy === null ? (
-        <p className="mt-2 text-sm text-slate-600">The original model is being measured…</p>
+      {!measured ? (
+        <p className="mt-2 text-sm text-slate-600">
+          {finished
+            ? "The experiment stopped before the original model was measured."
+            : "The original model is being measured…"}
+        </p>
       ) : (
-        <dl className="mt-3 grid gap-3 sm:grid-cols-2">
-          <Pair
-            label="Accuracy"
-            help={METRIC_HELP.accuracy}
-            original={formatPercent(metrics.original_accuracy)}
-            current={formatPercent(metrics.current_accuracy)}
-          />
-          <Pair
-            label="Size"
-            help={METRIC_HELP.size}
-            original={formatMegabytes(metrics.original_size_mb)}
-            current={formatMegabytes(metrics.current_size_mb)}
-          />
-        </dl>
+        <table className="mt-3 w-full text-sm">
+          <thead>
+            <tr className="text-left text-slate-600">
+              <th scope="col" className="py-1 pr-3 font-medium">Metric</th>
+              <th scope="col" className="py-1 pr-3 text-right font-medium">Original</th>
+              <th scope="col" className="py-1 text-right font-medium">Latest result</th>
+            </tr>
+          </thead>
+          <tbody className="tabular-nums">
+            <tr>
+              <th scope="row" className="py-1 pr-3 text-left font-medium">
+                <span className="flex items-center">
+                  Accuracy
+                  <InfoTip label="Accuracy">{METRIC_HELP.accuracy}</InfoTip>
+                </span>
+              </th>
+              <td className="py-1 pr-3 text-right">{formatPercent(metrics.original_accuracy)}</td>
+              <td className="py-1 text-right">{formatPercent(metrics.current_accuracy)}</td>
+            </tr>
+            <tr>
+              <th scope="row" className="py-1 pr-3 text-left font-medium">
+                <span className="flex items-center">
+                  Size
+                  <InfoTip label="Size">{METRIC_HELP.size}</InfoTip>
+                </span>
+              </th>
+              <td className="py-1 pr-3 text-right">{formatMegabytes(metrics.original_size_mb)}</td>
+              <td className="py-1 text-right">{formatMegabytes(metrics.current_size_mb)}</td>
+            </tr>
+            <tr>
+              <th scope="row" className="py-1 pr-3 text-left font-medium">Compression ratio</th>
+              <td className="py-1 pr-3 text-right">1.00×</td>
+              <td className="py-1 text-right">{ratio(metrics.original_size_mb, metrics.current_size_mb)}</td>
+            </tr>
+          </tbody>
+        </table>
       )}
     </section>
   );

@@ -149,7 +149,7 @@ export function ProgressPage() {
       {running && <TechniqueProgressCard current={current} techniques={catalog.techniques} />}
       <div className="grid gap-4 lg:grid-cols-2">
         <Timeline order={order} runs={state.runs} current={running ? (current?.name ?? null) : null} techniques={catalog.techniques} />
-        <MetricsDisplay metrics={state.progress?.metrics ?? null} />
+        <MetricsDisplay metrics={state.progress?.metrics ?? null} finished={!running} />
       </div>
     </div>
   );

@@ -91,7 +91,14 @@ export function ResultsPage() {
         </p>
       )}
       {!report.baseline && runs.length === 0 ? (
-        <EmptyState title="No results yet">The original model is measured first; results appear as techniques finish.</EmptyState>
+        ["running", "queued"].includes(experiment.status) ? (
+          <EmptyState title="No results yet">The original model is measured first; results appear as techniques finish.</EmptyState>
+        ) : (
+          <EmptyState title="No results">
+            The experiment ended ({experiment.status}) before the original model was measured, so there is nothing to
+            compare. {experiment.error ? "The reason is above." : "Start it again from the home page."}
+          </EmptyState>
+        )
       ) : (
         <>
           <div className="grid gap-6 lg:grid-cols-[3fr_2fr]">
