@@ -101,8 +101,10 @@ def subclassed_model(shape: tuple[int, int, int], classes: int) -> Any:
         def call(self, x: Any, training: bool = False) -> Any:
             return self.head(self.gap(self.conv2(self.pool(self.conv1(x)))))
 
+    import numpy as np
+
     model = DigitsNet()
-    model.build((None, *shape))
+    model(np.zeros((1, *shape), np.float32))  # called once, so Keras knows the input to save a signature for
     return model
 
 
@@ -213,6 +215,8 @@ def run_technique(name: str, loaded: Any, data: Any, work: Path, overrides: dict
     started = time.perf_counter()
     out: dict[str, Any] = {"technique": name}
     try:
+        if not loaded.transformable:  # as the pipeline does: the model can be measured, not rewritten
+            raise Unsupported(loaded.not_transformable_reason)
         output = get_technique(name, "tensorflow").apply(
             TechniqueContext(model=loaded, data=data, work_dir=work, reporter=silent_reporter(name)),
             make_config(name, overrides),

@@ -47,10 +47,7 @@ NAMED_IN_NOTES: dict[str, dict[str, str]] = {
 }
 # Techniques that cannot apply to a family, and a phrase their skip sentence must contain.
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {
-    "subclassed_savedmodel": {
-        name: "subclassed"
-        for name in ("prune_unstructured", "prune_structured", "distillation", "qat_int8", "hybrid_prune_int8")
-    },
+    "subclassed_savedmodel": dict.fromkeys(TECHNIQUES, "subclassed Keras model (digits_net)"),
 }
 
 
@@ -126,6 +123,18 @@ def test_pruning_never_touches_preprocessing_layers(digits_keras: Dataset, tmp_w
         kept = structured.model.get_layer(name).get_weights()
         for old, new in zip(model.get_layer(name).get_weights(), kept, strict=True):
             np.testing.assert_array_equal(old, new)
+
+
+def test_a_keras_file_with_a_custom_layer_class_is_refused_naming_the_class(tmp_path: Path) -> None:
+    from benchmarks.coverage_tensorflow import custom_layer_model
+    from edgeopt.errors import InvalidInput
+    from edgeopt.frameworks import ModelSource
+    from edgeopt.frameworks.tensorflow.backend import TensorFlowBackend
+
+    path = tmp_path / "custom.keras"
+    custom_layer_model((32, 32, 3), 10).save(path)
+    with pytest.raises(InvalidInput, match="custom layer class 'ChannelScale'"):
+        TensorFlowBackend().load(ModelSource(path=path))
 
 
 def test_an_unexpected_tensorflow_error_becomes_one_sentence() -> None:

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import tf_keras
 
-from edgeopt.errors import Unsupported
+from edgeopt.errors import TechniqueFailed, Unsupported
 from edgeopt.frameworks.tensorflow import keras_compat, layer_support
 from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.ptq_int8 import int8_output
@@ -124,19 +124,25 @@ class QatInt8:
             cosine=True,
         )
         notes = (
-            "tfmot quantize_model (8-bit weights per channel, 8-bit activations), fine-tuned "
+            "tfmot quantize_apply on the layers it supports (8-bit weights per channel, 8-bit activations), fine-tuned "
             f"{epochs} epoch(s) from lr {lr:g} (cosine decay) on the train split, then TFLite "
             "full-integer INT8 with int8 input and output, run by LiteRT with XNNPACK."
         )
         notes += layer_support.left_out_sentence(left_float, "float in quantization-aware training")
         if config.epochs < 1:
             notes += " epochs=0 was raised to 1: an untrained quantize_model scores near chance."
-        output = int8_output(
-            model,
-            dataclasses.replace(ctx, reporter=ctx.reporter.sub(0.8, 1.0)),
-            ctx.work_dir / f"{self.name}.tflite",
-            CALIBRATION_SAMPLES,
-            notes=notes,
-            seed=config.seed,
-        )
+        try:
+            output = int8_output(
+                model,
+                dataclasses.replace(ctx, reporter=ctx.reporter.sub(0.8, 1.0)),
+                ctx.work_dir / f"{self.name}.tflite",
+                CALIBRATION_SAMPLES,
+                notes=notes,
+                seed=config.seed,
+            )
+        except TechniqueFailed as exc:
+            raise TechniqueFailed(
+                f"The quantization-aware model trained, but the TFLite converter could not turn it into INT8 ({exc}). "
+                "ptq_int8 quantizes the same model without tfmot's fake-quantization."
+            ) from exc
         return dataclasses.replace(output, model=source)  # same graph and FLOPs; profiled without fake-quant nodes
