@@ -31,6 +31,8 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 RESULTS = Path(__file__).parent / "results" / "coverage.md"
+# Raw rows of the latest run of each model: a rerun of some models (--models) replaces only their rows.
+ROWS = Path(__file__).parent / "results" / "coverage_tensorflow.json"
 SECTION = "## TensorFlow / Keras"
 TECHNIQUES = (
     "ptq_int8",
@@ -272,14 +274,14 @@ def table(results: list[dict[str, Any]], command: str, partial: str) -> list[str
         SECTION,
         "",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Command: `{command}`",
+        f"- Command (latest): `{command}`; each row gives the time it ran (reruns of some models replace their rows).",
         f"- Models random-init, trained 1 epoch on {TRAIN_IMAGES} digits images (3 channels), each technique at "
         f"minimal epochs ({', '.join(f'{k} {v}' for k, v in CONFIGS.items() if v)}); completed means the "
         f".tflite reloaded in LiteRT and classified {TEST_IMAGES} test images. Accuracy is not the point here.",
     ]
     if partial:
         lines.append(f"- **Partial run**: {partial}")
-    lines += ["", "| model | " + " | ".join(TECHNIQUES) + " | s |", "|---" * (len(TECHNIQUES) + 2) + "|"]
+    lines += ["", "| model | " + " | ".join(TECHNIQUES) + " | s | run |", "|---" * (len(TECHNIQUES) + 3) + "|"]
     for result in results:
         if "error" in result:
             notes.append(f"failed before any technique: {result['error']}")
@@ -288,7 +290,8 @@ def table(results: list[dict[str, Any]], command: str, partial: str) -> list[str
             runs = {run["technique"]: run for run in result["runs"]}
             cells = [_cell(runs.get(name), notes) for name in TECHNIQUES]
         title = FAMILIES[result["model"]].title if result["model"] in FAMILIES else result["model"]
-        lines.append(f"| {title} | " + " | ".join(cells) + f" | {result.get('seconds', '-')} |")
+        timing = f" | {result.get('seconds', '-')} | {result.get('date', '')} |"
+        lines.append(f"| {title} | " + " | ".join(cells) + timing)
     lines += ["", *totals(results), ""]
     if notes:
         lines += ["Skips and failures:", ""] + [f"{i}. {note.replace('|', '/')}" for i, note in enumerate(notes, 1)]
@@ -381,16 +384,19 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {', '.join(FAMILIES)}")
     command = "python -m benchmarks.coverage_tensorflow " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    results: list[dict[str, Any]] = []
+    rows: dict[str, dict[str, Any]] = json.loads(ROWS.read_text()) if ROWS.exists() and args.out == RESULTS else {}
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         # The section is rewritten after every model, so a run stopped early still leaves an honest partial table.
         for result in pool.map(lambda key: _child(key, args.timeout, args.train_epochs), models):
-            results.append(result)
-            done = {r["model"] for r in results}
-            missing = [m for m in FAMILIES if m not in done]
+            result["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            rows[result["model"]] = result
+            results = [rows[key] for key in FAMILIES if key in rows]
+            missing = [key for key in FAMILIES if key not in rows]
             partial = f"families not run (yet): {', '.join(missing)}." if missing else ""
             lines = table(results, command.strip(), partial)
             write_section(lines, args.out)
+            if args.out == RESULTS:
+                ROWS.write_text(json.dumps(rows, indent=1))
     print("\n".join(lines))
     return 0
 
