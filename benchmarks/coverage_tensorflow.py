@@ -264,8 +264,10 @@ def _cell(run: dict[str, Any] | None, notes: list[str]) -> str:
         return "not run"
     if run["status"] == "completed":
         return "completed"
-    notes.append(f"{run['status']}: {run['message']}")
-    return f"{run['status']} [{len(notes)}]"
+    note = f"{run['status']}: {run['message']}"
+    if note not in notes:  # one footnote per distinct message (a skip often repeats across techniques)
+        notes.append(note)
+    return f"{run['status']} [{notes.index(note) + 1}]"
 
 
 def table(results: list[dict[str, Any]], command: str, partial: str) -> list[str]:
@@ -284,8 +286,8 @@ def table(results: list[dict[str, Any]], command: str, partial: str) -> list[str
     lines += ["", "| model | " + " | ".join(TECHNIQUES) + " | s | run |", "|---" * (len(TECHNIQUES) + 3) + "|"]
     for result in results:
         if "error" in result:
-            notes.append(f"failed before any technique: {result['error']}")
-            cells = [f"failed [{len(notes)}]"] * len(TECHNIQUES)
+            cell = _cell({"status": "failed", "message": f"before any technique: {result['error']}"}, notes)
+            cells = [cell] * len(TECHNIQUES)
         else:
             runs = {run["technique"]: run for run in result["runs"]}
             cells = [_cell(runs.get(name), notes) for name in TECHNIQUES]
@@ -371,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per model")
     parser.add_argument("--train-epochs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--rewrite", action="store_true", help="only rewrite the table from the saved rows")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -385,20 +388,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown model(s) {unknown}; choose from {', '.join(FAMILIES)}")
     command = "python -m benchmarks.coverage_tensorflow " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     rows: dict[str, dict[str, Any]] = json.loads(ROWS.read_text()) if ROWS.exists() and args.out == RESULTS else {}
+    if args.rewrite:
+        models = []
+    lines = _section(rows, command)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         # The section is rewritten after every model, so a run stopped early still leaves an honest partial table.
         for result in pool.map(lambda key: _child(key, args.timeout, args.train_epochs), models):
             result["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+            result["command"] = command.strip()
             rows[result["model"]] = result
-            results = [rows[key] for key in FAMILIES if key in rows]
-            missing = [key for key in FAMILIES if key not in rows]
-            partial = f"families not run (yet): {', '.join(missing)}." if missing else ""
-            lines = table(results, command.strip(), partial)
+            lines = _section(rows, command)
             write_section(lines, args.out)
             if args.out == RESULTS:
                 ROWS.write_text(json.dumps(rows, indent=1))
+    if args.rewrite:
+        write_section(lines, args.out)
     print("\n".join(lines))
     return 0
+
+
+def _section(rows: dict[str, dict[str, Any]], command: str) -> list[str]:
+    results = [rows[key] for key in FAMILIES if key in rows]
+    missing = [key for key in FAMILIES if key not in rows]
+    partial = f"families not run (yet): {', '.join(missing)}." if missing else ""
+    commands = sorted({r.get("command", command.strip()) for r in results}) or [command.strip()]
+    return table(results, "`; `".join(commands), partial)
 
 
 if __name__ == "__main__":
