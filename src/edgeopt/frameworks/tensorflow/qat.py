@@ -31,6 +31,9 @@ CALIBRATION_SAMPLES = 256  # the converter still wants a representative dataset 
 
 # Layer types tfmot registers but which must stay float (see the module docstring).
 KEEP_FLOAT = frozenset({"AveragePooling1D", "AveragePooling2D", "AveragePooling3D"})
+# Not annotated, and not named as left float: tfmot's layout transforms fold a BatchNorm that follows a convolution
+# into it and quantize its output (annotating one directly makes quantize_apply fail when no convolution precedes it).
+FOLDED = frozenset({"BatchNormalization", "SyncBatchNormalization"})
 
 
 def _float_reason(layer: Any, registry: Any) -> str | None:
@@ -66,6 +69,8 @@ def quantize_supported_layers(model: Any) -> tuple[Any, dict[str, list[Any]]]:
 
     def annotate(layer: Any) -> Any:
         nonlocal annotated
+        if type(layer).__name__ in FOLDED:
+            return layer
         reason = _float_reason(layer, registry)
         if reason is not None:
             left.setdefault(reason, []).append(layer)
