@@ -75,6 +75,25 @@ def resnet_like() -> Any:
     return keras.Model(inputs, layers.Dense(10)(x))
 
 
+def tf_ops() -> Any:
+    """Residual ``x + y`` and squeeze-excite ``y * gate`` written as TensorFlow ops (TFOpLambda), as RegNet does.
+
+    tf_keras serializes ``x + y`` as a call on ``x`` with ``y`` in its kwargs: if that second operand is missed, the
+    two branches keep different channels and the rebuilt model cannot even be called.
+    """
+    import tensorflow as tf
+
+    inputs = keras.Input((16, 16, 3))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)))
+    y = layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", use_bias=False)(x))
+    gate = layers.Conv2D(4, 1, activation="relu")(layers.GlobalAveragePooling2D(keepdims=True)(y))
+    y = y * tf.math.sigmoid(layers.Conv2D(16, 1)(gate))
+    x = tf.nn.relu(x + y) * 0.5
+    x = layers.Conv2D(32, 3, strides=2, padding="same", activation="relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, layers.Dense(10)(x))
+
+
 def mobilenet_v2() -> Any:
     return keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, weights=None, classes=10)
 
@@ -83,6 +102,7 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "sequential": sequential,
     "functional": functional,
     "resnet_like": resnet_like,
+    "tf_ops": tf_ops,
     "mobilenet_v2": mobilenet_v2,
 }
 
@@ -197,6 +217,37 @@ def test_a_subclassed_model_is_unsupported_with_a_reason() -> None:
     tiny(np.zeros((1, 8, 8, 1), np.float32))
     with pytest.raises(Unsupported, match="subclassed"):
         prune_filters(tiny, 0.5)
+
+
+def test_a_nested_model_is_kept_whole_and_the_layers_around_it_pruned() -> None:
+    """ConvNeXt's stem is a Sequential inside the model; the outer graph reads it as its node 1."""
+    keras.utils.set_random_seed(0)
+    stem = keras.Sequential([keras.Input((16, 16, 3)), layers.Conv2D(8, 3, padding="same")], name="stem")
+    inputs = keras.Input((16, 16, 3))
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="inner")(stem(inputs))
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="wide")(x)
+    model = keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    assert model.get_config()["layers"][2]["inbound_nodes"][0][0][:2] == ["stem", 1]
+    pruned = prune_filters(model, 0.5)
+    assert "stem (Sequential)" in pruned.kept_whole
+    assert pruned.model.get_layer("stem").layers[0].filters == 8
+    assert (pruned.model.get_layer("inner").filters, pruned.model.get_layer("wide").filters) == (8, 8)
+    x = _inputs(model)
+    np.testing.assert_allclose(pruned.model.get_layer("stem")(x).numpy(), model.get_layer("stem")(x).numpy())
+    assert pruned.model(x).shape == (4, 10)
+
+
+def test_a_tensor_times_a_constant_vector_keeps_its_channels() -> None:
+    """``x * [w0, w1, ...]`` scales each channel by a constant: pruning x would leave the constant too long."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="scaled")(inputs)
+    x = x * np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    x = layers.Conv2D(6, 3, padding="same", name="free")(x)
+    model = keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    pruned = prune_filters(model, 0.5)
+    assert pruned.model.get_layer("scaled").filters == 4
+    assert pruned.model.get_layer("free").filters == 3
+    assert pruned.model(_inputs(model)).shape == (4, 10)
 
 
 def test_a_shared_layer_is_unsupported_with_a_reason() -> None:

@@ -21,6 +21,7 @@ from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite  # noqa:
 from edgeopt.frameworks.tensorflow.filter_pruning import kept_whole_note, prune_filters  # noqa: E402
 from edgeopt.frameworks.tensorflow.training import outputs_probabilities, progress_callback  # noqa: E402
 from edgeopt.errors import Unsupported  # noqa: E402
+from edgeopt.frameworks.tensorflow.failures import readable_failures  # noqa: E402
 from edgeopt.techniques import DistillationConfig, TechniqueConfig, TechniqueContext, TechniqueOutput  # noqa: E402
 
 _EPS = 1e-7
@@ -83,6 +84,7 @@ class Distillation:
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = DistillationConfig
 
+    @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         if not isinstance(config, DistillationConfig):
             config = DistillationConfig.model_validate(config.model_dump())

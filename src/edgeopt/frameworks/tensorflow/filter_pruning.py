@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import tf_keras  # noqa: E402
 
 from edgeopt.errors import Unsupported  # noqa: E402
+from edgeopt.frameworks.tensorflow.failures import readable_failures  # noqa: E402
 from edgeopt.progress import StageReporter  # noqa: E402
 from edgeopt.techniques import (  # noqa: E402
     FineTuneConfig,
@@ -47,6 +48,20 @@ _PASS_THROUGH = frozenset(
 _ELEMENTWISE = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
 _PER_CHANNEL = frozenset({"BatchNormalization", "LayerNormalization"})  # every weight is a (C,) vector
 _NESTED = frozenset({"Functional", "Sequential", "Model"})
+# TFOpLambda layers (``x + y``, ``x * gate``, ``tf.nn.relu(x)`` written in a Functional model) by their function.
+_TF_BINARY = frozenset(
+    {
+        "__operators__.add", "math.add", "math.add_n", "math.subtract", "math.multiply", "math.truediv",
+        "math.divide", "math.maximum", "math.minimum",
+    }
+)  # fmt: skip
+_TF_UNARY = frozenset(
+    {
+        "nn.relu", "nn.relu6", "nn.silu", "nn.swish", "nn.gelu", "nn.elu", "nn.selu", "nn.softplus",
+        "nn.leaky_relu", "math.sigmoid", "math.tanh", "math.abs", "math.negative", "math.square", "math.exp",
+        "identity",
+    }
+)  # fmt: skip
 
 Segments = tuple[tuple[int, int], ...]  # (space id, original width) along the channel axis, in order
 
@@ -119,6 +134,7 @@ class _Node:
     class_name: str
     config: dict[str, Any]  # the layer's entry inside the (copied) model config; edited in place for the rebuild
     inputs: list[str]
+    call: Any = None  # the serialized call (tensors, constants and kwargs), for TFOpLambda operands
 
 
 @dataclass(frozen=True)
@@ -131,14 +147,69 @@ class PrunedModel:
     kept_whole: tuple[str, ...] = field(default=())  # layers whose unknown type kept their neighbours whole
 
 
+def _is_tensor_ref(item: Any, names: set[str]) -> bool:
+    """``[layer, node, tensor]`` or ``[layer, node, tensor, kwargs]``: how tf_keras serializes a Keras tensor."""
+    return (
+        isinstance(item, list | tuple)
+        and len(item) in (3, 4)
+        and isinstance(item[0], str)
+        and item[0] in names
+        and isinstance(item[1], int)
+        and isinstance(item[2], int)
+    )
+
+
+def _node_tensors(node: Any, names: set[str]) -> list[list[Any]]:
+    """Every Keras tensor a call reads, in order: its first argument's, then those passed in its kwargs.
+
+    tf_keras writes a layer called on a list as ``[[a, 0, 0, kw], [b, 0, 0, kw]]`` and a TFOpLambda called on one
+    tensor as ``[a, 0, 0, {"y": [b, 0, 0]}]``: the second operand of ``x + y`` or ``x * gate`` lives in the kwargs.
+    Constants (``["_CONSTANT_VALUE", -1, value]``, numbers in the kwargs) are not tensors and are skipped.
+    """
+    found: list[list[Any]] = []
+
+    def walk(item: Any) -> None:
+        if _is_tensor_ref(item, names):
+            found.append(list(item[:3]))
+            if len(item) == 4:
+                walk(item[3])
+        elif isinstance(item, dict):
+            for value in item.values():
+                walk(value)
+        elif isinstance(item, list | tuple):
+            for sub in item:
+                walk(sub)
+
+    walk(node)
+    return found
+
+
+def _scalar_constants_only(call: Any) -> bool:
+    """True when every constant operand of a call is a number: ``x * 0.5`` keeps channels, ``x * [..]`` may not."""
+    if isinstance(call, bool | int | float | str) or call is None:
+        return True
+    if isinstance(call, dict):
+        return all(_scalar_constants_only(value) for value in call.values())
+    if isinstance(call, list | tuple):
+        if len(call) in (3, 4) and call[0] == "_CONSTANT_VALUE":
+            value = call[2]
+            return isinstance(value, int | float) and _scalar_constants_only(call[3] if len(call) == 4 else None)
+        if len(call) in (3, 4) and isinstance(call[0], str) and isinstance(call[1], int):  # a tensor reference
+            return _scalar_constants_only(call[3] if len(call) == 4 else None)
+        # a list of operands holds tensor references; numbers directly inside a list are a vector constant
+        return all(isinstance(item, list | tuple | dict) and _scalar_constants_only(item) for item in call)
+    return False
+
+
 def _graph(model: Any, cfg: dict[str, Any]) -> tuple[list[_Node], list[str]]:
     """Layers in topological order with their inbound layer names, and the names of the output layers."""
     if isinstance(model, tf_keras.Sequential):
         nodes: list[_Node] = []
         for entry in cfg["layers"]:
             name = entry["config"]["name"]
-            nodes.append(_Node(name, entry["class_name"], entry["config"], [nodes[-1].name] if nodes else []))
+            nodes.append(_Node(name, entry["class_name"], entry["config"], [nodes[-1].name] if nodes else [], None))
         return nodes, [nodes[-1].name]
+    names = {entry["name"] for entry in cfg["layers"]}
     unordered: dict[str, _Node] = {}
     for entry in cfg["layers"]:
         inbound = entry.get("inbound_nodes") or []
@@ -148,11 +219,16 @@ def _graph(model: Any, cfg: dict[str, Any]) -> tuple[list[_Node], list[str]]:
                 "each use its own channels. Use a separate layer per call to prune this model."
             )
         inputs: list[str] = []
-        for tensor in inbound[0] if inbound else []:
-            if tensor[1] != 0 or tensor[2] != 0:
+        for tensor in _node_tensors(inbound[0], names) if inbound else []:
+            # tensor = [layer, node index, tensor index]. The node index is not an output: a nested model's
+            # first call in the outer graph is its node 1 (node 0 is its own construction), so only the tensor
+            # index tells a second output apart.
+            if tensor[2] != 0:
                 raise Unsupported(f"Layer {entry['name']!r} reads a layer with several outputs; it cannot be pruned.")
-            inputs.append(tensor[0])
-        unordered[entry["name"]] = _Node(entry["name"], entry["class_name"], entry["config"], inputs)
+            if tensor[0] not in inputs:
+                inputs.append(tensor[0])
+        call = inbound[0] if inbound else None
+        unordered[entry["name"]] = _Node(entry["name"], entry["class_name"], entry["config"], inputs, call)
     order: list[_Node] = []
     pending = {name: set(node.inputs) for name, node in unordered.items()}
     ready = deque(name for name, deps in pending.items() if not deps)
@@ -223,11 +299,8 @@ class _Analysis:
 
     def _visit(self, node: _Node, ins: list[Desc]) -> Desc:  # noqa: C901 - one dispatch over layer kinds
         cls, cfg = node.class_name, node.config
-        if cls in _NESTED:
-            raise Unsupported(
-                f"Layer {node.name!r} is a whole model nested inside this one; structured pruning needs a flat "
-                "Functional or Sequential model. Rebuild it with the inner model's layers inlined."
-            )
+        if cls in _NESTED:  # a model inside the model: kept whole, with the channels around it
+            return self._unknown(node, ins)
         if cls == "InputLayer":
             return self._fresh_frozen(int(cfg["batch_input_shape"][-1]))
         if not ins:  # the first layer of a Sequential model built without an InputLayer entry
@@ -259,6 +332,12 @@ class _Analysis:
             return self._merge(ins)
         if cls in _ELEMENTWISE:
             return self._merge(ins)
+        if cls == "TFOpLambda" and _scalar_constants_only(node.call):
+            function = cfg.get("function")
+            if function in _TF_BINARY:
+                return self._merge(ins) if len(ins) > 1 else first  # x + 3.0 keeps x's channels
+            if function in _TF_UNARY and len(ins) == 1:
+                return first
         return self._unknown(node, ins)
 
     def _fold_batchnorm(self, space: int, cfg: dict[str, Any], weights: list[np.ndarray]) -> None:
@@ -400,6 +479,7 @@ class PruneStructured:
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = PruneStructuredConfig
 
+    @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
 
@@ -429,10 +509,22 @@ def describe(pruned: PrunedModel, epochs: int) -> str:
 
 
 def kept_whole_note(pruned: PrunedModel) -> str:
-    """A sentence naming the layers that kept their neighbours' channels whole, or "" when none did."""
+    """A sentence naming the layers that kept their neighbours' channels whole, or "" when none did.
+
+    Layers are grouped by type with a few names each: RegNet alone has a dozen grouped convolutions.
+    """
     if not pruned.kept_whole:
         return ""
-    return f" Channels kept whole around layers structured pruning cannot slice: {', '.join(pruned.kept_whole)}."
+    by_type: dict[str, list[str]] = {}
+    for entry in pruned.kept_whole:
+        name, _, kind = entry.rpartition(" (")
+        by_type.setdefault(kind.rstrip(")"), []).append(name)
+    groups = []
+    for kind, names in by_type.items():
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        listed = f"{kind} x{len(names)} ({', '.join(names[:3])}{more})"
+        groups.append(listed if len(names) > 1 else f"{names[0]} ({kind})")
+    return f" Channels kept whole around layers structured pruning cannot slice: {'; '.join(groups)}."
 
 
 def prune_and_fine_tune(

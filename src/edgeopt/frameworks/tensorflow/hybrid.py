@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import ClassVar
 
+from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.filter_pruning import describe, prune_and_fine_tune
 from edgeopt.frameworks.tensorflow.ptq_int8 import int8_output
 from edgeopt.techniques import HybridPruneInt8Config, TechniqueConfig, TechniqueContext, TechniqueOutput
@@ -21,6 +22,7 @@ class HybridPruneInt8:
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = HybridPruneInt8Config
 
+    @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         if not isinstance(config, HybridPruneInt8Config):
             config = HybridPruneInt8Config.model_validate(config.model_dump())

@@ -172,9 +172,25 @@ def _load_saved_model_dir(
         configs = keras_config.saved_metadata_configs(metadata.read_bytes())
         keras_config.check_saved_model_configs(configs, path.name, trust=trust)
         model = tf_keras.models.load_model(directory, compile=False, safe_mode=not trust)
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)
-        return _keras_loaded(model, "savedmodel", "tf_keras", "SavedModel with Keras metadata", source)
+        if getattr(model, "_is_graph_network", False) or isinstance(model, tf_keras.Sequential):
+            if cleanup is not None:
+                shutil.rmtree(cleanup, ignore_errors=True)
+            return _keras_loaded(model, "savedmodel", "tf_keras", "SavedModel with Keras metadata", source)
+        # A subclassed model comes back as a revived object without its Python class: no layer graph, often no
+        # input shape. Its serving signature is still a complete graph to convert, evaluate and measure.
+        reason = (
+            f"This SavedModel holds a subclassed Keras model ({model.name}): its layers are connected by Python "
+            "code in its call method, which the file does not carry, so the techniques cannot rewrite it. EdgeOpt "
+            "converts, evaluates and measures it; rebuild it as a Functional or Sequential model to optimize it."
+        )
+        return _graph_loaded(path, directory, cleanup, source, reason)
+    return _graph_loaded(path, directory, cleanup, source, None)
+
+
+def _graph_loaded(
+    path: Path, directory: Path, cleanup: Path | None, source: ModelSource, reason: str | None
+) -> LoadedModel:
+    """The SavedModel's serving signature as a fixed graph: converted, evaluated and measured, never transformed."""
     graph, shape, classes = _signature_graph(directory, source)
     if cleanup is not None:
         weakref.finalize(graph, shutil.rmtree, cleanup, True)
@@ -185,7 +201,8 @@ def _load_saved_model_dir(
         input_shape=shape,
         num_classes=classes,
         transformable=False,
-        not_transformable_reason=(
+        not_transformable_reason=reason
+        or (
             "This SavedModel has no Keras metadata (it was written by tf.saved_model.save or model.export), so it "
             "is a fixed graph: EdgeOpt converts, evaluates and measures it, but the techniques need the Keras model. "
             "Save it with model.save('model.keras') to optimize it."

@@ -22,6 +22,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -200,6 +201,7 @@ def load_keras_file(path: Path, *, trust: bool) -> tuple[Any, str, str]:
         if _unsafe_refusal(exc):
             raise InvalidInput(f"{path.name} contains a Lambda layer (Python code). {TRUST_HINT}") from exc
         if not _is_keras3_format_error(exc):
+            _refuse_custom_class(path, exc)
             raise InvalidInput(f"{path.name} is not a readable Keras model file ({_first_line(exc)}).") from exc
     import keras
 
@@ -208,11 +210,55 @@ def load_keras_file(path: Path, *, trust: bool) -> tuple[Any, str, str]:
     except Exception as exc:  # noqa: BLE001
         if _unsafe_refusal(exc):
             raise InvalidInput(f"{path.name} contains a Lambda layer (Python code). {TRUST_HINT}") from exc
+        _refuse_custom_class(path, exc)
         raise InvalidInput(f"{path.name} is not a readable Keras model file ({_first_line(exc)}).") from exc
     try:
         return keras3_to_tf_keras(original), "tf_keras", "written by Keras 3, rebuilt as a tf_keras model"
     except Unsupported as exc:
         return original, "keras3", f"kept as a Keras 3 model: {exc}"
+
+
+_UNKNOWN_CLASS = re.compile(r"Unknown (?:layer|object type|class)[^'\"]*['\"]([^'\"]+)['\"]", re.I)
+_MODEL_CLASSES = frozenset({"Functional", "Sequential", "Model", "TFOpLambda", "SlicingOpLambda"})
+
+
+def _layer_classes(config: Any) -> set[str]:
+    """Every layer ``class_name`` in a saved model config (the entries of its ``layers`` lists, nested models too)."""
+    found: set[str] = set()
+    if isinstance(config, dict):
+        for layer in (config.get("config") or {}).get("layers") or []:
+            if isinstance(layer, dict) and "class_name" in layer:
+                found.add(str(layer["class_name"]))
+                found |= _layer_classes(layer)
+    return found
+
+
+def _custom_classes(path: Path) -> list[str]:
+    """Layer classes in a ``.keras`` file that neither Keras defines (read from config.json, nothing executed)."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    import keras
+
+    known = _MODEL_CLASSES | set(dir(tf_keras.layers)) | set(dir(keras.layers))
+    return sorted(name for name in _layer_classes(config) if name not in known)
+
+
+def _refuse_custom_class(path: Path, exc: Exception) -> None:
+    """A layer class defined in the user's own code: name it, and say how to make the model loadable."""
+    match = _UNKNOWN_CLASS.search(str(exc))
+    names = [match.group(1)] if match else _custom_classes(path)
+    if names:
+        raise InvalidInput(
+            f"{path.name} uses the custom layer class {', '.join(repr(n) for n in names)}, whose Python code is "
+            "not in the file (and EdgeOpt never runs code from an upload). Rebuild the model with built-in Keras "
+            "layers, or export it with tf.saved_model.save to convert and measure it as a fixed graph."
+        ) from exc
 
 
 def _first_line(exc: Exception) -> str:

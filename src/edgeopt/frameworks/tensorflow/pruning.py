@@ -16,8 +16,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgeopt.errors import Unsupported
-from edgeopt.frameworks.tensorflow import keras_compat
+from edgeopt.frameworks.tensorflow import keras_compat, layer_support
 from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
+from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.training import fine_tune
 from edgeopt.techniques import PruneUnstructuredConfig, TechniqueConfig, TechniqueContext, TechniqueOutput
 
@@ -49,17 +50,52 @@ def _gzip_size(path: Path) -> int:
     return len(gzip.compress(path.read_bytes(), 9))
 
 
-def _wrap(model: Any, sparsity: float) -> Any:
+def _prunable(layer: Any) -> bool:
+    from tensorflow_model_optimization.python.core.sparsity.keras import prunable_layer, prune_registry
+
+    return isinstance(layer, prunable_layer.PrunableLayer) or prune_registry.PruneRegistry.supports(layer)
+
+
+def _wrap(model: Any, sparsity: float) -> tuple[Any, dict[str, list[Any]]]:
+    """``prune_low_magnitude`` on every layer tfmot can prune (nested models too); the rest stay as they are.
+
+    Returns the wrapped model and the layers holding weights that were left unpruned, by reason.
+    """
     import tensorflow_model_optimization as tfmot
+    import tf_keras
 
     schedule = tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+    left: dict[str, list[Any]] = {}
+
+    def wrap(layer: Any) -> Any:
+        if layer_support.is_nested_model(layer):
+            return tf_keras.models.clone_model(layer, clone_function=wrap)
+        if not layer.weights:
+            return layer
+        if type(layer).__name__ in layer_support.PREPROCESSING:
+            left.setdefault("input preprocessing, never pruned", []).append(layer)
+            return layer
+        if not _prunable(layer):
+            left.setdefault("tfmot has no pruning rule for this layer type", []).append(layer)
+            return layer
+        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
+
     try:
-        return tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        wrapped = tf_keras.models.clone_model(model, clone_function=wrap)
     except ValueError as exc:
         raise Unsupported(
-            "TensorFlow Model Optimization cannot prune this model: it has a layer with weights that tfmot does not "
-            f"know how to prune (a custom layer class). Use built-in Keras layers. Detail: {str(exc).splitlines()[0]}"
+            "TensorFlow Model Optimization cannot prune this model: a layer could not be wrapped for pruning "
+            f"({str(exc).splitlines()[0][:200]}). Use built-in Keras layers."
         ) from exc
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+
+    if not any(isinstance(layer, PruneLowMagnitude) for layer in layer_support.all_layers(wrapped)):
+        raise Unsupported(
+            "prune_unstructured found no layer TensorFlow Model Optimization can prune in this model"
+            + layer_support.left_out_sentence(left, "unpruned").rstrip(".")
+            + "."
+        )
+    return wrapped, left
 
 
 class PruneUnstructured:
@@ -67,6 +103,7 @@ class PruneUnstructured:
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = PruneUnstructuredConfig
 
+    @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         if not isinstance(config, PruneUnstructuredConfig):
             config = PruneUnstructuredConfig.model_validate(config.model_dump())
@@ -74,7 +111,7 @@ class PruneUnstructured:
 
         source = keras_compat.require_tf_keras(ctx.model.model, self.name)
         ctx.reporter.stage(f"Wrapping layers for {config.sparsity:.0%} magnitude pruning", 0.02)
-        wrapped = _wrap(keras_compat.clone_tf_keras(source), config.sparsity)
+        wrapped, left = _wrap(keras_compat.clone_tf_keras(source), config.sparsity)
         # Masks are applied by training steps; with epochs=0 one batch at learning rate ~0 sets them.
         data, epochs, lr = ctx.data, config.epochs, config.learning_rate_for("tensorflow")
         tuned_lr = lr
@@ -111,6 +148,7 @@ class PruneUnstructured:
             f"{measured:.1%} of conv/dense kernel weights are zero. The FP32 .tflite stays dense ({dense:,} bytes) and "
             f"runs no faster; gzip -9 makes it {packed:,} bytes."
         )
+        notes += layer_support.left_out_sentence(left, "unpruned")
         untouched = unpruned_kernels(pruned)
         if untouched:
             listed = ", ".join(f"{kind} ({count:,} weights)" for kind, count in sorted(untouched.items()))

@@ -20,6 +20,7 @@ import numpy as np
 
 from edgeopt.errors import InvalidInput, TechniqueFailed
 from edgeopt.frameworks.tensorflow.convert import to_tflite
+from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.runtime import accuracy, load_tflite
 from edgeopt.techniques import PtqInt4Config, TechniqueConfig, TechniqueContext, TechniqueOutput
 
@@ -97,6 +98,7 @@ class PtqInt4:
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = PtqInt4Config
 
+    @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         if not isinstance(config, PtqInt4Config):
             config = PtqInt4Config.model_validate(config.model_dump())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgeopt.frameworks.tensorflow.convert import to_tflite
+from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.runtime import io_quantization
 from edgeopt.techniques import PtqInt8Config, TechniqueConfig, TechniqueContext, TechniqueOutput
 
@@ -37,6 +38,7 @@ class PtqInt8:
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = PtqInt8Config
 
+    @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         if not isinstance(config, PtqInt8Config):
             config = PtqInt8Config.model_validate(config.model_dump())

@@ -1,0 +1,154 @@
+"""Keras classifiers users bring complete every technique, or skip it with a sentence naming the layer.
+
+The family test runs keras.applications models at 32x32 through all seven techniques at minimal epochs (the same
+code as ``benchmarks/coverage_tensorflow.py``): every run must complete (or give the expected skip), its ``.tflite``
+must reload in LiteRT and classify, and the layers a technique left alone must be named in its notes. Two families
+run by default; ``EDGEOPT_TEST_ALL_FAMILIES=1`` runs them all (minutes each on a small machine).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import tf_keras
+
+from benchmarks.coverage_tensorflow import FAMILIES, TECHNIQUES, digits_at, prepare, run_technique
+from edgeopt.data.dataset import Dataset
+from edgeopt.errors import TechniqueFailed
+from edgeopt.frameworks import LoadedModel
+from edgeopt.frameworks.tensorflow.failures import readable_failures
+from edgeopt.frameworks.tensorflow.runtime import load_tflite
+from tests.tensorflow.conftest import run_technique as apply_technique
+
+DEFAULT_FAMILIES = ("mobilenet_v3_small", "regnetx002")
+FAMILY_KEYS = tuple(FAMILIES) if os.environ.get("EDGEOPT_TEST_ALL_FAMILIES") == "1" else DEFAULT_FAMILIES
+# The least training that still runs every code path (fine-tuning loops, calibration, distillation).
+MINIMAL: dict[str, dict[str, Any]] = {
+    "ptq_int8": {"calibration_samples": 8},
+    "ptq_int4": {},
+    "prune_unstructured": {"epochs": 1, "batch_size": 32},
+    "prune_structured": {"epochs": 1, "batch_size": 32},
+    "distillation": {"epochs": 1, "batch_size": 32},
+    "qat_int8": {"epochs": 1, "batch_size": 32},
+    "hybrid_prune_int8": {"epochs": 1, "batch_size": 32, "calibration_samples": 8},
+}
+# What a run must say about the layers it left alone, per family (class names, as the notes give them).
+NAMED_IN_NOTES: dict[str, dict[str, str]] = {
+    "mobilenet_v3_small": {"qat_int8": "Rescaling", "prune_structured": "Rescaling"},
+    "regnetx002": {"qat_int8": "Rescaling", "prune_structured": "Rescaling"},
+    "efficientnet_b0": {"qat_int8": "Normalization", "prune_unstructured": "Normalization"},
+    "densenet121": {"qat_int8": "AveragePooling2D"},
+    "convnext_tiny": {"qat_int8": "LayerScale", "prune_structured": "Sequential"},
+    "custom_layer": {"qat_int8": "ChannelScale", "prune_unstructured": "ChannelScale"},
+}
+# Techniques that cannot apply to a family, and a phrase their skip sentence must contain.
+EXPECTED_SKIPS: dict[str, dict[str, str]] = {
+    "subclassed_savedmodel": dict.fromkeys(TECHNIQUES, "subclassed Keras model (digits_net)"),
+}
+
+
+@pytest.fixture(scope="module", params=FAMILY_KEYS)
+def family(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Any, Any, Path]:
+    key = request.param
+    data = digits_at(FAMILIES[key].size, train_images=64, test_images=32)
+    work = tmp_path_factory.mktemp(key)
+    return key, prepare(key, work, data, train_epochs=0), data, work
+
+
+@pytest.mark.parametrize("technique", TECHNIQUES)
+def test_every_technique_completes_on_the_family(technique: str, family: tuple[str, Any, Any, Path]) -> None:
+    key, loaded, data, work = family
+    run = run_technique(technique, loaded, data, work, MINIMAL[technique])
+    skip = EXPECTED_SKIPS.get(key, {}).get(technique)
+    if skip is not None:
+        assert run["status"] == "skipped", run
+        assert skip in run["message"]
+        return
+    assert run["status"] == "completed", run
+    artifact = work / f"{technique}.tflite"
+    logits = load_tflite(artifact)(data.x_test[:4])
+    assert logits.shape == (4, data.num_classes) and np.isfinite(logits).all()
+    named = NAMED_IN_NOTES.get(key, {}).get(technique)
+    if named is not None:
+        assert named in run["notes"], run["notes"]
+
+
+# ---------------------------------------------------------------------------------- single behaviours
+
+
+def _preprocessed_model() -> Any:
+    """Rescaling and Normalization inside the model (as in EfficientNet), an AveragePooling2D (as in DenseNet)."""
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((32, 32, 1))
+    x = layers.Rescaling(2.0, offset=-1.0, name="to_unit_range")(inputs)
+    normalize = layers.Normalization(name="normalize")  # adapted: mean and variance become weights
+    normalize.adapt(np.random.default_rng(0).random((16, 32, 32, 1), dtype=np.float32))
+    x = normalize(x)
+    x = layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1")(x)
+    x = layers.AveragePooling2D(name="avg_pool")(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return tf_keras.Model(inputs, layers.Dense(10, name="logits")(x))
+
+
+def _loaded(model: Any) -> LoadedModel:
+    return LoadedModel("tensorflow", model, "keras", tuple(model.input_shape[1:]), 10)
+
+
+def _small(data: Dataset) -> Dataset:
+    import dataclasses
+
+    return dataclasses.replace(data, x_train=data.x_train[:64], y_train=data.y_train[:64])
+
+
+def test_qat_keeps_preprocessing_and_average_pooling_float_and_says_so(digits_keras: Dataset, tmp_work: Path) -> None:
+    output = apply_technique("qat_int8", _loaded(_preprocessed_model()), _small(digits_keras), tmp_work, epochs=1)
+    assert "Rescaling (to_unit_range)" in output.notes and "Normalization (normalize)" in output.notes
+    assert "AveragePooling2D (avg_pool)" in output.notes
+    assert load_tflite(output.artifact)(digits_keras.x_test[:4]).shape == (4, 10)
+
+
+def test_pruning_never_touches_preprocessing_layers(digits_keras: Dataset, tmp_work: Path) -> None:
+    model = _preprocessed_model()
+    data = _small(digits_keras)
+    unstructured = apply_technique("prune_unstructured", _loaded(model), data, tmp_work, epochs=1)
+    assert "Normalization (normalize)" in unstructured.notes and "never pruned" in unstructured.notes
+    structured = apply_technique("prune_structured", _loaded(model), data, tmp_work, epochs=1)
+    assert structured.model.get_layer("conv1").filters == 4  # pruned after the preprocessing
+    for name in ("to_unit_range", "normalize"):
+        kept = structured.model.get_layer(name).get_weights()
+        for old, new in zip(model.get_layer(name).get_weights(), kept, strict=True):
+            np.testing.assert_array_equal(old, new)
+
+
+def test_a_keras_file_with_a_custom_layer_class_is_refused_naming_the_class(tmp_path: Path) -> None:
+    from benchmarks.coverage_tensorflow import custom_layer_model
+    from edgeopt.errors import InvalidInput
+    from edgeopt.frameworks import ModelSource
+    from edgeopt.frameworks.tensorflow.backend import TensorFlowBackend
+
+    path = tmp_path / "custom.keras"
+    custom_layer_model((32, 32, 3), 10).save(path)
+    with pytest.raises(InvalidInput, match="custom layer class 'ChannelScale'"):
+        TensorFlowBackend().load(ModelSource(path=path))
+
+
+def test_an_unexpected_tensorflow_error_becomes_one_sentence() -> None:
+    import tensorflow as tf
+
+    class Broken:
+        name = "ptq_int8"
+
+        @readable_failures
+        def apply(self) -> None:
+            detail = "Incompatible shapes: [1,8] vs. [1,4]\n\t [[{{node add}}]]"
+            raise tf.errors.InvalidArgumentError(None, None, detail)
+
+    with pytest.raises(TechniqueFailed) as caught:
+        Broken().apply()
+    assert str(caught.value).count("\n") == 0
+    assert "Incompatible shapes: [1,8] vs. [1,4]" in str(caught.value) and "ptq_int8" in str(caught.value)
