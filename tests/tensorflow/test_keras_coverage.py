@@ -2,7 +2,7 @@
 
 The family test runs keras.applications models at 32x32 through all seven techniques at minimal epochs (the same
 code as ``benchmarks/coverage_tensorflow.py``): every run must complete (or give the expected skip), its ``.tflite``
-must reload in LiteRT and classify, and the layers a technique left alone must be named in its notes. Two families
+must reload in LiteRT and classify, and the layers a technique left alone must be named in its notes.
 ``EDGEOPT_TEST_ALL_FAMILIES=1`` adds every keras.applications family (minutes each); by default only the two models
 users write run here.
 """
