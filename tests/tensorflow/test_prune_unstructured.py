@@ -11,7 +11,6 @@ import pytest
 import tf_keras
 
 from edgeopt.data.dataset import Dataset
-from edgeopt.errors import Unsupported
 from edgeopt.frameworks import LoadedModel
 from edgeopt.frameworks.tensorflow.backend import TensorFlowBackend
 from edgeopt.frameworks.tensorflow.pruning import kernel_sparsity
@@ -98,9 +97,12 @@ def _model_with(layer: Any) -> LoadedModel:
     return LoadedModel("tensorflow", model, "keras", (32, 32, 1), 10)
 
 
-def test_a_custom_layer_with_weights_is_unsupported_with_a_sentence(digits_keras: Dataset, tmp_work: Path) -> None:
-    with pytest.raises(Unsupported, match="custom layer"):
-        run_technique("prune_unstructured", _model_with(Scale()), digits_keras, tmp_work, epochs=0)
+def test_a_custom_layer_with_weights_is_left_unpruned_and_named(digits_keras: Dataset, tmp_work: Path) -> None:
+    """tfmot has no rule for a user's layer class: the layers around it are pruned, it is named in the notes."""
+    output = run_technique("prune_unstructured", _model_with(Scale(name="gain")), digits_keras, tmp_work, epochs=0)
+    assert "Scale (gain): tfmot has no pruning rule for this layer type" in output.notes
+    conv = next(layer for layer in output.model.layers if isinstance(layer, tf_keras.layers.Conv2D))
+    assert abs(float(np.mean(conv.get_weights()[0] == 0)) - 0.5) <= 0.05
 
 
 def test_a_lambda_layer_without_weights_is_pruned_around(digits_keras: Dataset, tmp_work: Path) -> None:
