@@ -144,6 +144,71 @@ def _layers_feeding(module: nn.Module, example: torch.Tensor, ignored: list[nn.M
     return unsafe
 
 
+def _layers_feeding_regrouped_channels(module: nn.Module) -> list[nn.Module]:
+    """In a rebuilt ``.pt2``, the layers whose channels reach a reshape that regroups the channel dimension.
+
+    torch-pruning maps channel indices through a reshape only when it flattens channels into features; it reads
+    ShuffleNet's ``view(b, groups, c // groups, h, w)`` as a plain pass-through and would prune the channels it
+    regroups, leaving a view that no longer fits. The graph's recorded shapes show which reshapes do that: any that
+    changes dimension 1 other than by flattening everything after the batch.
+    """
+    from torch.fx import GraphModule
+
+    graph_module = getattr(module, "graph_module", None)
+    if not isinstance(graph_module, GraphModule):
+        return []
+    layers: list[nn.Module] = []
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or node.target not in _RESHAPE_OPS or not node.args:
+            continue
+        source = node.args[0]
+        before = source.meta.get("val") if isinstance(source, torch.fx.Node) else None
+        after = node.meta.get("val")
+        if before is None or after is None or before.dim() < 2 or _keeps_channels(before.shape, after.shape):
+            continue
+        layers += [layer for layer in _producers(graph_module, source) if layer not in layers]
+    return layers
+
+
+_RESHAPE_OPS = (
+    torch.ops.aten.view.default,
+    torch.ops.aten.reshape.default,
+    torch.ops.aten._unsafe_view.default,
+    torch.ops.aten.unflatten.int,
+)
+
+
+def _keeps_channels(before: torch.Size, after: torch.Size) -> bool:
+    """Channels stay at dimension 1 (only later dimensions merged or split), or are flattened into features."""
+    import math
+
+    try:
+        if len(after) >= 2 and int(after[1]) == int(before[1]):
+            return True
+        return len(after) == 2 and int(after[1]) == math.prod(int(d) for d in before[1:])
+    except (TypeError, RuntimeError):  # a symbolic size that cannot be compared: assume it regroups
+        return False
+
+
+def _producers(graph_module: torch.fx.GraphModule, start: torch.fx.Node) -> list[nn.Module]:
+    """The convolution and linear layers whose outputs flow, through any non-weighted ops, into ``start``."""
+    found: list[nn.Module] = []
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op == "call_module":
+            layer = graph_module.get_submodule(str(node.target))
+            if isinstance(layer, PRUNABLE_TYPES):
+                found.append(layer)
+                continue
+        if node.op in ("call_module", "call_function", "call_method"):
+            stack += [arg for arg in node.all_input_nodes if arg.op != "get_attr"]
+    return found
+
+
 def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float, technique: str = "") -> PruneSummary:
     """Removes ``ratio`` of the channels of every layer (L2 magnitude), in place, keeping the network consistent.
 
@@ -160,7 +225,8 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float, techn
     try:
         macs_before, params_before = tp.utils.count_ops_and_params(module, example)
         ignored = [classifier_layer(module)]
-        kept_whole = _layers_feeding(module, example, ignored)
+        kept_whole = _layers_feeding_regrouped_channels(module)
+        kept_whole += [layer for layer in _layers_feeding(module, example, ignored) if layer not in kept_whole]
         with _reshapes_it_cannot_follow():
             pruner = tp.pruner.MetaPruner(
                 module,
