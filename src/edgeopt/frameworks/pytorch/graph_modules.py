@@ -100,7 +100,12 @@ def _require_free_batch(module: GraphModule) -> None:
     interpreter = _NodeTracking(module)
     try:
         with torch.no_grad():
-            interpreter.run(example)
+            output = interpreter.run(example)
+        outputs = [t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
+        if any(t.dim() == 0 or t.shape[0] != len(example) for t in outputs):
+            interpreter.current = interpreter.lost_batch
+            shapes = [tuple(t.shape) for t in outputs]
+            raise ValueError(f"a batch of {len(example)} images gave outputs of shape {shapes}")
     except Exception as exc:
         node = interpreter.current
         where = f"operation {node.name} ({node.target})" if node is not None else "the graph"
@@ -113,11 +118,26 @@ def _require_free_batch(module: GraphModule) -> None:
 
 
 class _NodeTracking(torch.fx.Interpreter):
+    """Remembers the node being run, and the first reshape that turned a batch-leading tensor into another size."""
+
     current: Node | None = None
+    lost_batch: Node | None = None
+    batch = 2
 
     def run_node(self, n: Node) -> Any:
         self.current = n
-        return super().run_node(n)
+        result = super().run_node(n)
+        if self.lost_batch is None and n.op == "call_function" and n.target in _RESHAPES:
+            source = self.env.get(n.args[0]) if isinstance(n.args[0], Node) else None
+            if (
+                isinstance(source, torch.Tensor)
+                and isinstance(result, torch.Tensor)
+                and source.dim() > 0
+                and source.shape[0] == self.batch
+                and (result.dim() == 0 or result.shape[0] != self.batch)
+            ):
+                self.lost_batch = n
+        return result
 
 
 def _source_line(node: Node | None) -> str:
