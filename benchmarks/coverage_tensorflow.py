@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.results_file import replace_section
+
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -34,6 +35,7 @@ RESULTS = Path(__file__).parent / "results" / "coverage.md"
 # Raw rows of the latest run of each model: a rerun of some models (--models) replaces only their rows.
 ROWS = Path(__file__).parent / "results" / "coverage_tensorflow.json"
 SECTION = "## TensorFlow / Keras"
+TITLE = "Coverage: every model through every technique"
 TECHNIQUES = (
     "ptq_int8",
     "ptq_int4",
@@ -326,12 +328,8 @@ def totals(results: list[dict[str, Any]]) -> list[str]:
 
 def write_section(lines: list[str], path: Path = RESULTS) -> None:
     """Replace (or add) this section of ``coverage.md``, leaving the other frameworks' sections alone."""
-    text = path.read_text() if path.exists() else "# Coverage: every model through every technique\n\n"
-    body = "\n".join(lines).rstrip() + "\n\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    body = lines[1:] if lines and lines[0] == SECTION else lines
+    replace_section(path, SECTION, body, TITLE)
 
 
 # -------------------------------------------------------------------------------------------- processes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).parent / "results"
@@ -15,3 +16,16 @@ def append_section(name: str, title: str, lines: list[str]) -> str:
     previous = path.read_text() if path.exists() else f"# {title}\n\n"
     path.write_text(previous + text + "\n")
     return text
+
+
+def replace_section(path: Path, heading: str, lines: list[str], title: str) -> None:
+    """Replace the ``## heading`` section of ``path`` (up to the next ``## ``), or add it; other sections stay.
+
+    Several benchmarks share one results file (coverage.md: one section per framework); each rewrites only its own.
+    """
+    text = path.read_text() if path.exists() else f"# {title}\n\n"
+    body = "\n".join([heading, *lines]).rstrip() + "\n\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)

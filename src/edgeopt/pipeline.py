@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 BASELINE = "baseline"
 MEASURE_START = 0.85  # share of a technique's progress bar given to its own work; measuring takes the rest
+CHANCE_FACTOR = 1.5  # a baseline scoring at most this many times chance (1 / classes) is broken, not compressible
 _VERSIONED_PACKAGES = (
     "edgeopt",
     "torch",
@@ -78,6 +79,9 @@ class ExperimentSpec:
     experiment_id: str = "local"
     dataset_label: str | None = None  # what the report calls the dataset (a custom path's display name)
     preprocessing: Preprocessing | None = None  # the user's input convention; None = the model's own
+    # Off only for conformance benchmarks and tests of random-initialised models; the CLI, the Python API's
+    # ``optimize`` and the service never turn it off, so a user's at-chance model always stops the run.
+    check_baseline: bool = True
 
     def validate(self) -> None:
         _check_choice("framework", self.framework, catalog.FRAMEWORKS)
@@ -173,7 +177,41 @@ def library_versions() -> dict[str, str]:
 def _readable_error(technique: str, exc: BaseException) -> str:
     if isinstance(exc, EdgeOptError):
         return str(exc)
-    return f"{technique} stopped with an unexpected error ({type(exc).__name__}: {exc})."
+    return f"{technique} stopped with an unexpected error ({type(exc).__name__}: {_first_line(exc)})."
+
+
+def _technique_error(technique: str, exc: BaseException) -> str:
+    """A failed run's message: the technique's own sentence, or for an unexpected exception one that says what
+    happened and what to do; the traceback goes to the log, never to the user."""
+    if isinstance(exc, EdgeOptError):
+        return str(exc)
+    return (
+        f"{technique} could not transform this model: EdgeOpt hit an internal error it does not yet handle "
+        f"({type(exc).__name__}: {_first_line(exc)}). This is an EdgeOpt bug, not a fault of the model: please "
+        "report it with the model's architecture. The other techniques' results are unaffected; use one of them."
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def check_baseline(accuracy: float, num_classes: int, dataset: str) -> None:
+    """Stops an experiment whose original model is no better than chance: compressing it would be meaningless."""
+    chance = 1.0 / max(1, num_classes)
+    limit = CHANCE_FACTOR * chance
+    if num_classes < 2 or accuracy > limit:
+        return
+    raise InvalidInput(
+        f"The original model scores {accuracy:.1%} on the test split of {dataset}, no better than chance "
+        f"({chance:.1%} for {num_classes} classes; EdgeOpt needs more than {limit:.1%}), so no technique was run. "
+        "Likely causes: preprocessing that differs from training (input size, channel order, 0..1 versus 0..255 "
+        "values, mean/std normalization), a class order that differs from the dataset's labels, or BatchNorm "
+        "running statistics that were never learned (a model trained too briefly or exported in training mode). "
+        "Check the model on this data, fix the cause and start again.",
+        field="model",
+    )
 
 
 def write_report(report: Report, out_dir: Path) -> Path:
@@ -320,6 +358,8 @@ class Pipeline:
             baseline=report.baseline.model_dump(mode="json"),
             lineage=report.lineage,
         )
+        if spec.check_baseline:
+            check_baseline(report.baseline.accuracy, data.num_classes, report.experiment.dataset)
 
         for index, name in enumerate(techniques):
             if name in self._previous:
@@ -441,7 +481,7 @@ class Pipeline:
             return RunResult(
                 technique=name,
                 status="failed",
-                error=_readable_error(name, exc),
+                error=_technique_error(name, exc),
                 config=config_dump,
                 duration_s=time.perf_counter() - started,
             )

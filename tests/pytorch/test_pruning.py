@@ -198,3 +198,46 @@ def test_data_dependent_control_flow_fails_with_a_readable_sentence(digits32, tm
     with pytest.raises(TechniqueFailed, match=r"cannot be captured by torch\.export.*Upload"):
         PruneStructured().apply(ctx, PruneStructuredConfig(epochs=0))
     assert not (tmp_path / "prune_structured.pte").exists()
+
+
+class ShuffleNet(nn.Module):
+    """ShuffleNet V2's channel shuffle in miniature: a stem whose channels are regrouped, then a plain block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.stem(x)
+        b, c, h, w = y.shape
+        y = y.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+        return self.head(self.block(y).mean(dim=(2, 3)))
+
+
+def test_a_batch_1_export_with_a_channel_shuffle_trains_on_batches_and_prunes_around_the_shuffle() -> None:
+    torch.manual_seed(0)
+    eager = _trained_statistics(ShuffleNet())
+    program = torch.export.export(eager, (torch.rand(1, 1, 16, 16),))  # the usual way: the view pins batch 1
+    module = editable_module(program)
+    x = torch.rand(5, 1, 16, 16)
+    torch.testing.assert_close(module(x), eager(x), atol=1e-5, rtol=1e-5)  # batch 5 where the export saw 1
+    summary = prune_channels(module, torch.rand(1, 1, 16, 16), ratio=0.5)
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 8], "the shuffled stem stays whole; the block loses half"
+    assert summary.kept_whole == ("stem.0",) and "channel shuffle" in summary.describe()
+    assert module(torch.rand(3, 1, 16, 16)).shape == (3, 10)
+
+
+def test_nothing_but_shuffled_channels_to_prune_is_skipped_naming_the_layers() -> None:
+    class OnlyShuffled(ShuffleNet):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.stem(x)
+            b, c, h, w = y.shape
+            y = y.view(b, 2, c // 2, h, w).transpose(1, 2).contiguous().view(b, c, h, w)
+            return self.head(y.mean(dim=(2, 3)).repeat(1, 2))
+
+    module = editable_module(torch.export.export(OnlyShuffled().eval(), (torch.rand(1, 1, 16, 16),)))
+    with pytest.raises(Unsupported, match=r"prune_structured found no channel.*stem\.0.*prune_unstructured"):
+        prune_channels(module, torch.rand(1, 1, 16, 16), ratio=0.5, technique="prune_structured")

@@ -88,12 +88,21 @@ class PyTorchBackend:
 def _baseline_program(loaded: LoadedModel, example: torch.Tensor) -> torch.export.ExportedProgram:
     program = loaded.info.get("program")
     if isinstance(program, torch.export.ExportedProgram):
-        return program
+        if _has_static_batch(program):
+            return program
+        # A dynamic batch lowers to a .pte that XNNPACK refuses to run; the board runs batch 1, like every artifact.
+        return export_program(program.module(), example, strict=False)
     if loaded.kind == "torchscript":
         program = torchscript_to_program(loaded.model, example)
         loaded.info["program"] = program
         return program
     return export_program(loaded.model, example)
+
+
+def _has_static_batch(program: torch.export.ExportedProgram) -> bool:
+    users = {spec.arg.name for spec in program.graph_signature.input_specs if spec.kind.name == "USER_INPUT"}
+    shapes = [n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder" and n.name in users]
+    return all(value is not None and isinstance(value.shape[0], int) for value in shapes)
 
 
 def torchscript_to_program(module: torch.jit.ScriptModule, example: torch.Tensor) -> torch.export.ExportedProgram:

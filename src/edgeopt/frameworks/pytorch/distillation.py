@@ -55,7 +55,9 @@ class Distillation:
         teacher = trainable_copy(ctx.model, self.name).eval()
         reporter.stage(f"Building the student ({config.width_ratio:.0%} of the teacher's channels)", 0.02)
         student = copy.deepcopy(teacher)
-        summary = prune_channels(student, example_input(ctx.data.image_shape), ratio=1.0 - config.width_ratio)
+        summary = prune_channels(
+            student, example_input(ctx.data.image_shape), ratio=1.0 - config.width_ratio, technique=self.name
+        )
         fine_tune(
             student,
             ctx.data,

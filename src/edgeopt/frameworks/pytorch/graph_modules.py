@@ -20,6 +20,8 @@ from torch import nn
 from torch.export import ExportedProgram
 from torch.fx import GraphModule, Node
 
+from edgeopt.errors import Unsupported
+
 aten = torch.ops.aten
 
 
@@ -44,17 +46,20 @@ def editable_module(model: nn.Module | ExportedProgram) -> nn.Module:
     Accepts an ExportedProgram or the GraphModule its ``.module()`` returns.
     """
     if isinstance(model, ExportedProgram):
-        return EditableModel(_rebuild_layers(model.module()))
+        model = model.module()
     if isinstance(model, GraphModule) and any(
         node.op == "call_function" and node.target in _BUILDERS for node in model.graph.nodes
     ):
-        return EditableModel(_rebuild_layers(model))
+        rebuilt = _rebuild_layers(model).eval()  # eval: the batch check must not move BatchNorm statistics
+        _require_free_batch(rebuilt)
+        return EditableModel(rebuilt)
     return copy.deepcopy(model)
 
 
 def _rebuild_layers(exported: GraphModule) -> GraphModule:
     graph = copy.deepcopy(exported.graph)
     root = nn.Module()
+    image = next((node for node in graph.nodes if node.op == "placeholder"), None)
     for node in list(graph.nodes):
         if node.op == "call_module" and str(node.target).startswith("_guards") and not node.users:
             # torch.export's input guards pin the example's batch size; training needs other batch sizes.
@@ -64,8 +69,8 @@ def _rebuild_layers(exported: GraphModule) -> GraphModule:
         layer = builder(node, exported) if builder else None
         if layer is not None:
             _replace_with_layer(graph, node, layer, root)
-        elif node.op == "call_function" and node.target in (aten.view.default, aten.reshape.default):
-            _generalise_flatten(graph, node)
+        elif node.op == "call_function" and node.target in _RESHAPES and not _generalise_flatten(graph, node):
+            _free_batch(graph, node, image)
     for node in list(graph.nodes):
         if node.op == "get_attr":
             if node.users:
@@ -79,6 +84,74 @@ def _rebuild_layers(exported: GraphModule) -> GraphModule:
             setattr(rebuilt, spec, getattr(exported, spec))
     rebuilt.recompile()
     return rebuilt
+
+
+def _require_free_batch(module: GraphModule) -> None:
+    """Runs a batch of two through the rebuilt graph; a shape it still pins is named with the user's source line.
+
+    Training and calibration feed batches, so a program whose batch could not be freed (a literal the rewrite does
+    not recognise, such as a batch folded into another dimension) cannot be transformed; the user can re-export it.
+    """
+    image = next((node for node in module.graph.nodes if node.op == "placeholder"), None)
+    value = image.meta.get("val") if image is not None else None
+    if value is None or value.dim() == 0:
+        return
+    example = torch.zeros(2, *(int(d) for d in value.shape[1:]))
+    interpreter = _NodeTracking(module)
+    try:
+        with torch.no_grad():
+            output = interpreter.run(example)
+        outputs = [t for t in torch.utils._pytree.tree_leaves(output) if isinstance(t, torch.Tensor)]
+        if any(t.dim() == 0 or t.shape[0] != len(example) for t in outputs):
+            interpreter.current = interpreter.lost_batch
+            shapes = [tuple(t.shape) for t in outputs]
+            raise ValueError(f"a batch of {len(example)} images gave outputs of shape {shapes}")
+    except Exception as exc:
+        node = interpreter.current
+        where = f"operation {node.name} ({node.target})" if node is not None else "the graph"
+        line = _source_line(node)
+        raise Unsupported(
+            f"The exported program fixes its batch size in {where}{line}, so it cannot be fine-tuned or "
+            f"calibrated on batches ({_first_line(exc)}). Export it with a dynamic batch dimension: "
+            "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))."
+        ) from exc
+
+
+class _NodeTracking(torch.fx.Interpreter):
+    """Remembers the node being run, and the first reshape that turned a batch-leading tensor into another size."""
+
+    current: Node | None = None
+    lost_batch: Node | None = None
+    batch = 2
+
+    def run_node(self, n: Node) -> Any:
+        self.current = n
+        result = super().run_node(n)
+        if self.lost_batch is None and n.op == "call_function" and n.target in _RESHAPES:
+            source = self.env.get(n.args[0]) if isinstance(n.args[0], Node) else None
+            if (
+                isinstance(source, torch.Tensor)
+                and isinstance(result, torch.Tensor)
+                and source.dim() > 0
+                and source.shape[0] == self.batch
+                and (result.dim() == 0 or result.shape[0] != self.batch)
+            ):
+                self.lost_batch = n
+        return result
+
+
+def _source_line(node: Node | None) -> str:
+    """`` at model.py:32 `x = x.view(...)``` from the node's recorded stack trace, or nothing."""
+    trace = (node.meta.get("stack_trace") or "") if node is not None else ""
+    lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
+    if len(lines) >= 2 and lines[-2].startswith("File "):
+        return f" ({lines[-2]}: {lines[-1]})"
+    return ""
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def _replace_with_layer(graph: torch.fx.Graph, node: Node, layer: nn.Module, root: nn.Module) -> None:
@@ -98,7 +171,7 @@ def _replace_with_layer(graph: torch.fx.Graph, node: Node, layer: nn.Module, roo
     graph.erase_node(node)
 
 
-def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> None:
+def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> bool:
     """``x.view(1, 512)`` recorded with the export's batch and channel count -> ``flatten(x, 1)``.
 
     Pruning changes the channel count and training changes the batch, so a reshape frozen at export time would
@@ -106,8 +179,10 @@ def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> None:
     """
     source, shape = node.args[0], node.args[1]
     value = source.meta.get("val") if isinstance(source, Node) else None
-    if value is None or len(shape) != 2 or value.dim() <= 2:
-        return
+    if node.target is aten.expand.default or value is None or len(shape) != 2 or value.dim() <= 2:
+        return False
+    if not all(isinstance(d, int) for d in shape) or not all(isinstance(d, int) for d in value.shape):
+        return False  # a dynamic-batch export already reads the batch from its input
     features = math.prod(int(d) for d in value.shape[1:])
     if int(shape[0]) in (int(value.shape[0]), -1) and int(shape[1]) in (features, -1):
         with graph.inserting_before(node):
@@ -115,6 +190,39 @@ def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> None:
         flat.meta = dict(node.meta)
         node.replace_all_uses_with(flat)
         graph.erase_node(node)
+        return True
+    return False
+
+
+def _free_batch(graph: torch.fx.Graph, node: Node, image: Node | None) -> None:
+    """``x.view(1, 2, 58, 4, 4)`` recorded at the export's batch -> ``x.view(x_in.size(0), 2, 58, 4, 4)``.
+
+    A program exported with a batch-1 example (the usual ``torch.export.export(model, (x[:1],))``) writes the batch
+    into every reshape as a literal, so ShuffleNet's channel shuffle or a ViT's class-token ``expand`` break as soon
+    as fine-tuning or calibration feeds a batch of 64. A leading literal equal to the exported batch, on a tensor
+    whose own leading dimension is that batch, is the batch: it becomes the input's size at run time.
+    """
+    batch = _static_batch(image) if image is not None else None
+    source, shape = node.args[0], node.args[1]
+    # expand broadcasts a stored tensor (a class token) to the batch: its output, not its source, holds the batch.
+    holder = node if node.target is aten.expand.default else source
+    value = holder.meta.get("val") if isinstance(holder, Node) else None
+    if batch is None or value is None or value.dim() == 0 or not isinstance(shape, list | tuple) or not shape:
+        return
+    if not isinstance(shape[0], int) or shape[0] != batch or not isinstance(value.shape[0], int):
+        return
+    if int(value.shape[0]) != batch:
+        return
+    with graph.inserting_before(node):
+        size = graph.call_function(aten.sym_size.int, (image, 0))
+    node.args = (source, [size, *shape[1:]], *node.args[2:])
+
+
+def _static_batch(image: Node) -> int | None:
+    value = image.meta.get("val")
+    if value is None or value.dim() == 0 or not isinstance(value.shape[0], int):
+        return None
+    return int(value.shape[0])
 
 
 def _tensor(module: GraphModule, node: Any) -> torch.Tensor | None:
@@ -198,6 +306,8 @@ def _safe(build: Callable[[Node, GraphModule], nn.Module | None]) -> Callable[[N
 
     return wrapper
 
+
+_RESHAPES = (aten.view.default, aten.reshape.default, aten._unsafe_view.default, aten.expand.default)
 
 _BUILDERS: dict[Any, Callable[[Node, GraphModule], nn.Module | None]] = {
     aten.conv2d.default: _safe(_conv),

@@ -7,9 +7,12 @@ teacher, so every architecture torch-pruning can trace works for all three with 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+from unittest import mock
 
 import torch
 from torch import nn
@@ -66,47 +69,203 @@ class PruneSummary:
     params_after: int
     macs_before: int
     macs_after: int
+    kept_whole: tuple[str, ...] = ()  # layers left at full width: their channels feed a reshape (channel shuffle)
 
     def describe(self) -> str:
-        return (
+        text = (
             f"parameters {self.params_before:,} -> {self.params_after:,} "
             f"({self.params_before / max(1, self.params_after):.1f}x fewer), multiply-adds "
             f"{self.macs_before:,} -> {self.macs_after:,} ({self.macs_before / max(1, self.macs_after):.1f}x fewer)"
         )
+        if self.kept_whole:
+            text += (
+                f"; {len(self.kept_whole)} layer(s) kept all their channels because those feed a reshape that "
+                f"regroups channels (such as a channel shuffle), which torch-pruning cannot follow: "
+                f"{_names(self.kept_whole)}"
+            )
+        return text
 
 
-def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float) -> PruneSummary:
+def _names(layers: tuple[str, ...], shown: int = 3) -> str:
+    more = f" and {len(layers) - shown} more" if len(layers) > shown else ""
+    return ", ".join(layers[:shown]) + more
+
+
+@contextmanager
+def _reshapes_it_cannot_follow() -> Iterator[set[Any]]:
+    """Collects the reshape nodes torch-pruning fails to map, instead of letting it crash on them.
+
+    torch-pruning maps channel indices through a reshape only when it flattens channels into features; a reshape
+    that splits the channel dimension (ShuffleNet's ``view(b, groups, c // groups, h, w)``, attention heads) makes
+    its index mapping divide by zero while the dependency graph is built. The nodes it could not map are recorded
+    so the channel groups passing through them are left whole.
+    """
+    from torch_pruning.dependency import index_mapping
+
+    original = index_mapping.update_reshape_index_mapping
+    unfollowable: set[Any] = set()
+
+    def guarded(graph: Any, node: Any) -> None:
+        try:
+            original(graph, node)
+        except Exception:  # noqa: BLE001 - any failure here means "cannot follow this reshape"
+            unfollowable.add(node)
+
+    with mock.patch.object(index_mapping, "update_reshape_index_mapping", guarded):
+        yield unfollowable
+
+
+def _layers_feeding(module: nn.Module, example: torch.Tensor, ignored: list[nn.Module]) -> list[nn.Module]:
+    """The layers whose output channels reach a reshape torch-pruning cannot follow: pruning them is unsafe.
+
+    Each layer's channel group is traced on its own; a group that passes through such a reshape, or that
+    torch-pruning cannot even trace (its concat and split bookkeeping around a channel shuffle), is left whole.
+    """
+    import torch_pruning as tp
+
+    unsafe: list[nn.Module] = []
+    # torch-pruning maps indices again for every group it builds, so the guard stays on while groups are traced.
+    with _reshapes_it_cannot_follow() as unfollowable:
+        graph = tp.DependencyGraph().build_dependency(module, example_inputs=example, ignored_layers=ignored)
+        if not unfollowable:
+            return []
+        for layer in list(graph.module2node):
+            pruner = graph.get_pruner_of_module(layer)
+            if layer in ignored or not isinstance(layer, PRUNABLE_TYPES) or pruner is None:
+                continue
+            channels = pruner.get_out_channels(layer)
+            try:
+                group = graph.get_pruning_group(layer, pruner.prune_out_channels, list(range(channels)))
+            except Exception:  # noqa: BLE001 - torch-pruning cannot trace this group: leave it whole
+                unsafe.append(layer)
+                continue
+            if any(dep.source in unfollowable or dep.target in unfollowable for dep, _ in group):
+                unsafe.append(layer)
+    return unsafe
+
+
+def _layers_feeding_regrouped_channels(module: nn.Module) -> list[nn.Module]:
+    """In a rebuilt ``.pt2``, the layers whose channels reach a reshape that regroups the channel dimension.
+
+    torch-pruning maps channel indices through a reshape only when it flattens channels into features; it reads
+    ShuffleNet's ``view(b, groups, c // groups, h, w)`` as a plain pass-through and would prune the channels it
+    regroups, leaving a view that no longer fits. The graph's recorded shapes show which reshapes do that: any that
+    changes dimension 1 other than by flattening everything after the batch.
+    """
+    from torch.fx import GraphModule
+
+    graph_module = getattr(module, "graph_module", None)
+    if not isinstance(graph_module, GraphModule):
+        return []
+    layers: list[nn.Module] = []
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or node.target not in _RESHAPE_OPS or not node.args:
+            continue
+        source = node.args[0]
+        before = source.meta.get("val") if isinstance(source, torch.fx.Node) else None
+        after = node.meta.get("val")
+        if before is None or after is None or before.dim() < 2 or _keeps_channels(before.shape, after.shape):
+            continue
+        layers += [layer for layer in _producers(graph_module, source) if layer not in layers]
+    return layers
+
+
+_RESHAPE_OPS = (
+    torch.ops.aten.view.default,
+    torch.ops.aten.reshape.default,
+    torch.ops.aten._unsafe_view.default,
+    torch.ops.aten.unflatten.int,
+)
+
+
+def _keeps_channels(before: torch.Size, after: torch.Size) -> bool:
+    """Channels stay at dimension 1 (only later dimensions merged or split), or are flattened into features."""
+    import math
+
+    try:
+        if len(after) >= 2 and int(after[1]) == int(before[1]):
+            return True
+        return len(after) == 2 and int(after[1]) == math.prod(int(d) for d in before[1:])
+    except (TypeError, RuntimeError):  # a symbolic size that cannot be compared: assume it regroups
+        return False
+
+
+def _producers(graph_module: torch.fx.GraphModule, start: torch.fx.Node) -> list[nn.Module]:
+    """The convolution and linear layers whose outputs flow, through any non-weighted ops, into ``start``."""
+    found: list[nn.Module] = []
+    stack, seen = [start], set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        if node.op == "call_module":
+            layer = graph_module.get_submodule(str(node.target))
+            if isinstance(layer, PRUNABLE_TYPES):
+                found.append(layer)
+                continue
+        if node.op in ("call_module", "call_function", "call_method"):
+            stack += [arg for arg in node.all_input_nodes if arg.op != "get_attr"]
+    return found
+
+
+def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float, technique: str = "") -> PruneSummary:
     """Removes ``ratio`` of the channels of every layer (L2 magnitude), in place, keeping the network consistent.
 
     torch-pruning's dependency graph couples layers that must lose the same channels (a residual add, a depthwise
     convolution and its batch norm), so ResNet and MobileNet stay valid. Pruning is per layer (not global) so no
-    layer is emptied.
+    layer is emptied. Channels that flow into a reshape torch-pruning cannot follow keep their full width; if that
+    leaves nothing to remove, the technique is ``Unsupported`` with the layers named.
     """
     import torch_pruning as tp
 
     module.eval()
+    names = {layer: name.removeprefix("graph_module.") for name, layer in module.named_modules()}
+    what = technique or "Structured pruning"
     try:
         macs_before, params_before = tp.utils.count_ops_and_params(module, example)
-        pruner = tp.pruner.MetaPruner(
-            module,
-            example,
-            importance=tp.importance.MagnitudeImportance(p=2),
-            pruning_ratio=ratio,
-            global_pruning=False,
-            ignored_layers=[classifier_layer(module)],
-        )
-        pruner.step()
+        ignored = [classifier_layer(module)]
+        kept_whole = _layers_feeding_regrouped_channels(module)
+        kept_whole += [layer for layer in _layers_feeding(module, example, ignored) if layer not in kept_whole]
+        with _reshapes_it_cannot_follow():
+            pruner = tp.pruner.MetaPruner(
+                module,
+                example,
+                importance=tp.importance.MagnitudeImportance(p=2),
+                pruning_ratio=ratio,
+                global_pruning=False,
+                ignored_layers=ignored + kept_whole,
+            )
+            pruner.step()
         # Counting runs the pruned network once: a wrongly pruned graph fails here rather than at export.
         macs_after, params_after = tp.utils.count_ops_and_params(module, example)
     except EdgeOptError:
         raise
     except Exception as exc:  # torch-pruning raises assorted types on graphs it cannot follow
         raise TechniqueFailed(
-            f"torch-pruning could not remove channels from this model ({type(exc).__name__}: {exc}). "
-            "Models whose forward builds tensors from Python data or uses custom layers may need to be pruned "
-            "by hand."
+            f"{what} failed: torch-pruning could not remove channels consistently from this model "
+            f"({type(exc).__name__}: {_first_line(exc)}). Use prune_unstructured or ptq_int8 for this model, "
+            "or prune its channels by hand before exporting."
         ) from exc
-    return PruneSummary(int(params_before), int(params_after), int(macs_before), int(macs_after))
+    summary = PruneSummary(
+        int(params_before),
+        int(params_after),
+        int(macs_before),
+        int(macs_after),
+        kept_whole=tuple(names.get(layer, type(layer).__name__) for layer in kept_whole),
+    )
+    if summary.params_after >= summary.params_before:
+        raise Unsupported(
+            f"{what} found no channel it can remove: every layer's channels feed the classifier or a reshape that "
+            f"regroups channels, which torch-pruning cannot follow ({_names(summary.kept_whole) or 'none named'}). "
+            "Use prune_unstructured or ptq_int8 for this model."
+        )
+    return summary
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
 
 
 def prune_and_fine_tune(
@@ -121,7 +280,7 @@ def prune_and_fine_tune(
     """Structured pruning of the context's model followed by the fine-tune that recovers its accuracy."""
     module = trainable_copy(ctx.model, reporter.technique)
     reporter.stage(f"Removing {channel_sparsity:.0%} of the channels", 0.02)
-    summary = prune_channels(module, example_input(ctx.data.image_shape), channel_sparsity)
+    summary = prune_channels(module, example_input(ctx.data.image_shape), channel_sparsity, reporter.technique)
     fine_tune(
         module,
         ctx.data,
