@@ -8,9 +8,11 @@ the trained weights must still read digits; those that remove half the channels 
 them the check is that the ``.pte`` computes what the pruned network computes (the hybrid's INT8 file: that it
 runs and gives finite logits).
 
-Kept cheap: the smallest width (x0.5) at 32x32, techniques fine-tune one epoch on a 256-image train subset.
-``EDGEOPT_TEST_ALL_FAMILIES=1`` adds the other families of issue 12 (MobileNetV3, RegNet, ResNeXt, DenseNet,
-ConvNeXt) at the same settings; ``benchmarks/coverage.py`` covers the whole torchvision zoo.
+Kept cheap: the smallest width (x0.5) at 32x32, techniques fine-tune one epoch on a 256-image train subset. Each
+case lowers to ExecuTorch, about a minute on two cores, so ``make test`` runs the cases that failed before the fix
+(each failed a different way: a fake-tensor capture error, a batch-pinned view, a torch-pruning crash, a dynamic
+export); ``EDGEOPT_TEST_ALL_FAMILIES=1`` runs every technique in both export styles and adds the other families of
+issue 12 (MobileNetV3, RegNet, ResNeXt, DenseNet, ConvNeXt); ``benchmarks/coverage.py`` covers the whole zoo.
 """
 
 from __future__ import annotations
@@ -35,10 +37,19 @@ from tests.techniques_template import TECHNIQUES
 
 pytestmark = pytest.mark.slow
 
+ALL = os.environ.get("EDGEOPT_TEST_ALL_FAMILIES") == "1"
 FAMILIES = ["shufflenet_v2_x0_5"]
-if os.environ.get("EDGEOPT_TEST_ALL_FAMILIES") == "1":
+if ALL:
     FAMILIES += ["mobilenet_v3_small", "regnet_x_400mf", "resnext50_32x4d", "densenet121", "convnext_tiny"]
 STYLES = ["static", "dynamic"]
+# (export style, technique) pairs in `make test`; every pair with EDGEOPT_TEST_ALL_FAMILIES=1.
+DEFAULT_CASES = [
+    ("static", "ptq_int8"),
+    ("static", "prune_unstructured"),
+    ("static", "prune_structured"),
+    ("dynamic", "ptq_int8"),
+]
+CASES = [(style, technique) for style in STYLES for technique in TECHNIQUES] if ALL else DEFAULT_CASES
 MINIMAL = {"epochs": 1}
 CALIBRATION = {"calibration_samples": 32}
 
@@ -64,28 +75,34 @@ def trained(request: pytest.FixtureRequest, digits_rgb: Dataset) -> torch.nn.Mod
     return model.eval()
 
 
-@pytest.fixture(scope="module", params=STYLES)
-def uploaded(
-    request: pytest.FixtureRequest,
-    trained: torch.nn.Module,
-    digits_rgb: Dataset,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> LoadedModel:
-    """The trained model saved as a user would and loaded as the pipeline loads an upload."""
+@pytest.fixture(scope="module")
+def uploads(
+    trained: torch.nn.Module, digits_rgb: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, LoadedModel]:
+    """The trained model saved both ways a user does and loaded as the pipeline loads an upload."""
     x = torch.rand(2, 3, 32, 32)
-    if request.param == "static":
-        program = torch.export.export(trained, (x[:1],))
-    else:
-        program = torch.export.export(trained, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
-    path = tmp_path_factory.mktemp("families") / "model.pt2"
-    torch.export.save(program, str(path))
-    return PyTorchBackend().load(ModelSource(path=path), digits_rgb)
+    loaded = {}
+    for style in STYLES:
+        if style == "static":
+            program = torch.export.export(trained, (x[:1],))
+        else:
+            program = torch.export.export(trained, (x,), dynamic_shapes=({0: torch.export.Dim("batch")},))
+        path = tmp_path_factory.mktemp("families") / f"model-{style}.pt2"
+        torch.export.save(program, str(path))
+        loaded[style] = PyTorchBackend().load(ModelSource(path=path), digits_rgb)
+    return loaded
 
 
-@pytest.mark.parametrize("technique", TECHNIQUES)
+@pytest.mark.parametrize(("style", "technique"), CASES)
 def test_every_technique_completes_and_its_artifact_classifies(
-    technique: str, uploaded: LoadedModel, digits_rgb: Dataset, tmp_path: Path, request: pytest.FixtureRequest
+    style: str,
+    technique: str,
+    uploads: dict[str, LoadedModel],
+    digits_rgb: Dataset,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
+    uploaded = uploads[style]
     small = replace(digits_rgb, x_train=digits_rgb.x_train[:256], y_train=digits_rgb.y_train[:256])
     overrides = {} if technique in ("ptq_int8", "ptq_int4") else dict(MINIMAL)
     if technique in ("ptq_int8", "hybrid_prune_int8"):
