@@ -131,6 +131,15 @@ def store_recommendation(session: Session, exp: Experiment, body: Recommendation
 
 
 def store_report(session: Session, exp: Experiment, report: dict[str, Any]) -> None:
+    """The finished report over what the stream stored run by run: the end of an experiment re-times every artifact
+    side by side (``edgeopt.host_timing``), so the final baseline and runs carry the latencies that compare."""
+    if report.get("baseline"):
+        exp.baseline = report["baseline"]
+    rows = {row.technique: row for row in exp.runs}
+    for run in report.get("runs", []):
+        row = rows.get(run["technique"])
+        if row is not None:
+            row.apply_result(RunResult.model_validate(run))
     recommendation = report.get("recommendation")
     if recommendation is not None:
         body = RecommendationBody.model_validate(recommendation)
@@ -158,6 +167,7 @@ def build_report(exp: Experiment) -> Report:
             device=exp.device,
             goal=exp.goal,
             constraints={k: v for k, v in (exp.constraints or {}).items() if v is not None},
+            preprocessing=exp.preprocessing,
         ),
         baseline=exp.baseline_result(),
         runs=finished_runs(exp),
