@@ -27,7 +27,7 @@ run: install frontend
 	$(BIN)/edgeopt serve --host $(HOST) --port $(PORT)
 
 test-python: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 test-frontend: frontend
 	@if [ -f frontend/package.json ]; then cd frontend && npm test; fi
