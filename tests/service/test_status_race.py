@@ -24,9 +24,10 @@ ROUNDS = 100
 
 
 async def _race_rounds(
-    app: FastAPI, second: Callable[[httpx.AsyncClient, str], Any], rounds: int
+    app: FastAPI, second: Callable[[httpx.AsyncClient, str, int], Any], rounds: int
 ) -> tuple[list[tuple[str, int, int]], list[str]]:
-    """``rounds`` times: create a ready experiment, then send start and ``second`` at once."""
+    """``rounds`` times: create a ready experiment, then send start and ``second`` at once (``second`` gets the
+    round's index, so it can stagger itself)."""
     spawned: list[str] = []
     async with app.router.lifespan_context(app):
         manager: JobManager = app.state.jobs
@@ -40,12 +41,12 @@ async def _race_rounds(
         transport = httpx.ASGITransport(app=app)
         results: list[tuple[str, int, int]] = []
         async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
-            for _ in range(rounds):
+            for round_index in range(rounds):
                 created = await client.post("/api/experiments", json=experiment_body(arch="resnet18"))
                 assert created.status_code == 201, created.text
                 experiment_id = created.json()["id"]
                 start, other = await asyncio.gather(
-                    client.post(f"/api/experiments/{experiment_id}/start"), second(client, experiment_id)
+                    client.post(f"/api/experiments/{experiment_id}/start"), second(client, experiment_id, round_index)
                 )
                 for response in (start, other):
                     assert response.status_code < 500, response.text
@@ -58,7 +59,11 @@ async def _race_rounds(
 def test_start_racing_delete_has_one_winner_and_never_a_worker_for_a_deleted_experiment(settings: Settings) -> None:
     app = create_app(settings)
 
-    async def delete(client: httpx.AsyncClient, experiment_id: str) -> httpx.Response:
+    async def delete(client: httpx.AsyncClient, experiment_id: str, round_index: int) -> httpx.Response:
+        # Every tenth round is a dead heat; the others hold the delete back by up to 90 ms, so that on any database
+        # and host some starts win too and the job runner's side of the race is exercised (on PostgreSQL a delete
+        # sent at the same instant won all 100 rounds).
+        await asyncio.sleep((round_index % 10) * 0.01)
         return await client.delete(f"/api/experiments/{experiment_id}")
 
     results, spawned = asyncio.run(_race_rounds(app, delete, ROUNDS))
@@ -81,7 +86,7 @@ def test_start_racing_delete_has_one_winner_and_never_a_worker_for_a_deleted_exp
 def test_start_racing_cancel_leaves_a_consistent_status(settings: Settings, rounds: int) -> None:
     app = create_app(settings)
 
-    async def cancel(client: httpx.AsyncClient, experiment_id: str) -> httpx.Response:
+    async def cancel(client: httpx.AsyncClient, experiment_id: str, round_index: int) -> httpx.Response:
         return await client.post(f"/api/experiments/{experiment_id}/cancel")
 
     results, _ = asyncio.run(_race_rounds(app, cancel, rounds))
