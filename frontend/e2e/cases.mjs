@@ -229,6 +229,9 @@ export const CASES = [
       await shot(ctx, "setup-phone", { phone: true });
       // Keyboard: Tab from the top reaches the skip link first, and it moves focus into the page.
       await page.goto("/new");
+      // Wait until the page has rendered: a Tab pressed while it still shows "Loading EdgeOpt…" lands on an element
+      // React then replaces, and focus falls back to the body (seen as a flaky failure, not a missing skip link).
+      await page.getByRole("heading", { name: "New experiment" }).waitFor();
       await page.keyboard.press("Tab");
       const focused = await page.evaluate(() => document.activeElement?.textContent);
       check(focused === "Skip to content", `first Tab stop is ${focused}, not the skip link`);
