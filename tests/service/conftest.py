@@ -124,6 +124,24 @@ def client(app: FastAPI) -> Iterator[TestClient]:
         yield test_client
 
 
+def tiny_npz() -> bytes:
+    """A valid two-class custom dataset as an ``.npz`` upload body (20 train, 6 test images of 8x8)."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    rng = np.random.default_rng(1)
+    np.savez(
+        buffer,
+        x_train=rng.random((20, 8, 8, 1), dtype=np.float32),
+        y_train=np.arange(20) % 2,
+        x_test=rng.random((6, 8, 8, 1), dtype=np.float32),
+        y_test=np.arange(6) % 2,
+    )
+    return buffer.getvalue()
+
+
 def experiment_body(**overrides: object) -> dict[str, object]:
     body: dict[str, object] = {"framework": "pytorch", "dataset": "digits", "device": "rpi4"}
     body.update(overrides)

@@ -16,6 +16,7 @@ from edgeopt.report import BaselineResult, LatencyStats, RunResult
 from edgeopt.report import Recommendation as RecommendationBody
 from edgeopt.service.db.models import Experiment, ExperimentProgress, OptimizationRun, Recommendation
 from edgeopt.service.db.session import make_session_factory
+from tests.service.conftest import tiny_npz
 
 BASE = {"framework": "pytorch", "dataset": "digits", "device": "rpi4"}
 
@@ -256,7 +257,7 @@ def test_delete_removes_rows_and_files(
 ) -> None:
     experiment = new_experiment()
     other = new_experiment()
-    upload = client.post(f"/api/experiments/{experiment['id']}/dataset", files={"file": ("d.npz", _tiny_npz())})
+    upload = client.post(f"/api/experiments/{experiment['id']}/dataset", files={"file": ("d.npz", tiny_npz())})
     assert upload.status_code == 200, upload.text
     artifact = storage_dir / "models" / experiment["id"] / "artifacts" / "ptq_int8.pte"
     artifact.parent.mkdir(parents=True)
@@ -298,18 +299,3 @@ def test_delete_refused_while_running(
     assert "cancel it" in response.json()["detail"]
 
 
-def _tiny_npz() -> bytes:
-    import io
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    rng = np.random.default_rng(1)
-    np.savez(
-        buffer,
-        x_train=rng.random((20, 8, 8, 1), dtype=np.float32),
-        y_train=np.arange(20) % 2,
-        x_test=rng.random((6, 8, 8, 1), dtype=np.float32),
-        y_test=np.arange(6) % 2,
-    )
-    return buffer.getvalue()

@@ -6,7 +6,6 @@ create/upload/delete clients never see a 5xx.
 
 from __future__ import annotations
 
-import io
 import socket
 import time
 from collections.abc import Iterator
@@ -14,28 +13,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.runner.live import LiveServer, server_env
-from tests.service.conftest import experiment_body
+from tests.service.conftest import experiment_body, tiny_npz
 
 STALLED_UPLOADS = 32
 IDLE_TIMEOUT_S = 4
 BOUNDARY = "edgeopt-stall-boundary"
-
-
-def _tiny_npz() -> bytes:
-    buffer = io.BytesIO()
-    rng = np.random.default_rng(1)
-    np.savez(
-        buffer,
-        x_train=rng.random((20, 8, 8, 1), dtype=np.float32),
-        y_train=np.arange(20) % 2,
-        x_test=rng.random((6, 8, 8, 1), dtype=np.float32),
-        y_test=np.arange(6) % 2,
-    )
-    return buffer.getvalue()
 
 
 @pytest.fixture
@@ -119,7 +104,7 @@ def _client_session(server: LiveServer, rounds: int, npz: bytes) -> list[int]:
 def test_parallel_create_upload_delete_clients_get_no_server_error(migrated_url: str, tmp_path: Path) -> None:
     env = server_env(tmp_path, EDGEOPT_DATABASE_URL=migrated_url)
     server = LiveServer(tmp_path, env).start()
-    npz = _tiny_npz()
+    npz = tiny_npz()
     try:
         with ThreadPoolExecutor(max_workers=20) as pool:
             results = list(pool.map(lambda _: _client_session(server, 3, npz), range(20)))
