@@ -4,9 +4,10 @@ PyTorch: walks ``torchvision.models.list_models(module=torchvision.models)``. Ea
 classes, run at the smallest input in ``SIZES`` it accepts, briefly trained on digits (``--train-batches``; 0 keeps
 the random initialisation), exported both ways a user would (``torch.export.export(model, (x[:1],))`` at static
 batch 1, and with a dynamic batch dimension) and put through the engine's own pipeline with every technique at
-minimal epochs. Each (architecture, export style) runs in its own subprocess with a timeout, so one model that
-hangs or crashes costs only its own row. The baseline-at-chance check is off here (a briefly trained model may
-still be near chance): this measures whether the techniques run, not how accurate the models are.
+minimal epochs on a slice of digits (``--train-images``, ``--test-images``). Each (architecture, export style)
+runs in its own subprocess with a timeout, so one model that hangs or crashes costs only its own row. The
+baseline-at-chance check is off here (a briefly trained model may still be near chance): this measures whether
+the techniques run, not how accurate the models are.
 
     .venv/bin/python -m benchmarks.coverage --framework pytorch [--models a,b] [--jobs 1] [--timeout 1800]
     .venv/bin/python -m benchmarks.coverage --framework tensorflow ...   (benchmarks/coverage_tensorflow.py)
@@ -48,25 +49,57 @@ MINIMAL_CONFIGS: dict[str, dict[str, Any]] = {
 # ------------------------------------------------------------------------------------------------ worker side
 
 
-def _input_size(model: Any) -> int:
-    """The smallest square size in SIZES the architecture runs at (ViTs want exactly 224, some nets >= 64)."""
-    import torch
+def build_at_smallest_size(arch: str) -> tuple[Any, int]:
+    """The architecture at the smallest square size in SIZES it runs at, and that size.
 
+    Vision transformers fix their input size when built (``image_size``), so they are built for each size tried;
+    other architectures are built once and tried at each size (some want at least 64, MaxViT exactly 224).
+    """
+    import inspect
+
+    import torch
+    import torchvision
+
+    builder = torchvision.models.get_model_builder(arch)
+    sized = "image_size" in inspect.signature(builder).parameters
+    model = None
     for size in SIZES:
         try:
+            if model is None or sized:
+                extra = {"image_size": size} if sized else {}
+                model = torchvision.models.get_model(arch, weights=None, num_classes=10, **extra).eval()
             with torch.no_grad():
                 model(torch.rand(1, 3, size, size))
         except Exception:  # noqa: BLE001 - too small for this architecture: try the next size
             continue
-        return size
+        return model, size
     raise RuntimeError(f"runs at none of the sizes {SIZES}")
 
 
-def run_worker(arch: str, style: str, out: Path, train_batches: int, epochs: int) -> dict[str, Any]:
+def digits_subset(path: Path, train: int, test: int) -> Path:
+    """The first images of the digits splits as a custom ``.npz`` dataset: coverage asks whether techniques run,
+    and the full train split would make every fine-tuning epoch several times longer without changing that answer."""
+    import numpy as np
+
+    from edgeopt.data import load_dataset
+
+    data = load_dataset("digits", seed=0)
+    np.savez(
+        path,
+        x_train=data.x_train[:train],
+        y_train=data.y_train[:train],
+        x_test=data.x_test[:test],
+        y_test=data.y_test[:test],
+    )
+    return path
+
+
+def run_worker(
+    arch: str, style: str, out: Path, train_batches: int, epochs: int, train_images: int, test_images: int
+) -> dict[str, Any]:
     """One architecture, one export style, every technique; returns (and writes) its row as JSON."""
     import torch
     import torch._dynamo  # noqa: F401 - before anything that might import TensorFlow
-    import torchvision
 
     from edgeopt.data import adapt, load_dataset
     from edgeopt.frameworks.pytorch.layout import iterate_batches
@@ -76,8 +109,7 @@ def run_worker(arch: str, style: str, out: Path, train_batches: int, epochs: int
     torch.manual_seed(0)
     row: dict[str, Any] = {"arch": arch, "style": style, "runs": {}}
     started = time.perf_counter()
-    model = torchvision.models.get_model(arch, weights=None, num_classes=10).eval()
-    size = _input_size(model)
+    model, size = build_at_smallest_size(arch)
     row["size"] = size
     data = adapt(load_dataset("digits", seed=0), size, size, 3)
     if train_batches:
@@ -104,7 +136,8 @@ def run_worker(arch: str, style: str, out: Path, train_batches: int, epochs: int
         return _write(out, row, started)
     spec = ExperimentSpec(
         framework="pytorch",
-        dataset="digits",
+        dataset=str(digits_subset(out.parent / "digits-subset.npz", train_images, test_images)),
+        dataset_label="digits",
         device="rpi4",
         out_dir=out.parent / f"{arch}-{style}",
         model=path,
@@ -151,6 +184,7 @@ def run_one(arch: str, style: str, args: argparse.Namespace, work: Path) -> dict
     command = [
         sys.executable, "-m", "benchmarks.coverage", "--worker", arch, "--style", style, "--row", str(out),
         "--train-batches", str(args.train_batches), "--epochs", str(args.epochs),
+        "--train-images", str(args.train_images), "--test-images", str(args.test_images),
     ]  # fmt: skip
     env = {**os.environ, "EDGEOPT_OFFLINE": "1", "EDGEOPT_LATENCY_SECONDS": "0"}
     try:
@@ -259,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per architecture and export style")
     parser.add_argument("--train-batches", type=int, default=20, help="digits batches of training; 0 = random init")
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs of every technique")
+    parser.add_argument("--train-images", type=int, default=320, help="digits images the techniques train on")
+    parser.add_argument("--test-images", type=int, default=120, help="digits images every result is scored on")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/edgeopt-coverage"))
     parser.add_argument("--rerun", action="store_true", help="run again what the results file already holds")
     parser.add_argument(
@@ -278,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.worker:
-        run_worker(args.worker, args.style, args.row, args.train_batches, args.epochs)
+        run_worker(
+            args.worker, args.style, args.row, args.train_batches, args.epochs, args.train_images, args.test_images
+        )
         return 0
     models = all_models()
     chosen = args.models.split(",") if args.models else models

@@ -50,6 +50,33 @@ def test_foreign_pt2_keeps_its_graph_and_input_spec(tmp_path: Path) -> None:
     assert isinstance(require_module(loaded, "ptq_int8"), nn.Module)
 
 
+class _TwoOutputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = self.conv(x)
+        return y.mean((2, 3)), y
+
+
+@pytest.mark.parametrize(
+    ("module", "needle"),
+    [
+        (nn.Sequential(nn.Conv2d(3, 4, 3)), r"a tensor of shape \(1, 4, 14, 14\)"),
+        (_TwoOutputs(), "a tuple"),
+    ],
+)
+def test_pt2_that_is_not_a_classifier_is_refused_naming_what_it_returns(
+    module: nn.Module, needle: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(module.eval(), (torch.rand(1, 3, 16, 16),)), str(path))
+    with pytest.raises(InvalidInput, match=needle) as raised:
+        load_pytorch(ModelSource(path=path), None, _settings())
+    assert "(batch, classes) tensor of logits" in str(raised.value)
+
+
 def test_state_dict_of_the_demo_needs_no_arch(torch_demo: LoadedModel, tmp_path: Path) -> None:
     path = tmp_path / "demo_state.pth"
     torch.save(torch_demo.model.state_dict(), path)

@@ -301,7 +301,16 @@ def _num_classes(module: nn.Module, input_shape: tuple[int, int, int]) -> int:
             f"The model does not run on a 1x{c}x{h}x{w} image ({_first_line(exc)}); give the input size it expects."
         ) from exc
     if not isinstance(output, torch.Tensor) or output.dim() != 2:
-        raise InvalidInput("The model must return one (batch, classes) tensor of logits.")
+        got = (
+            f"a tensor of shape {tuple(output.shape)}"
+            if isinstance(output, torch.Tensor)
+            else f"a {type(output).__name__}"
+        )
+        raise InvalidInput(
+            f"The model returned {got} for one image; EdgeOpt needs a classifier that returns one (batch, classes) "
+            "tensor of logits. Export the model with its classification head (pooling, flatten, final linear "
+            "layer) and, if it returns several outputs, wrap it so forward returns only the logits."
+        )
     return int(output.shape[1])
 
 
