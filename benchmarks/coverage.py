@@ -285,6 +285,14 @@ def write_table(rows: dict[str, dict[str, Any]], models: list[str], command: str
     return totals
 
 
+def _known_styles(text: str) -> list[str]:
+    styles = [s for s in text.split(",") if s]
+    unknown = sorted(set(styles) - set(STYLES))
+    if unknown or not styles:
+        raise argparse.ArgumentTypeError(f"styles are {', '.join(STYLES)}; got {text!r}")
+    return styles
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--framework", choices=("pytorch", "tensorflow"), default="pytorch")
@@ -296,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-images", type=int, default=320, help="digits images the techniques train on")
     parser.add_argument("--test-images", type=int, default=120, help="digits images every result is scored on")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/edgeopt-coverage"))
+    parser.add_argument(
+        "--styles",
+        default=",".join(STYLES),
+        type=lambda text: ",".join(_known_styles(text)),
+        help="export styles to run now (static, dynamic); the table counts an architecture once both are in",
+    )
     parser.add_argument("--rerun", action="store_true", help="run again what the results file already holds")
     parser.add_argument(
         "--collect",
@@ -325,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown architectures: {', '.join(unknown)}")
     store = RESULTS / "coverage_pytorch.json"
     rows: dict[str, dict[str, Any]] = json.loads(store.read_text()) if store.is_file() else {}
-    todo = [(m, s) for m in chosen for s in STYLES if args.rerun or f"{m}/{s}" not in rows]
+    styles = args.styles.split(",")
+    todo = [(m, s) for m in chosen for s in styles if args.rerun or f"{m}/{s}" not in rows]
     command = "python -m benchmarks.coverage " + shlex.join(argv if argv is not None else sys.argv[1:])
     if args.collect is not None:
         for arch, style in todo:
