@@ -16,8 +16,11 @@ from sqlalchemy import update
 from edgeopt.report import DeviceEstimate, LatencyStats, RunResult
 from edgeopt.service.db.models import BoardMeasurement, OptimizationRun, utcnow
 
-PI5 = {"name": "Raspberry Pi 5 Model B Rev 1.0", "device": "rpi5", "is_raspberry_pi": True, "cores": 4}
-LAPTOP = {"name": "x86_64 host: Some CPU (not a Raspberry Pi)", "device": None, "is_raspberry_pi": False}
+RUNTIMES = ["executorch-xnnpack", "litert-xnnpack"]
+PI5 = {"name": "Raspberry Pi 5 Model B Rev 1.0", "device": "rpi5", "is_raspberry_pi": True, "cores": 4,
+       "runtimes": RUNTIMES}
+LAPTOP = {"name": "x86_64 host: Some CPU (not a Raspberry Pi)", "device": None, "is_raspberry_pi": False,
+          "runtimes": RUNTIMES}
 
 
 def _completed_run(app: FastAPI, experiment_id: str, technique: str = "ptq_int8") -> None:
@@ -85,6 +88,16 @@ def test_boards_of_other_devices_get_no_job_unless_they_accept_any(
     anyone = _register(client, LAPTOP, accept_any_device=True)
     job = client.post(f"/api/agents/{anyone}/jobs/next")
     assert job.status_code == 200 and job.json()["device"] == "rpi4"
+
+
+def test_a_board_gets_only_artifacts_its_installed_runtimes_run(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _completed_run(app, exp["id"])  # a .pte
+    litert_only = _register(client, PI5, runtimes=["litert-xnnpack"])
+    assert client.post(f"/api/agents/{litert_only}/jobs/next").status_code == 204
+    assert client.post(f"/api/agents/{_register(client, PI5)}/jobs/next").status_code == 200
 
 
 def test_an_expired_lease_is_taken_by_the_next_agent_and_the_first_one_can_no_longer_post(

@@ -406,7 +406,10 @@ export interface components {
              * @default 1
              */
             cores: number;
-            /** Runtimes */
+            /**
+             * Runtimes
+             * @description Runtimes installed on the board; it gets only those jobs.
+             */
             runtimes?: string[];
             /**
              * Accept Any Device

@@ -19,6 +19,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from edgeopt.bench import RUNTIMES
 from edgeopt.errors import InvalidInput, NotFound
 from edgeopt.service.db.models import BoardAgent, BoardMeasurement, Experiment, ModelFile, OptimizationRun, utcnow
 from edgeopt.service.deps import SessionDep, SettingsDep
@@ -41,7 +42,9 @@ class AgentRegistration(_Body):
     machine: str = Field(default="", max_length=64)
     cpu: str = Field(default="", max_length=300)
     cores: int = Field(default=1, ge=1, le=1024)
-    runtimes: list[str] = Field(default_factory=list, max_length=8)
+    runtimes: list[str] = Field(
+        default_factory=list, max_length=8, description="Runtimes installed on the board; it gets only those jobs."
+    )
     accept_any_device: bool = False
 
 
@@ -236,6 +239,11 @@ def next_board_job(agent_id: str, session: SessionDep, settings: SettingsDep) ->
     )
     if not agent.accept_any_device:
         query = query.where(Experiment.device == agent.device)
+    # Only artifacts the board can run: a board without ExecuTorch never takes (and fails) a .pte job.
+    runnable = [suffix for suffix, runtime in RUNTIMES.items() if runtime in (agent.runtimes or [])]
+    if not runnable:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    query = query.where(or_(*(OptimizationRun.artifact.like(f"%{suffix}") for suffix in runnable)))
     candidates = session.execute(query).all()
     lease = timedelta(seconds=settings.board_lease_s)
     for run, device, existing in candidates:
@@ -246,7 +254,10 @@ def next_board_job(agent_id: str, session: SessionDep, settings: SettingsDep) ->
                 )
             )
             if row is not None and row.agent_id == agent.id:
-                return _job(session, row, run, device, lease)
+                job = _job(session, row, run, device, lease)
+                row.artifact_sha256 = job.sha256  # which file the figure will be of
+                session.commit()
+                return job
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
