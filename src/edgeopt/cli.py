@@ -439,13 +439,16 @@ def demo_model(
 def bench(
     artifact: Annotated[Path, typer.Argument(help="A .pte (ExecuTorch) or .tflite (LiteRT) artifact")],
     *,
-    threads: Annotated[int, typer.Option(help="Threads the runtime may use")] = 1,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads the runtime may use (default: EDGEOPT_THREADS, as the report's host)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout")] = False,
 ) -> None:
     """Time an artifact on this machine (a Raspberry Pi, say) by the rules of the report's host latency."""
     from edgeopt.bench import bench as run_bench
+    from edgeopt.settings import get_settings
 
-    result = run_bench(artifact, threads=threads)
+    result = run_bench(artifact, threads=threads if threads is not None else get_settings().threads)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
