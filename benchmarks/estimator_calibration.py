@@ -27,7 +27,7 @@ START, END = "<!-- calibration:start -->", "<!-- calibration:end -->"
 
 def _source_key(source: str) -> str:
     if source.startswith("Tencent/ncnn"):
-        return "ncnn"
+        return "ncnn-zero2w" if "Zero" in source else "ncnn-rpi4"
     if source.startswith("Q-engineering"):
         return "qeng"
     return "pytorch-tut"
@@ -47,6 +47,67 @@ def _table_header() -> list[str]:
     ]
 
 
+def _pair_header(first: str) -> list[str]:
+    return [
+        f"| {first} | rows | per-layer median | per-layer worst | FLOPs-only median | FLOPs-only worst "
+        "| per-layer no worse |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+
+def _pair_row(label: str, group: Sequence[calibrate.SourceValidation]) -> tuple[str, bool]:
+    ours = calibrate.error_summary([v.ratio for v in group])
+    flops = calibrate.error_summary([v.flops_ratio for v in group])
+    fallback = " (FLOPs share from other boards)" if any(v.flops_fallback for v in group) else ""
+    ok = ours["median_factor"] <= flops["median_factor"] and ours["worst_factor"] <= flops["worst_factor"]
+    return (
+        f"| {label}{fallback} | {len(group)} | x{ours['median_factor']:.2f} | x{ours['worst_factor']:.2f} | "
+        f"x{flops['median_factor']:.2f} | x{flops['worst_factor']:.2f} | {'yes' if ok else 'NO'} |"
+    ), ok
+
+
+def _source_section(
+    by_section: Sequence[calibrate.SourceValidation], by_document: Sequence[calibrate.SourceValidation]
+) -> list[str]:
+    """Leave-one-source-out (issue 16): whole measurement campaigns held out, against a FLOPs-only baseline fitted
+    per board and precision on the same training rows."""
+    lines = [
+        "",
+        "### Leave-one-source-out",
+        "",
+        "Each source's rows are predicted by parameters fitted on the other sources only; the FLOPs-only baseline is "
+        "fitted on the same rows, one share of peak per board and precision. A source here is one measurement "
+        "campaign (`ncnn-rpi4`, `ncnn-zero2w`, `qeng`: see Sources); holding out the whole ncnn README (both of its "
+        "campaigns) leaves 2 rows to fit and is shown for completeness.",
+        "",
+    ]
+    lines += _pair_header("held out")
+    for label, group in (("one campaign at a time (all rows)", by_section), ("one document at a time", by_document)):
+        lines.append(_pair_row(label, group)[0])
+    for source in sorted({v.held_out for v in by_section}):
+        lines.append(_pair_row(f"campaign `{source}`", [v for v in by_section if v.held_out == source])[0])
+    lines += ["", "By board and precision (one campaign held out at a time):", ""]
+    lines += _pair_header("board, precision")
+    verdicts = []
+    for board, precision in sorted({(v.measurement.board, v.measurement.precision) for v in by_section}):
+        group = [v for v in by_section if (v.measurement.board, v.measurement.precision) == (board, precision)]
+        line, ok = _pair_row(f"{board} {precision}", group)
+        lines.append(line)
+        verdicts.append(ok)
+    summary = calibrate.error_summary([v.ratio for v in by_section])
+    median, worst = summary["median_factor"], summary["worst_factor"]
+    lines += [
+        "",
+        f"**Targets (leave-one-source-out, one campaign at a time):** median within 1.25x: "
+        f"**{'met' if median <= 1.25 else 'MISSED'}** (x{median:.2f}); every row "
+        f"within 2x: **{'met' if worst <= 2.0 else 'MISSED'}** (worst x{worst:.2f}); "
+        f"no worse than the FLOPs-only baseline on every board and precision: "
+        f"**{'met' if all(verdicts) else 'MISSED'}**. No Raspberry Pi 5 row is fitted (no published Pi 5 figure with "
+        "a stated clock and runtime class in `calibration.csv` yet), so nothing here validates the Pi 5.",
+    ]
+    return lines
+
+
 def report(write: bool) -> str:
     started = time.monotonic()
     measurements = calibrate.load_measurements()
@@ -57,6 +118,8 @@ def report(write: bool) -> str:
     flops_share = calibrate.fit_flops(fit_rows)
     in_sample_flops = [row.flops_unit() / flops_share / row.measurement.latency_ms for row in fit_rows]
     validation = calibrate.leave_one_model_out(fit_rows)
+    by_section = calibrate.leave_one_source_out(fit_rows, key=lambda m: _source_key(m.source))
+    by_document = calibrate.leave_one_source_out(fit_rows, key=lambda m: m.url)
     lomo = calibrate.error_summary([v.ratio for v in validation])
     lomo_flops = calibrate.error_summary([v.flops_ratio for v in validation])
     if write:
@@ -87,6 +150,7 @@ def report(write: bool) -> str:
         f"(worst x{lomo['worst_factor']:.2f}). The FLOPs-only baseline: x{lomo_flops['median_factor']:.2f} median, "
         f"x{lomo_flops['worst_factor']:.2f} worst.",
     ]
+    lines += _source_section(by_section, by_document)
     lines += [
         "",
         "Error factor = max(estimate/measured, measured/estimate). By board and runtime (leave-one-model-out):",

@@ -436,6 +436,56 @@ def demo_model(
 
 @app.command()
 @user_errors
+def bench(
+    artifact: Annotated[Path, typer.Argument(help="A .pte (ExecuTorch) or .tflite (LiteRT) artifact")],
+    *,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads the runtime may use (default: EDGEOPT_THREADS, as the report's host)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout")] = False,
+) -> None:
+    """Time an artifact on this machine (a Raspberry Pi, say) by the rules of the report's host latency."""
+    from edgeopt.bench import bench as run_bench
+    from edgeopt.settings import get_settings
+
+    result = run_bench(artifact, threads=threads if threads is not None else get_settings().threads)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    stats = result.latency_ms
+    noisy = "  NOISY: p90 above 1.5x the median after a re-measurement" if stats.noisy else ""
+    typer.echo(
+        f"{result.artifact}: median {stats.host:.3f} ms  p90 {stats.host_p90:.3f} ms  ({result.runtime}, "
+        f"{result.threads} thread{'s' if result.threads != 1 else ''}, input {'x'.join(map(str, result.input_shape))})"
+        f"{noisy}"
+    )
+    typer.echo(f"on {result.board.name}")
+
+
+@app.command()
+@user_errors
+def agent(
+    server: Annotated[str, typer.Option(help="EdgeOpt service URL, e.g. http://192.168.1.10:8000")],
+    api_key: Annotated[str | None, typer.Option(help="The service's API key (or EDGEOPT_AGENT_API_KEY)")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="Threads per measurement (default: those the board estimate assumed)")
+    ] = None,
+    accept_any_device: Annotated[
+        bool, typer.Option(help="Also measure experiments that target another board (a test host, a Pi 3)")
+    ] = False,
+    poll_seconds: Annotated[float, typer.Option(help="Wait between polls when there is no job")] = 5.0,
+) -> None:
+    """Register this board with a service and measure its experiments' artifacts here, until stopped."""
+    import os
+
+    from edgeopt.agent import Agent
+
+    key = api_key or os.environ.get("EDGEOPT_AGENT_API_KEY")
+    Agent(server, key, threads=threads, accept_any_device=accept_any_device, poll_seconds=poll_seconds).run()
+
+
+@app.command()
+@user_errors
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,

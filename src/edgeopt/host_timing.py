@@ -25,7 +25,8 @@ NOISY_SPREAD = 1.5  # p90 / median above which a figure is re-measured, then fla
 BASELINE = "baseline"
 
 
-def _is_noisy(stats: LatencyStats) -> bool:
+def is_noisy(stats: LatencyStats) -> bool:
+    """p90 above ``NOISY_SPREAD`` times the median: the figure moved while it was taken."""
     return stats.host > 0 and stats.host_p90 > NOISY_SPREAD * stats.host
 
 
@@ -65,13 +66,13 @@ def retime(
         return []  # nothing to compare: the figure taken when the artifact was made stands
     rounds, calls = _plan(first, min_seconds)
     timed = measure.interleaved_latency(predictors, rounds=rounds, calls=calls)
-    spread = [name for name, stats in timed.items() if _is_noisy(stats)]
+    spread = [name for name, stats in timed.items() if is_noisy(stats)]
     if spread:
         again = measure.interleaved_latency({name: predictors[name] for name in spread}, rounds=rounds, calls=calls)
         for name, stats in again.items():
             if stats.host_p90 / max(stats.host, 1e-9) < timed[name].host_p90 / max(timed[name].host, 1e-9):
                 timed[name] = stats
-    noisy = [name for name, stats in timed.items() if _is_noisy(stats)]
+    noisy = [name for name, stats in timed.items() if is_noisy(stats)]
     for name, stats in timed.items():
         final = stats.model_copy(update={"noisy": name in noisy, "method": "interleaved"})
         if name == BASELINE and report.baseline is not None:
@@ -81,6 +82,17 @@ def retime(
                 if run.technique == name:
                     run.latency_ms = final
     return noisy
+
+
+def measure_checked(run_once: Callable[[], None], min_seconds: float = 0.0) -> LatencyStats:
+    """One artifact timed alone (``edgeopt bench`` on a board) by the rule ``retime`` applies to a report's figures:
+    a spread figure is timed once more, the steadier of the two kept, and marked ``noisy`` if it stays spread."""
+    stats = measure.measure_latency(run_once, min_seconds=min_seconds)
+    if is_noisy(stats):
+        again = measure.measure_latency(run_once, warmup=0, min_seconds=min_seconds)
+        if again.host_p90 / max(again.host, 1e-9) < stats.host_p90 / max(stats.host, 1e-9):
+            stats = again
+    return stats.model_copy(update={"noisy": is_noisy(stats)})
 
 
 def _bind(predict: Callable[[np.ndarray], np.ndarray], sample: np.ndarray) -> Callable[[], None]:

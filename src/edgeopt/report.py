@@ -6,6 +6,7 @@ client is generated from comes from these classes too.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -57,6 +58,20 @@ class DeviceEstimate(_Model):
     )
 
 
+class BoardLatency(_Model):
+    """A latency measured on a real board by ``edgeopt agent`` (``edgeopt bench``'s timing), next to the estimate."""
+
+    board: str = Field(description="The machine as it named itself, e.g. 'Raspberry Pi 5 Model B Rev 1.0'.")
+    device: str | None = Field(default=None, description="The catalog device it is; null when not a catalog Pi.")
+    is_raspberry_pi: bool
+    latency_ms: float = Field(description="Median ms of >= 50 timed batch-1 runs after warm-up, on that board.")
+    latency_p90_ms: float
+    noisy: bool = False
+    threads: int
+    runtime: str
+    measured_at: datetime
+
+
 class ExperimentInfo(_Model):
     id: str
     framework: str
@@ -101,6 +116,9 @@ class RunResult(_Model):
     artifact: str | None = None
     formats: dict[str, str] = Field(default_factory=dict, description="Other downloadable files: format -> name.")
     precision: str | None = None
+    board_latency: BoardLatency | None = Field(
+        default=None, description="Measured on a real board by an agent, once one has (the API adds it)."
+    )
     duration_s: float = 0.0
     config: dict[str, Any] = Field(default_factory=dict)
     notes: str = ""

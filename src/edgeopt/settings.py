@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     )
     redis_url: str | None = Field(default=None, description="Progress channels over Redis when set.")
     max_concurrent_experiments: int = Field(default=1, ge=1, le=16)
+    board_lease_s: float = Field(
+        default=300.0, gt=0, le=86400, description="How long an agent holds a board measurement job between renewals."
+    )
     threads: int = Field(default=1, ge=1, le=64, description="Threads used for host latency measurement.")
     latency_seconds: float = Field(
         default=0.5,

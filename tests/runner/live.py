@@ -57,7 +57,9 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {(self.storage / 'server.log').read_text()[-2000:]}")
             try:
-                if httpx.get(f"{self.url}/api/health", timeout=1).status_code == 200:
+                key = self.env.get("EDGEOPT_API_KEY")
+                headers = {"X-API-Key": key} if key else {}
+                if httpx.get(f"{self.url}/api/health", headers=headers, timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.2)

@@ -13,7 +13,15 @@ from edgeopt.service.db.migrate import current_revision, downgrade, head_revisio
 from edgeopt.service.db.models import Base, Experiment, OptimizationRun, utcnow
 from edgeopt.service.db.session import make_engine, make_session_factory
 
-TABLES = {"experiments", "model_files", "optimization_runs", "recommendations", "experiment_progress"}
+TABLES = {
+    "experiments",
+    "model_files",
+    "optimization_runs",
+    "recommendations",
+    "experiment_progress",
+    "board_agents",
+    "board_measurements",
+}
 
 
 def _tables(url: str) -> set[str]:

@@ -241,10 +241,182 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/agents": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List Agents */
+        get: operations["list_agents"];
+        put?: never;
+        /**
+         * Register Agent
+         * @description A board introduces itself; the answer's ``id`` is what it asks for jobs with.
+         */
+        post: operations["register_agent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{agent_id}/jobs/next": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Next Board Job
+         * @description The next artifact for this board to measure, leased to it; 204 when there is none.
+         */
+        post: operations["next_board_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{agent_id}/jobs/{job_id}/renew": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Renew Board Job
+         * @description Keep the lease while measuring (the agent renews it every third of the lease).
+         */
+        post: operations["renew_board_job"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/agents/{agent_id}/jobs/{job_id}/result": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Post Board Measurement
+         * @description The figures measured on the board, or the reason it could not measure the artifact.
+         */
+        post: operations["post_board_measurement"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/experiments/{experiment_id}/board-measurements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List Board Measurements
+         * @description Every board job of the experiment: being measured, measured, or failed with the board's reason.
+         */
+        get: operations["list_board_measurements"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** AgentPublic */
+        AgentPublic: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /** Device */
+            device: string | null;
+            /** Is Raspberry Pi */
+            is_raspberry_pi: boolean;
+            /** Machine */
+            machine: string;
+            /** Cpu */
+            cpu: string;
+            /** Cores */
+            cores: number;
+            /** Accept Any Device */
+            accept_any_device: boolean;
+            /** Runtimes */
+            runtimes: string[];
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /**
+             * Last Seen At
+             * Format: date-time
+             */
+            last_seen_at: string;
+        };
+        /** AgentRegistration */
+        AgentRegistration: {
+            /**
+             * Name
+             * @description As the board names itself (edgeopt.board).
+             */
+            name: string;
+            /**
+             * Device
+             * @description Catalog device; null when not a catalog Pi.
+             */
+            device?: string | null;
+            /** Is Raspberry Pi */
+            is_raspberry_pi: boolean;
+            /**
+             * Machine
+             * @default
+             */
+            machine: string;
+            /**
+             * Cpu
+             * @default
+             */
+            cpu: string;
+            /**
+             * Cores
+             * @default 1
+             */
+            cores: number;
+            /**
+             * Runtimes
+             * @description Runtimes installed on the board; it gets only those jobs.
+             */
+            runtimes?: string[];
+            /**
+             * Accept Any Device
+             * @default false
+             */
+            accept_any_device: boolean;
+        };
         /** BaselineResult */
         BaselineResult: {
             /** Accuracy */
@@ -283,6 +455,82 @@ export interface components {
              * @default
              */
             notes: string;
+        };
+        /** BoardJob */
+        BoardJob: {
+            /** Id */
+            id: string;
+            /** Experiment Id */
+            experiment_id: string;
+            /** Technique */
+            technique: string;
+            /**
+             * Device
+             * @description The board the experiment targets.
+             */
+            device: string;
+            /** Artifact */
+            artifact: string;
+            /** Sha256 */
+            sha256: string | null;
+            /** Download Url */
+            download_url: string;
+            /**
+             * Threads
+             * @description Threads the board estimate assumed; the agent measures at that count.
+             */
+            threads: number | null;
+            /** Attempts */
+            attempts: number;
+            /**
+             * Lease Expires At
+             * Format: date-time
+             */
+            lease_expires_at: string;
+            /**
+             * Lease Seconds
+             * @description How long the lease lasts; renew it before then.
+             */
+            lease_seconds: number;
+        };
+        /**
+         * BoardLatency
+         * @description A latency measured on a real board by ``edgeopt agent`` (``edgeopt bench``'s timing), next to the estimate.
+         */
+        BoardLatency: {
+            /**
+             * Board
+             * @description The machine as it named itself, e.g. 'Raspberry Pi 5 Model B Rev 1.0'.
+             */
+            board: string;
+            /**
+             * Device
+             * @description The catalog device it is; null when not a catalog Pi.
+             */
+            device?: string | null;
+            /** Is Raspberry Pi */
+            is_raspberry_pi: boolean;
+            /**
+             * Latency Ms
+             * @description Median ms of >= 50 timed batch-1 runs after warm-up, on that board.
+             */
+            latency_ms: number;
+            /** Latency P90 Ms */
+            latency_p90_ms: number;
+            /**
+             * Noisy
+             * @default false
+             */
+            noisy: boolean;
+            /** Threads */
+            threads: number;
+            /** Runtime */
+            runtime: string;
+            /**
+             * Measured At
+             * Format: date-time
+             */
+            measured_at: string;
         };
         /** Constraints */
         Constraints: {
@@ -516,6 +764,72 @@ export interface components {
              */
             noisy: boolean;
         };
+        /** MeasurementBody */
+        MeasurementBody: {
+            /** Latency Ms */
+            latency_ms?: number | null;
+            /** Latency P90 Ms */
+            latency_p90_ms?: number | null;
+            /**
+             * Noisy
+             * @default false
+             */
+            noisy: boolean;
+            /** Threads */
+            threads?: number | null;
+            /** Runtime */
+            runtime?: string | null;
+            /** Input Shape */
+            input_shape?: number[] | null;
+            /**
+             * Error
+             * @description Why the board could not measure it.
+             */
+            error?: string | null;
+        };
+        /** MeasurementPublic */
+        MeasurementPublic: {
+            /** Id */
+            id: string;
+            /** Experiment Id */
+            experiment_id: string;
+            /** Technique */
+            technique: string;
+            /**
+             * Status
+             * @description leased (being measured), completed or failed.
+             */
+            status: string;
+            /** Agent Id */
+            agent_id: string | null;
+            /**
+             * Attempts
+             * @description How many agents took the job: more than 1 when a lease ran out.
+             */
+            attempts: number;
+            /** Lease Expires At */
+            lease_expires_at: string | null;
+            /** Board */
+            board: string;
+            /** Device */
+            device: string | null;
+            /** Is Raspberry Pi */
+            is_raspberry_pi: boolean;
+            /** Latency Ms */
+            latency_ms: number | null;
+            /** Latency P90 Ms */
+            latency_p90_ms: number | null;
+            /** Noisy */
+            noisy: boolean;
+            /** Threads */
+            threads: number | null;
+            /** Runtime */
+            runtime: string | null;
+            /** Error */
+            error: string | null;
+            /** Measured At */
+            measured_at: string | null;
+        };
         /** ModelFilePublic */
         ModelFilePublic: {
             /** Id */
@@ -707,6 +1021,8 @@ export interface components {
             };
             /** Precision */
             precision?: string | null;
+            /** @description Measured on a real board by an agent, once one has (the API adds it). */
+            board_latency?: components["schemas"]["BoardLatency"] | null;
             /**
              * Duration S
              * @default 0
@@ -1435,6 +1751,268 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+        };
+    };
+    list_agents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentPublic"][];
+                };
+            };
+        };
+    };
+    register_agent: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AgentRegistration"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AgentPublic"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    next_board_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BoardJob"];
+                };
+            };
+            /** @description No job now; ask again later. */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    renew_board_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MeasurementPublic"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    post_board_measurement: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                agent_id: string;
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MeasurementBody"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MeasurementPublic"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+        };
+    };
+    list_board_measurements: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                experiment_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MeasurementPublic"][];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
         };

@@ -38,6 +38,23 @@ describe("ResultsTable", () => {
     expect(mark).toHaveAttribute("title", "p90 was 5.0x the median while timed");
   });
 
+  it("shows a latency measured on a board under the estimate, with the board's name and the day", () => {
+    const r = report();
+    const board = {
+      board: "Raspberry Pi 4 Model B Rev 1.4", device: "rpi4", is_raspberry_pi: true, latency_ms: 7.25,
+      latency_p90_ms: 7.9, noisy: false, threads: 4, runtime: "executorch-xnnpack", measured_at: "2026-12-04T18:30:00Z",
+    };
+    const runs = (r.runs ?? []).map((run) => (run.technique === "ptq_int8" ? { ...run, board_latency: board } : run));
+    render(
+      <ResultsTable runs={runs} baseline={r.baseline} recommendation={recommendation()} device="rpi4"
+        deviceTitle="Raspberry Pi 4 Model B" techniques={catalog.techniques} />,
+    );
+    const lines = screen.getAllByTestId("board-measurement");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toHaveTextContent("measured on Raspberry Pi 4 Model B Rev 1.4 2026-12-04");
+    expect(lines[0]?.closest("tr")).toHaveTextContent(/Post-training INT8/);
+  });
+
   it("highlights the recommended row and only it", () => {
     renderTable();
     const recommended = screen.getByRole("rowheader", { name: /Post-training INT8/ }).closest("tr");

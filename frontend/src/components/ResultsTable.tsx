@@ -5,7 +5,7 @@
  */
 import { useState } from "react";
 import type { TechniqueInfo } from "../api/catalog";
-import type { BaselineResult, Recommendation, RunResult } from "../api/types";
+import type { BaselineResult, BoardLatency, Recommendation, RunResult } from "../api/types";
 import {
   formatBytes,
   formatDrop,
@@ -62,6 +62,17 @@ function NoisyMark({ latency }: { latency?: { host: number; host_p90: number; no
   return (
     <span className="ml-1 text-xs font-semibold text-amber-800" title={`p90 was ${spread}x the median while timed`}>
       rough
+    </span>
+  );
+}
+
+/** A latency an agent measured on a real board, under the estimate: its figure, the board's own name and the day. */
+function MeasuredOnBoard({ board }: { board?: BoardLatency | null }) {
+  if (!board) return null;
+  const day = new Date(board.measured_at).toISOString().slice(0, 10);
+  return (
+    <span className="block text-xs font-normal text-slate-700" data-testid="board-measurement">
+      {formatMs(board.latency_ms)} measured on {board.board} {day}
     </span>
   );
 }
@@ -196,7 +207,10 @@ export function ResultsTable(props: ResultsTableProps) {
                   {formatMs(run.latency_ms?.host)}
                   <NoisyMark latency={run.latency_ms} />
                 </Cell>
-                <Cell numeric verdict={verdict("board_latency")}>{formatMs(estimate?.latency_ms)}</Cell>
+                <Cell numeric verdict={verdict("board_latency")}>
+                  {formatMs(estimate?.latency_ms)}
+                  <MeasuredOnBoard board={run.board_latency} />
+                </Cell>
                 <Cell numeric>
                   {formatMegabytes(estimate?.memory_mb)}
                   {estimate && !estimate.fits && <span className="ml-1 text-xs font-semibold text-red-800">does not fit</span>}

@@ -24,7 +24,7 @@ import json
 import math
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
@@ -323,6 +323,53 @@ def leave_one_model_out(rows: Sequence[Prepared], start: Params | None = None) -
         for row in rows:
             if row.measurement.network == network:
                 out.append(Validation(row.measurement, row.estimate(params), row.flops_unit() / share))
+    return out
+
+
+def flops_shares(rows: Sequence[Prepared]) -> dict[tuple[str, str], float]:
+    """The FLOPs-only baseline fitted separately per (board, precision): the stronger baseline issue 16 asks for."""
+    groups: dict[tuple[str, str], list[Prepared]] = {}
+    for row in rows:
+        groups.setdefault((row.measurement.board, row.measurement.precision), []).append(row)
+    return {key: fit_flops(members) for key, members in groups.items()}
+
+
+@dataclass(frozen=True)
+class SourceValidation(Validation):
+    held_out: str = ""
+    flops_fallback: bool = False  # no training row shared the held-out row's board and precision: global share
+
+
+def leave_one_source_out(
+    rows: Sequence[Prepared], key: Callable[[Measurement], str], start: Params | None = None
+) -> list[SourceValidation]:
+    """Each source's rows predicted by parameters fitted on the other sources only (``key`` names the source).
+
+    The FLOPs-only baseline is fitted on the same training rows, per board and precision (falling back to one share
+    over all training rows where the held-out source is the only one for that board and precision).
+    """
+    out: list[SourceValidation] = []
+    for source in sorted({key(row.measurement) for row in rows}):
+        train = [row for row in rows if key(row.measurement) != source]
+        if not train:
+            continue
+        params = fit(train, start)
+        shares = flops_shares(train)
+        overall = fit_flops(train)
+        for row in rows:
+            m = row.measurement
+            if key(m) != source:
+                continue
+            share = shares.get((m.board, m.precision))
+            out.append(
+                SourceValidation(
+                    m,
+                    row.estimate(params),
+                    row.flops_unit() / (share if share is not None else overall),
+                    held_out=source,
+                    flops_fallback=share is None,
+                )
+            )
     return out
 
 

@@ -27,7 +27,7 @@ from edgeopt.service.db.session import PoolLimits, make_engine, make_session_fac
 from edgeopt.service.gate import RequestGate
 from edgeopt.service.logging import RequestLogMiddleware, configure_logging
 from edgeopt.service.request_guard import RejectNulMiddleware
-from edgeopt.service.routes import catalog, experiments, health, runs
+from edgeopt.service.routes import agents, catalog, experiments, health, runs
 from edgeopt.service.security import ApiKeyMiddleware
 from edgeopt.service.storage import Storage
 from edgeopt.settings import Settings, get_settings
@@ -150,8 +150,9 @@ def create_app(settings: Settings | None = None, *, static_dir: Path | None = No
         area.mkdir(parents=True, exist_ok=True)
 
     _error_handlers(app)
-    for router_module in (health, catalog, experiments, runs, ws):
+    for router_module in (health, catalog, experiments, runs, agents, ws):
         app.include_router(router_module.router)
+    app.include_router(agents.experiments_router)
 
     # Added innermost first: the access log sees every answer, CORS headers reach 401s, the key check runs last, and
     # only requests that passed it wait at the gate; NUL characters are refused before anything reads them.

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.measure import file_sha256
-from edgeopt.report import ExperimentInfo, Report, RunResult
+from edgeopt.report import BoardLatency, ExperimentInfo, Report, RunResult
 from edgeopt.report import Recommendation as RecommendationBody
-from edgeopt.service.db.models import Experiment, ExperimentProgress, ModelFile, Recommendation
+from edgeopt.service.db.models import BoardMeasurement, Experiment, ExperimentProgress, ModelFile, Recommendation
 from edgeopt.settings import Settings
 
 MB = 1_000_000
@@ -151,7 +151,38 @@ def store_report(session: Session, exp: Experiment, report: dict[str, Any]) -> N
 def finished_runs(exp: Experiment) -> list[RunResult]:
     order = {name: i for i, name in enumerate(TECHNIQUE_NAMES)}
     rows = [run for run in exp.runs if run.status in FINISHED_RUN_STATUSES]
-    return [run.to_result() for run in sorted(rows, key=lambda r: order.get(r.technique, 99))]
+    measured = board_latencies(exp)
+    results = [run.to_result() for run in sorted(rows, key=lambda r: order.get(r.technique, 99))]
+    return [
+        r.model_copy(update={"board_latency": measured[r.technique]}) if r.technique in measured else r for r in results
+    ]
+
+
+def board_latencies(exp: Experiment) -> dict[str, BoardLatency]:
+    """technique -> the latency an agent measured on a board (routes/agents.py), for the runs that have one."""
+    session = object_session(exp)
+    if session is None:
+        return {}
+    rows = session.scalars(
+        select(BoardMeasurement).where(
+            BoardMeasurement.experiment_id == exp.id, BoardMeasurement.status == "completed"
+        )
+    ).all()
+    return {
+        row.technique: BoardLatency(
+            board=row.board,
+            device=row.device,
+            is_raspberry_pi=row.is_raspberry_pi,
+            latency_ms=row.latency_ms,
+            latency_p90_ms=row.latency_p90_ms,
+            noisy=row.noisy,
+            threads=row.threads,
+            runtime=row.runtime or "",
+            measured_at=row.measured_at,
+        )
+        for row in rows
+        if row.latency_ms is not None and row.latency_p90_ms is not None and row.threads and row.measured_at
+    }
 
 
 def build_report(exp: Experiment) -> Report:

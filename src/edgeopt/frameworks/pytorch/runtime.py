@@ -32,6 +32,14 @@ def set_threads(threads: int) -> int:
     return int(portable_lib._threadpool_get_thread_count())
 
 
+def pte_input_shape(path: Path) -> list[int]:
+    """The shape of ``forward``'s first input, as recorded in the program (``edgeopt bench`` feeds it)."""
+    from executorch.runtime import Runtime
+
+    meta = Runtime.get().load_program(Path(path)).metadata("forward")
+    return [int(d) for d in meta.input_tensor_meta(0).sizes()]
+
+
 def load_pte(path: Path, threads: int | None = None) -> PtePredict:
     """Loads a ``.pte`` and returns ``predict(NCHW float32 batch) -> logits``.
 

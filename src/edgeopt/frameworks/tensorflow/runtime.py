@@ -49,6 +49,16 @@ def io_quantization(path: Path) -> dict[str, dict[str, object]]:
     }
 
 
+def input_spec(path: Path) -> tuple[list[int], np.dtype]:
+    """The first input tensor's shape and dtype, as recorded in the file (``edgeopt bench`` feeds it)."""
+    try:
+        interpreter = Interpreter(model_path=str(path))
+    except ValueError as exc:
+        raise InvalidInput(f"{Path(path).name} is not a valid .tflite file ({exc}).") from exc
+    detail = interpreter.get_input_details()[0]
+    return [int(d) for d in detail["shape"]], np.dtype(detail["dtype"])
+
+
 def _to_input(x: np.ndarray, quant: TensorQuant) -> np.ndarray:
     if not quant.quantized:
         return x.astype(quant.dtype, copy=False)

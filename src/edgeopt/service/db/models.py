@@ -18,6 +18,7 @@ from typing import Any, Literal
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -276,3 +277,57 @@ class ExperimentProgress(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     experiment: Mapped[Experiment] = relationship(back_populates="progress")
+
+
+class BoardAgent(Base):
+    """A machine running ``edgeopt agent``: what it said it is when it registered (``edgeopt.board.identify``)."""
+
+    __tablename__ = "board_agents"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(300))
+    device: Mapped[str | None] = mapped_column(String(32), default=None)  # catalog device, None when not a catalog Pi
+    is_raspberry_pi: Mapped[bool] = mapped_column(Boolean, default=False)
+    machine: Mapped[str] = mapped_column(String(64), default="")
+    cpu: Mapped[str] = mapped_column(String(300), default="")
+    cores: Mapped[int] = mapped_column(Integer, default=1)
+    accept_any_device: Mapped[bool] = mapped_column(Boolean, default=False)
+    runtimes: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BoardMeasurement(Base):
+    """The board measurement of one completed run's artifact: a job while ``leased``, a figure once ``completed``.
+
+    One row per run (``experiment_id``, ``technique``): the first agent that asks takes the job for
+    ``Settings.board_lease_s`` seconds and renews the lease while it measures; a job whose lease ran out (its agent
+    was killed or lost the network) is handed to the next agent that asks. ``board`` and ``device`` are copied from
+    the agent so a figure keeps its origin when the agent row goes.
+    """
+
+    __tablename__ = "board_measurements"
+    __table_args__ = (
+        UniqueConstraint("experiment_id", "technique", name="uq_board_measurements_experiment_technique"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    experiment_id: Mapped[str] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"), index=True)
+    technique: Mapped[str] = mapped_column(String(32))
+    agent_id: Mapped[str | None] = mapped_column(ForeignKey("board_agents.id", ondelete="SET NULL"), default=None)
+    status: Mapped[str] = mapped_column(String(16), default="leased", index=True)  # leased, completed, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    board: Mapped[str] = mapped_column(String(300), default="")
+    device: Mapped[str | None] = mapped_column(String(32), default=None)
+    is_raspberry_pi: Mapped[bool] = mapped_column(Boolean, default=False)
+    runtime: Mapped[str | None] = mapped_column(String(64), default=None)
+    threads: Mapped[int | None] = mapped_column(Integer, default=None)
+    latency_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    latency_p90_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    noisy: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_shape: Mapped[list[int] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    measured_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,144 @@
+"""Board agent routes (service/routes/agents.py): registration, job leases by target board, results in the report.
+
+The runs are written into the database as the job runner leaves them (a completed ``RunResult``), so the dispatch
+rules are checked one by one here; tests/runner/test_agent_e2e.py runs a real ``edgeopt serve`` and ``edgeopt agent``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from edgeopt.report import DeviceEstimate, LatencyStats, RunResult
+from edgeopt.service.db.models import BoardMeasurement, OptimizationRun, utcnow
+
+RUNTIMES = ["executorch-xnnpack", "litert-xnnpack"]
+PI5 = {"name": "Raspberry Pi 5 Model B Rev 1.0", "device": "rpi5", "is_raspberry_pi": True, "cores": 4,
+       "runtimes": RUNTIMES}
+LAPTOP = {"name": "x86_64 host: Some CPU (not a Raspberry Pi)", "device": None, "is_raspberry_pi": False,
+          "runtimes": RUNTIMES}
+
+
+def _completed_run(app: FastAPI, experiment_id: str, technique: str = "ptq_int8") -> None:
+    estimate = DeviceEstimate(
+        latency_ms=3.0, memory_mb=1.0, power_w=3.0, energy_mj=9.0, fits=True, runtime="xnnpack", threads=4
+    )
+    result = RunResult(
+        technique=technique,
+        status="completed",
+        accuracy=0.9,
+        latency_ms=LatencyStats(host=1.0, host_p90=1.1),
+        estimates={"rpi5": estimate, "rpi4": estimate},
+        artifact=f"{technique}.pte",
+        precision="int8",
+    )
+    with app.state.session_factory() as session:
+        row = OptimizationRun(experiment_id=experiment_id, technique=technique)
+        row.apply_result(result)
+        row.finished_at = utcnow()
+        session.add(row)
+        session.commit()
+
+
+def _register(client: TestClient, body: dict[str, Any], **extra: Any) -> str:
+    response = client.post("/api/agents", json={**body, **extra})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def test_a_job_goes_to_a_board_of_the_target_device_once_and_its_figure_reaches_the_results(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _completed_run(app, exp["id"])
+    pi5 = _register(client, PI5)
+    laptop = _register(client, LAPTOP)
+
+    assert client.post(f"/api/agents/{laptop}/jobs/next").status_code == 204  # not a Pi, not asked to take any
+    job = client.post(f"/api/agents/{pi5}/jobs/next")
+    assert job.status_code == 200, job.text
+    job_body = job.json()
+    assert (job_body["technique"], job_body["device"], job_body["threads"]) == ("ptq_int8", "rpi5", 4)
+    assert job_body["download_url"] == f"/api/experiments/{exp['id']}/runs/ptq_int8/download"
+    assert client.post(f"/api/agents/{pi5}/jobs/next").status_code == 204  # leased: not handed out twice
+
+    posted = client.post(
+        f"/api/agents/{pi5}/jobs/{job_body['id']}/result",
+        json={"latency_ms": 2.5, "latency_p90_ms": 2.7, "threads": 4, "runtime": "executorch-xnnpack"},
+    )
+    assert posted.status_code == 200, posted.text
+    run = client.get(f"/api/experiments/{exp['id']}/results").json()["runs"][0]
+    assert run["board_latency"]["board"] == PI5["name"]
+    assert run["board_latency"]["latency_ms"] == 2.5 and run["board_latency"]["is_raspberry_pi"] is True
+    assert run["board_latency"]["measured_at"]
+    assert run["estimates"]["rpi5"]["latency_ms"] == 3.0  # the estimate stays next to it
+    assert client.post(f"/api/agents/{pi5}/jobs/next").status_code == 204  # measured: no job left
+
+
+def test_boards_of_other_devices_get_no_job_unless_they_accept_any(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi4")
+    _completed_run(app, exp["id"])
+    assert client.post(f"/api/agents/{_register(client, PI5)}/jobs/next").status_code == 204
+    anyone = _register(client, LAPTOP, accept_any_device=True)
+    job = client.post(f"/api/agents/{anyone}/jobs/next")
+    assert job.status_code == 200 and job.json()["device"] == "rpi4"
+
+
+def test_a_board_gets_only_artifacts_its_installed_runtimes_run(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _completed_run(app, exp["id"])  # a .pte
+    litert_only = _register(client, PI5, runtimes=["litert-xnnpack"])
+    assert client.post(f"/api/agents/{litert_only}/jobs/next").status_code == 204
+    assert client.post(f"/api/agents/{_register(client, PI5)}/jobs/next").status_code == 200
+
+
+def test_an_expired_lease_is_taken_by_the_next_agent_and_the_first_one_can_no_longer_post(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _completed_run(app, exp["id"])
+    first, second = _register(client, PI5), _register(client, PI5)
+    job = client.post(f"/api/agents/{first}/jobs/next").json()
+    assert client.post(f"/api/agents/{second}/jobs/next").status_code == 204
+    with app.state.session_factory() as session:  # the first agent died: its lease runs out
+        session.execute(
+            update(BoardMeasurement).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+        session.commit()
+    again = client.post(f"/api/agents/{second}/jobs/next")
+    assert again.status_code == 200 and again.json()["id"] == job["id"] and again.json()["attempts"] == 2
+    late = client.post(
+        f"/api/agents/{first}/jobs/{job['id']}/result", json={"latency_ms": 1.0, "latency_p90_ms": 1.0, "threads": 4}
+    )
+    assert late.status_code == 409 and "another board" in late.json()["detail"]
+    assert client.post(f"/api/agents/{first}/jobs/{job['id']}/renew").status_code == 409
+    assert client.post(f"/api/agents/{second}/jobs/{job['id']}/renew").status_code == 200
+
+
+def test_a_failed_measurement_is_recorded_without_a_figure(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _completed_run(app, exp["id"])
+    agent = _register(client, PI5)
+    job = client.post(f"/api/agents/{agent}/jobs/next").json()
+    incomplete = client.post(f"/api/agents/{agent}/jobs/{job['id']}/result", json={"latency_ms": 1.0})
+    assert incomplete.status_code == 422 and "error" in incomplete.json()["detail"]
+    failed = client.post(f"/api/agents/{agent}/jobs/{job['id']}/result", json={"error": "no ExecuTorch runtime"})
+    assert failed.status_code == 200 and failed.json()["status"] == "failed"
+    assert client.get(f"/api/experiments/{exp['id']}/results").json()["runs"][0]["board_latency"] is None
+
+
+def test_registration_refuses_a_non_pi_claiming_a_pi_device_and_unknown_agents(client: TestClient) -> None:
+    fake = client.post("/api/agents", json={**LAPTOP, "device": "rpi5"})
+    assert fake.status_code == 422 and "Raspberry Pi" in fake.json()["detail"]
+    assert client.post("/api/agents", json={**PI5, "device": "rpi9"}).status_code == 422
+    assert client.post("/api/agents/nope/jobs/next").status_code == 404
