@@ -95,7 +95,7 @@ def main() -> None:
         ]
         started = time.monotonic()
         try:
-            run = subprocess.run(command, capture_output=True, text=True, check=False)
+            run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=storage)
         finally:
             server.stop()
             if schema is not None:
