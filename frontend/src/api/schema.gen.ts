@@ -825,6 +825,17 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     create_experiment_alias: {
@@ -858,6 +869,17 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     create_experiment: {
@@ -889,6 +911,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -940,6 +973,17 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     delete_experiment: {
@@ -985,6 +1029,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -1034,6 +1089,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The upload stalled: nothing arrived for EDGEOPT_UPLOAD_IDLE_TIMEOUT_S seconds; its partial file was deleted. Send the file again. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -1043,7 +1107,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
-            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES. */
+            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES, past a dataset budget (EDGEOPT_MAX_DATASET_PIXELS, EDGEOPT_MAX_IMAGE_PIXELS, EDGEOPT_MAX_DATASET_INFLATED_BYTES), or needing more memory or time to check than EDGEOPT_ISOLATED_MEMORY_BYTES or EDGEOPT_ISOLATED_TIMEOUT_S allow. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1059,6 +1123,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -1108,6 +1183,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The upload stalled: nothing arrived for EDGEOPT_UPLOAD_IDLE_TIMEOUT_S seconds; its partial file was deleted. Send the file again. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -1117,7 +1201,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
-            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES. */
+            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES, past a dataset budget (EDGEOPT_MAX_DATASET_PIXELS, EDGEOPT_MAX_IMAGE_PIXELS, EDGEOPT_MAX_DATASET_INFLATED_BYTES), or needing more memory or time to check than EDGEOPT_ISOLATED_MEMORY_BYTES or EDGEOPT_ISOLATED_TIMEOUT_S allow. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1133,6 +1217,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -1178,6 +1273,17 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1233,6 +1339,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     get_results: {
@@ -1282,6 +1399,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     get_recommendation: {
@@ -1325,6 +1453,17 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1384,6 +1523,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     download_artifact: {
@@ -1431,6 +1581,17 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
