@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.connection
+import os
 import resource
+import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +30,12 @@ from edgeopt.errors import InvalidInput
 T = TypeVar("T")
 # Imported once by the forkserver, so each child starts with them loaded instead of importing them again.
 PRELOAD = ["edgeopt.errors", "edgeopt.formats", "edgeopt.data", "edgeopt.data.budget", "PIL.Image", "numpy"]
-EXIT_GRACE_S = 5.0  # after its answer, how long the child may take to exit before it is killed
+EXIT_GRACE_S = 5.0
+# Children at once: more uploads wait their turn, so a burst of bombs costs at most this many times the memory limit.
+MAX_CHILDREN = max(2, os.cpu_count() or 2)
+_children = threading.BoundedSemaphore(
+    MAX_CHILDREN
+)  # after its answer, how long the child may take to exit before it is killed
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,23 @@ def _get_context() -> Any:
     global _context
     if _context is None:
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(PRELOAD)
+        # A service started as ``python -m edgeopt.cli`` has each child re-run that module as ``__mp_main__``
+        # (multiprocessing's main-module fix-up); with its imports preloaded in the forkserver that costs
+        # milliseconds instead of seconds. A console script's main is preloaded by the forkserver itself.
+        main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        main_name = getattr(main_spec, "name", None)
+        main = [main_name] if main_name and not main_name.endswith("__main__") else []
+        context.set_forkserver_preload([*PRELOAD, *main])
         _context = context
     return _context
+
+
+def start() -> None:
+    """Start the forkserver now (seconds: it imports ``PRELOAD``) rather than on the first upload."""
+    _get_context()
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
 
 
 def _child(
@@ -93,25 +115,8 @@ def run_isolated(func: Callable[..., T], *args: Any, limits: Limits) -> T:
     ``func`` must be importable at module level (the child imports it by name) and its arguments and result plain.
     Raises ``InvalidInput`` (413) past the memory or time limit and ``RuntimeError`` for any other failure.
     """
-    context = _get_context()
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(sender, limits, func, args), daemon=True)
-    process.start()
-    sender.close()
-    answered = False
-    try:
-        answered = receiver.poll(limits.seconds)
-        answer = receiver.recv() if answered else None
-    except EOFError:  # the child died without answering: killed by the kernel, or crashed in native code
-        answer = ("died",)
-    finally:
-        receiver.close()
-        process.join(EXIT_GRACE_S if answered else 0)
-        if process.is_alive():
-            process.kill()
-            process.join()
-        code = process.exitcode
-        process.close()
+    with _children:
+        answer, code = _run(func, args, limits)
     if answer is None:
         raise InvalidInput(
             f"{limits.what} took longer than {limits.seconds:g} s, the limit for one upload; upload a smaller "
@@ -134,3 +139,27 @@ def run_isolated(func: Callable[..., T], *args: Any, limits: Limits) -> T:
             status_code=413 if code is not None and code < 0 else 400,
         )
     raise RuntimeError(f"{limits.what} failed in its child process: {answer[1]}\n{answer[2]}")
+
+
+def _run(func: Callable[..., Any], args: tuple[Any, ...], limits: Limits) -> tuple[tuple[Any, ...] | None, int | None]:
+    """The child's answer (None: out of time, killed) and its exit code."""
+    context = _get_context()
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, limits, func, args), daemon=True)
+    process.start()
+    sender.close()
+    answered = False
+    try:
+        answered = receiver.poll(limits.seconds)
+        answer = receiver.recv() if answered else None
+    except EOFError:  # the child died without answering: killed by the kernel, or crashed in native code
+        answer = ("died",)
+    finally:
+        receiver.close()
+        process.join(EXIT_GRACE_S if answered else 0)
+        if process.is_alive():
+            process.kill()
+            process.join()
+        code = process.exitcode
+        process.close()
+    return answer, code
