@@ -128,4 +128,3 @@ def test_the_childs_refusal_reaches_the_caller_unchanged() -> None:
     with pytest.raises(InvalidInput, match="not what it claims") as caught:
         run_isolated(refuse, limits=Limits(memory_bytes=1024**3, seconds=60))
     assert (caught.value.status_code, caught.value.field) == (415, "file")
-
