@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     max_dataset_inflated_bytes: int = Field(
         default=1024**3, gt=0, description="Most bytes a custom dataset archive may inflate to (1 GiB)."
     )
+    isolated_memory_bytes: int = Field(
+        default=8 * 1024**3,
+        ge=256 * 1024**2,
+        description="Address space (RLIMIT_AS) of the child process that checks an upload or decodes a dataset "
+        "(8 GiB: PyTorch alone maps about 3 GB); past it the upload gets 413.",
+    )
+    isolated_timeout_s: float = Field(
+        default=300.0,
+        gt=0.0,
+        description="Longest time the child process may take to check an upload or decode a dataset; past it 413.",
+    )
     upload_idle_timeout_s: float = Field(
         default=30.0,
         gt=0.0,

@@ -20,7 +20,9 @@ def _worker(server: LiveServer) -> psutil.Process:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for child in psutil.Process(server.process.pid).children(recursive=True):
-            if "multiprocessing" in " ".join(child.cmdline()) and "resource_tracker" not in " ".join(child.cmdline()):
+            command = " ".join(child.cmdline())
+            # The job worker is spawned; the forkserver (and its children) checks uploads (src/edgeopt/isolated.py).
+            if "multiprocessing.spawn" in command and "resource_tracker" not in command:
                 return child
         time.sleep(0.2)
     raise AssertionError("no worker process found")

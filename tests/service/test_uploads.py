@@ -308,11 +308,10 @@ def test_experiment_changed_during_upload_keeps_nothing(
 ) -> None:
     """Deleted or started while its (long) upload was streaming: the finished file is dropped, not recorded."""
     import edgeopt.service.routes.experiments as routes
-    from edgeopt.formats import ModelFormat
 
     experiment = new_experiment()
 
-    def sniff_while_someone_else_acts(path: Path, framework: str, *, trust_pickles: bool) -> ModelFormat:
+    def sniff_while_someone_else_acts(path: Path, framework: str, settings: Any) -> tuple[str, str]:
         with make_session_factory(app.state.engine)() as session:  # another request, meanwhile
             row = session.get(Experiment, experiment["id"])
             assert row is not None
@@ -321,9 +320,9 @@ def test_experiment_changed_during_upload_keeps_nothing(
             else:
                 row.status = "queued"
             session.commit()
-        return ModelFormat("pytorch", "pt2")  # stands in for the sniffer, which other tests cover with real files
+        return ".pt2", "pt2"  # stands in for the sniffer, which other tests cover with real files
 
-    monkeypatch.setattr(routes, "check_model_file", sniff_while_someone_else_acts)
+    monkeypatch.setattr(routes.inspection, "model_format", sniff_while_someone_else_acts)
     response = upload(client, experiment["id"], b"model bytes")
     assert response.status_code == status
     assert stored_files() == []

@@ -1141,6 +1141,17 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     create_experiment_alias: {
@@ -1174,6 +1185,17 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     create_experiment: {
@@ -1205,6 +1227,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -1256,6 +1289,17 @@ export interface operations {
                     "application/json": components["schemas"]["HTTPValidationError"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     delete_experiment: {
@@ -1301,6 +1345,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -1350,6 +1405,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The upload stalled: nothing arrived for EDGEOPT_UPLOAD_IDLE_TIMEOUT_S seconds; its partial file was deleted. Send the file again. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -1359,7 +1423,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
-            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES. */
+            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES, past a dataset budget (EDGEOPT_MAX_DATASET_PIXELS, EDGEOPT_MAX_IMAGE_PIXELS, EDGEOPT_MAX_DATASET_INFLATED_BYTES), or needing more memory or time to check than EDGEOPT_ISOLATED_MEMORY_BYTES or EDGEOPT_ISOLATED_TIMEOUT_S allow. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1375,6 +1439,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -1424,6 +1499,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The upload stalled: nothing arrived for EDGEOPT_UPLOAD_IDLE_TIMEOUT_S seconds; its partial file was deleted. Send the file again. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -1433,7 +1517,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
-            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES. */
+            /** @description Larger than EDGEOPT_MAX_UPLOAD_BYTES, past a dataset budget (EDGEOPT_MAX_DATASET_PIXELS, EDGEOPT_MAX_IMAGE_PIXELS, EDGEOPT_MAX_DATASET_INFLATED_BYTES), or needing more memory or time to check than EDGEOPT_ISOLATED_MEMORY_BYTES or EDGEOPT_ISOLATED_TIMEOUT_S allow. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1449,6 +1533,17 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
         };
@@ -1494,6 +1589,17 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1549,6 +1655,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     get_results: {
@@ -1598,6 +1715,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     get_recommendation: {
@@ -1641,6 +1769,17 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -1700,6 +1839,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorPublic"];
                 };
             };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
         };
     };
     download_artifact: {
@@ -1747,6 +1897,17 @@ export interface operations {
             /** @description Unprocessable Entity */
             422: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorPublic"];
+                };
+            };
+            /** @description The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. Retry after the seconds in Retry-After. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {

@@ -61,11 +61,16 @@ def _count_inflated(archive: zipfile.ZipFile, budget: DatasetBudget, label: str)
             raise InvalidInput(f"Entry '{info.filename}' of {label} cannot be read ({exc}).", field="file") from exc
 
 
-def _image_pixels(handle: IO[bytes], name: str) -> int:
+def _image_pixels(handle: IO[bytes], name: str, max_image_pixels: int) -> int:
     try:
         with Image.open(handle) as image:  # reads the header only; no pixel is decoded
             width, height = image.size
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # PIL's own limit (lowered in edgeopt.isolated's child) refused it
+        raise _too_big(
+            f"Image '{name}' has over {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels; at most {max_image_pixels:,} per "
+            "image are accepted. Resize the images to the size the model takes."
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise InvalidInput(f"Image '{name}' cannot be read as PNG or JPEG ({exc}).", field="file") from exc
     return int(width) * int(height)
 
@@ -76,7 +81,7 @@ def _zip_pixels(archive: zipfile.ZipFile, budget: DatasetBudget) -> None:
         if info.is_dir() or PurePosixPath(info.filename).suffix.lower() not in IMAGE_SUFFIXES:
             continue
         with archive.open(info) as handle:
-            pixels = _image_pixels(handle, info.filename)
+            pixels = _image_pixels(handle, info.filename, budget.max_image_pixels)
         if pixels > budget.max_image_pixels:
             raise _too_big(
                 f"Image '{info.filename}' has {pixels:,} pixels; at most {budget.max_image_pixels:,} per image are "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from edgeopt import __version__
+from edgeopt import __version__, isolated
 from edgeopt.errors import InvalidInput
 from edgeopt.service import jobs, ws
 from edgeopt.service.db.session import PoolLimits, make_engine, make_session_factory
@@ -45,6 +46,8 @@ GATE_RESERVE = 4  # connections kept back from the request gate for uploads' com
 def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The process that checks uploads starts in the background, so the first upload does not wait for it.
+        threading.Thread(target=isolated.start, name="edgeopt-isolated-start", daemon=True).start()
         report = app.state.storage.sweep(app.state.session_factory)
         if report.removed or report.dangling_rows:
             logger.info("start-up sweep", extra={"removed": report.removed, "dangling_rows": report.dangling_rows})

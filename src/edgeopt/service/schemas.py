@@ -214,3 +214,23 @@ class ErrorPublic(BaseModel):
 
     detail: str
     field: str | None = None
+
+
+# Answers any route that needs a database connection can give under load (src/edgeopt/service/app.py: the pool's
+# timeout or SQLite's busy timeout ran out), documented on every such route so clients know to retry.
+BUSY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {
+        "model": ErrorPublic,
+        "description": "The service is busy: no database connection came free within EDGEOPT_DB_POOL_TIMEOUT_S. "
+        "Retry after the seconds in Retry-After.",
+        "headers": {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}},
+    }
+}
+# An upload's body that sends nothing for EDGEOPT_UPLOAD_IDLE_TIMEOUT_S (src/edgeopt/service/storage.py).
+STALLED_RESPONSES: dict[int | str, dict[str, Any]] = {
+    408: {
+        "model": ErrorPublic,
+        "description": "The upload stalled: nothing arrived for EDGEOPT_UPLOAD_IDLE_TIMEOUT_S seconds; its partial "
+        "file was deleted. Send the file again.",
+    }
+}

@@ -17,6 +17,7 @@ removes both folders.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -69,6 +70,24 @@ def safe_stem(filename: str | None) -> str:
     return stem[:80].rstrip("._-") or "upload"
 
 
+def discard_upload(path: Path) -> None:
+    """Delete an upload's file, and its experiment's folder when that is left empty (a refused first upload)."""
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not empty (other files, another upload streaming) or already gone
+        path.parent.rmdir()
+
+
+def _open_temp(folder: Path, temp_path: Path) -> BinaryIO:
+    """The temporary file, in a folder that a refused upload racing this one may have just removed."""
+    for _ in range(3):
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            return temp_path.open("xb")
+        except FileNotFoundError:
+            continue
+    return temp_path.open("xb")
+
+
 @dataclass
 class ReceivedFile:
     """An upload fully written to a temporary file next to its destination, not yet placed or recorded."""
@@ -79,7 +98,7 @@ class ReceivedFile:
     size_bytes: int
 
     def discard(self) -> None:
-        self.temp_path.unlink(missing_ok=True)
+        discard_upload(self.temp_path)
 
 
 @dataclass
@@ -91,7 +110,7 @@ class PlacedFile:
     received: ReceivedFile
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        discard_upload(self.path)
 
 
 @dataclass
@@ -255,10 +274,9 @@ class Storage:
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes + MAX_MULTIPART_OVERHEAD:
             raise too_large(max_bytes)  # refused before reading a byte of the body
-        folder.mkdir(parents=True, exist_ok=True)
         temp_path = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}"
         try:
-            with temp_path.open("wb") as handle:
+            with _open_temp(folder, temp_path) as handle:
                 writer = _FilePartWriter(field_name=field_name, max_bytes=max_bytes, handle=handle)
                 parser = MultipartParser(boundary, writer.callbacks())  # type: ignore[arg-type]
                 async for chunk in _with_idle_timeout(request.stream(), idle_timeout_s):
@@ -268,16 +286,16 @@ class Storage:
                 parser.finalize()
                 await anyio.to_thread.run_sync(writer.finish)
         except ClientDisconnect as exc:
-            temp_path.unlink(missing_ok=True)
+            discard_upload(temp_path)
             raise InvalidInput("The upload was interrupted before the file was complete.", field=field_name) from exc
         except FormParserError as exc:
-            temp_path.unlink(missing_ok=True)
+            discard_upload(temp_path)
             raise InvalidInput(f"The multipart body is malformed ({exc}).", field=field_name) from exc
         except BaseException:
-            temp_path.unlink(missing_ok=True)
+            discard_upload(temp_path)
             raise
         if not writer.found:
-            temp_path.unlink(missing_ok=True)
+            discard_upload(temp_path)
             raise InvalidInput(f"No file was sent in the '{field_name}' field.", field=field_name, status_code=422)
         return ReceivedFile(temp_path, writer.filename or "", writer.digest.hexdigest(), writer.size)
 

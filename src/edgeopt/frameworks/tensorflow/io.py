@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from edgeopt import keras_config
+from edgeopt import keras_config, saved_model_ops
 from edgeopt.errors import InvalidInput
 from edgeopt.frameworks import LoadedModel, ModelSource
 from edgeopt.frameworks.tensorflow import keras_compat
@@ -184,6 +184,10 @@ def _load_saved_model_dir(
             "converts, evaluates and measures it; rebuild it as a Functional or Sequential model to optimize it."
         )
         return _graph_loaded(path, directory, cleanup, source, reason)
+    # A bare graph runs whatever operations it holds: checked here again, before TensorFlow reads it (fail closed).
+    graph_file = directory / "saved_model.pb"
+    if graph_file.is_file():
+        saved_model_ops.check_graph(graph_file.read_bytes(), path.name)
     return _graph_loaded(path, directory, cleanup, source, None)
 
 

@@ -8,7 +8,6 @@ therefore written out by hand in ``UPLOAD_BODY``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,16 +17,23 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
-from edgeopt.errors import InvalidInput, NotFound
-from edgeopt.formats import check_dataset_archive, check_model_file
+from edgeopt.errors import NotFound
+from edgeopt.service import inspection
 from edgeopt.service.db.models import Experiment, OptimizationRun
 from edgeopt.service.deps import SessionDep, SettingsDep, StorageDep
-from edgeopt.service.schemas import ErrorPublic, ExperimentCreate, ExperimentPublic, ExperimentsPublic
+from edgeopt.service.schemas import (
+    BUSY_RESPONSES,
+    STALLED_RESPONSES,
+    ErrorPublic,
+    ExperimentCreate,
+    ExperimentPublic,
+    ExperimentsPublic,
+)
 from edgeopt.service.status import TRANSITIONS, refusal, require
 from edgeopt.service.storage import DATASETS, MODELS, PlacedFile, ReceivedFile, Storage
 from edgeopt.settings import Settings
 
-router = APIRouter(prefix="/api/experiments", tags=["experiments"])
+router = APIRouter(prefix="/api/experiments", tags=["experiments"], responses=BUSY_RESPONSES)
 
 UPLOAD_BODY: dict[str, Any] = {
     "requestBody": {
@@ -47,7 +53,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorPublic}, 409: {"m
 UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **ERRORS,
     400: {"model": ErrorPublic, "description": "Not a model/dataset file of an accepted format."},
-    413: {"model": ErrorPublic, "description": "Larger than EDGEOPT_MAX_UPLOAD_BYTES."},
+    413: {
+        "model": ErrorPublic,
+        "description": "Larger than EDGEOPT_MAX_UPLOAD_BYTES, past a dataset budget (EDGEOPT_MAX_DATASET_PIXELS, "
+        "EDGEOPT_MAX_IMAGE_PIXELS, EDGEOPT_MAX_DATASET_INFLATED_BYTES), or needing more memory or time to check than "
+        "EDGEOPT_ISOLATED_MEMORY_BYTES or EDGEOPT_ISOLATED_TIMEOUT_S allow.",
+    },
+    **STALLED_RESPONSES,
 }
 # Beyond a 64-bit OFFSET the database fails; far below it a page is empty anyway.
 MAX_OFFSET = 2**31 - 1
@@ -196,11 +208,6 @@ def _placed_after(received: ReceivedFile, storage: Storage, check: FormatCheck) 
         raise
 
 
-def _check_dataset(path: Path) -> tuple[str, str]:
-    kind = check_dataset_archive(path)
-    return f".{kind}", kind
-
-
 @router.post("/{experiment_id}/upload", name="upload_model", openapi_extra=UPLOAD_BODY, responses=UPLOAD_ERRORS)
 async def upload_model(
     experiment_id: str, request: Request, settings: SettingsDep, storage: StorageDep
@@ -211,9 +218,8 @@ async def upload_model(
     sessions = request.app.state.session_factory
     framework = await run_in_threadpool(_uploadable, sessions, experiment_id, "upload_model")
 
-    def check(path: Path) -> tuple[str, str]:
-        model_format = check_model_file(path, framework, trust_pickles=settings.trust_pickles)
-        return model_format.extension, model_format.kind
+    def check(path: Path) -> tuple[str, str]:  # in a limited child process, as every step that reads the upload
+        return inspection.model_format(path, framework, settings)
 
     received = await _receive(request, storage, settings, MODELS, experiment_id)
     placed, kind = await run_in_threadpool(_placed_after, received, storage, check)
@@ -222,33 +228,10 @@ async def upload_model(
     )
 
 
-def _dataset_loader() -> Callable[[str], Any] | None:
-    """The engine's dataset loader when it is installed; the service then refuses an archive it cannot read."""
-    try:
-        module = importlib.import_module("edgeopt.data")
-    except ImportError:
-        return None
-    return getattr(module, "load_dataset", None)
-
-
-def _load_placed_dataset(placed: PlacedFile, settings: Settings) -> None:
-    """Refuse an archive whose decoding would pass the dataset budget, then prove it loads; a refused file goes."""
-    loader = _dataset_loader()
-    if loader is None:
-        return
-    from edgeopt.data.budget import DatasetBudget, check_budget
-
-    budget = DatasetBudget(
-        max_inflated_bytes=settings.max_dataset_inflated_bytes,
-        max_pixels=settings.max_dataset_pixels,
-        max_image_pixels=settings.max_image_pixels,
-    )
+def _decode_placed_dataset(placed: PlacedFile, settings: Settings) -> None:
+    """Refuse an archive whose decoding would pass the dataset budget, then prove it decodes; a refused file goes."""
     try:  # the loader reads the archive under its real suffix, hence after placing it
-        check_budget(placed.path, budget)  # headers and inflated bytes only: nothing decoded yet
-        loader(str(placed.path))
-    except InvalidInput as exc:
-        placed.discard()
-        raise InvalidInput(str(exc), field="file", status_code=exc.status_code) from exc
+        inspection.decode_dataset(placed.path, settings)
     except BaseException:
         placed.discard()
         raise
@@ -262,8 +245,10 @@ async def upload_dataset(
     sessions = request.app.state.session_factory
     await run_in_threadpool(_uploadable, sessions, experiment_id, "upload_dataset")
     received = await _receive(request, storage, settings, DATASETS, experiment_id)
-    placed, kind = await run_in_threadpool(_placed_after, received, storage, _check_dataset)
-    await run_in_threadpool(_load_placed_dataset, placed, settings)
+    placed, kind = await run_in_threadpool(
+        _placed_after, received, storage, lambda path: inspection.dataset_kind(path, settings)
+    )
+    await run_in_threadpool(_decode_placed_dataset, placed, settings)
     return await run_in_threadpool(
         _commit_upload, sessions, storage, experiment_id, placed, "upload_dataset", "dataset", kind
     )

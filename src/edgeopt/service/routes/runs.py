@@ -18,10 +18,10 @@ from edgeopt.service import messages
 from edgeopt.service.db.models import ACTIVE_STATUSES, Experiment
 from edgeopt.service.deps import SessionDep, SettingsDep
 from edgeopt.service.jobs import CANCELLED_BEFORE_START, JobManager, artifacts_dir
-from edgeopt.service.schemas import ErrorPublic, ExperimentPublic
+from edgeopt.service.schemas import BUSY_RESPONSES, ErrorPublic, ExperimentPublic
 from edgeopt.service.status import TRANSITIONS, refusal, require, transition
 
-router = APIRouter(prefix="/api/experiments", tags=["runs"])
+router = APIRouter(prefix="/api/experiments", tags=["runs"], responses=BUSY_RESPONSES)
 ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorPublic},
     409: {"model": ErrorPublic},
