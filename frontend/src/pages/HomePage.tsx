@@ -2,9 +2,9 @@
 import { useState } from "react";
 import { Link } from "react-router";
 import { deleteExperiment, listExperiments } from "../api/client";
-import { titleOf } from "../api/catalog";
+import { statusIn, titleOf } from "../api/catalog";
 import { errorMessage } from "../api/errors";
-import { ACTIVE_STATUSES, FINISHED_STATUSES, type ExperimentPublic } from "../api/types";
+import type { ExperimentPublic } from "../api/types";
 import { routes } from "../routes";
 import { ScrollRegion } from "../components/ScrollRegion";
 import { EmptyState, ErrorState, Loading } from "../components/States";
@@ -33,7 +33,7 @@ export function modelLabel(experiment: ExperimentPublic, architectures: { name: 
 function BestResult({ experiment }: { experiment: ExperimentPublic }) {
   const catalog = useCatalog();
   const best = experiment.recommended;
-  if (!FINISHED_STATUSES.includes(experiment.status)) return <span className="text-slate-500">—</span>;
+  if (!statusIn(catalog.statuses.finished, experiment.status)) return <span className="text-slate-500">—</span>;
   if (!best) return <span className="text-slate-500">none</span>;
   const title = best.technique === "baseline" ? "Original model" : titleOf(catalog.techniques, best.technique);
   return (
@@ -50,7 +50,7 @@ function DeleteButton({ experiment, onDeleted }: { experiment: ExperimentPublic;
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const active = ACTIVE_STATUSES.includes(experiment.status);
+  const active = statusIn(useCatalog().statuses.active, experiment.status);
   const label = experiment.name || experiment.id.slice(0, 8);
   if (!confirming) {
     return (
