@@ -149,7 +149,7 @@ class TechniqueOutput:
     artifact: Path  # the deployable file (.pte / .tflite) the user downloads and runs on the board
     precision: str  # "fp32", "int8" or "int4": what the board runtime executes, for the estimator
     model: Any = None  # the transformed framework model (for params, FLOPs, sparsity); None if only the artifact
-    formats: dict[str, Path] = field(default_factory=dict)  # other downloads: "pt2", "keras", "onnx"
+    formats: dict[str, Path] = field(default_factory=dict)  # other downloads: "pt2", "keras"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. input quantisation parameters for evaluation
 

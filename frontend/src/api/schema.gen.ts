@@ -1734,7 +1734,7 @@ export interface operations {
     download_artifact: {
         parameters: {
             query?: {
-                /** @description pt2, keras or onnx where the run offers it */
+                /** @description pt2 or keras where the run offers it */
                 format?: string | null;
             };
             header?: never;
