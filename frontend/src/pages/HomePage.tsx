@@ -132,7 +132,7 @@ export function HomePage() {
         )}
         {experiments.data && experiments.data.items.length > 0 && (
           <ScrollRegion label="Past experiments">
-            <table className="w-full min-w-[720px] border-collapse bg-white text-left text-sm">
+            <table className="stack-table w-full min-w-[720px] border-collapse bg-white text-left text-sm">
               <thead className="bg-slate-100 text-slate-700">
                 <tr>
                   <th scope="col" className="px-3 py-2">Name</th>
@@ -147,13 +147,13 @@ export function HomePage() {
               <tbody>
                 {experiments.data.items.map((experiment) => (
                   <tr key={experiment.id} className="border-t border-slate-200">
-                    <td className="px-3 py-2 font-medium">{experiment.name || <span className="text-slate-500">untitled</span>}</td>
-                    <td className="max-w-[14rem] truncate px-3 py-2">{modelLabel(experiment, catalog.architectures)}</td>
-                    <td className="px-3 py-2">{titleOf(catalog.devices, experiment.device)}</td>
-                    <td className="px-3 py-2"><StatusBadge status={experiment.status} /></td>
-                    <td className="px-3 py-2"><BestResult experiment={experiment} /></td>
-                    <td className="whitespace-nowrap px-3 py-2">{formatDateTime(experiment.created_at)}</td>
-                    <td className="whitespace-nowrap px-3 py-2">
+                    <td data-stack="title" className="px-3 py-2 font-medium">{experiment.name || <span className="text-slate-500">untitled</span>}</td>
+                    <td data-label="Model" className="max-w-[14rem] truncate px-3 py-2">{modelLabel(experiment, catalog.architectures)}</td>
+                    <td data-label="Board" className="px-3 py-2">{titleOf(catalog.devices, experiment.device)}</td>
+                    <td data-stack="status" className="px-3 py-2"><StatusBadge status={experiment.status} /></td>
+                    <td data-label="Best result" className="px-3 py-2"><BestResult experiment={experiment} /></td>
+                    <td data-label="Created" className="whitespace-nowrap px-3 py-2">{formatDateTime(experiment.created_at)}</td>
+                    <td data-stack="actions" className="whitespace-nowrap px-3 py-2">
                       <span className="inline-flex gap-2">
                         <Link
                           className="btn-secondary"
