@@ -40,7 +40,7 @@ export const initialLiveState: LiveState = {
   updates: 0,
 };
 
-const TERMINAL_STATUS: Record<string, Outcome["kind"]> = {
+const TERMINAL_STATUS: Partial<Record<ExperimentStatus, Outcome["kind"]>> = {
   completed: "completed",
   failed: "failed",
   cancelled: "cancelled",
