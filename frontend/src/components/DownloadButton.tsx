@@ -77,7 +77,8 @@ export function DownloadButton({ experimentId, technique, artifact, formats, tit
           disabled={progress !== null}
           aria-label={`Download .${format} of ${title}`}
         >
-          {progress ? "Downloading…" : `Download .${format}`}
+          {/* With a format menu beside it the button need not repeat the format: the table then fits 1280 px. */}
+          {progress ? "Downloading…" : choices.length > 1 ? "Download" : `Download .${format}`}
         </button>
       </div>
       {progress && (
