@@ -1,7 +1,16 @@
 // The e2e cases. Selectors are roles and labels, as a user (or a screen reader) finds things.
 import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BackendMissing, OUT_DIR, SCREENSHOTS, requirePaths, runEdgeopt, seriousAxeViolations, sleep } from "./harness.mjs";
+import {
+  BackendMissing,
+  OUT_DIR,
+  SCREENSHOTS,
+  layoutProblems,
+  requirePaths,
+  runEdgeopt,
+  seriousAxeViolations,
+  sleep,
+} from "./harness.mjs";
 
 const RUN_TIMEOUT_MS = Number(process.env.E2E_RUN_TIMEOUT_S ?? 1200) * 1000;
 const RUN_PATHS = [
@@ -16,21 +25,21 @@ function check(condition, message) {
   if (!condition) throw new Error(message);
 }
 
+const PHONE = { width: 390, height: 844 };
+
+/** A full-page screenshot, after checking the layout at this width (and, with `phone`, at 390 px as well). */
 async function shot(ctx, name, { phone = false } = {}) {
   const { page } = ctx;
   const file = `${name}.png`;
+  const before = page.viewportSize();
   if (phone) {
-    const before = page.viewportSize();
-    await page.setViewportSize({ width: 375, height: 800 });
+    await page.setViewportSize(PHONE);
     await sleep(300);
-    await page.screenshot({ path: join(SCREENSHOTS, file), fullPage: true });
-    // Nothing may stick out sideways at phone width except inside the scrollable table regions.
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
-    check(overflow <= 1, `${name}: the page is ${overflow}px wider than a 375px phone screen`);
-    if (before) await page.setViewportSize(before);
-  } else {
-    await page.screenshot({ path: join(SCREENSHOTS, file), fullPage: true });
   }
+  await page.screenshot({ path: join(SCREENSHOTS, file), fullPage: true });
+  const problems = await layoutProblems(page);
+  if (phone && before) await page.setViewportSize(before);
+  check(problems.length === 0, `${name}: the layout is broken at ${phone ? PHONE.width : before?.width}px:\n${problems.join("\n")}`);
   ctx.screenshots.push(file);
 }
 
@@ -185,7 +194,20 @@ async function fullFlow(ctx, framework) {
   const magic = readFileSync(saved).subarray(4, 8).toString("latin1");
   const expectedMagic = ext === "tflite" ? "TFL3" : ext === "pte" ? "ET12" : null;
   if (expectedMagic) check(magic === expectedMagic, `${framework}: ${saved} is not a .${ext} file (magic ${magic})`);
-  await page.getByText(/^Saved /).waitFor();
+  await page.getByText(/^Saved /).first().waitFor();
+
+  // The original model, as measured (the baseline's deployable file), downloads from its row too.
+  const originalExt = report.baseline.artifact.split(".").pop();
+  const [original] = await Promise.all([
+    page.waitForEvent("download", { timeout: 60_000 }),
+    page.getByRole("button", { name: `Download .${originalExt} of Original model` }).click(),
+  ]);
+  const savedOriginal = join(OUT_DIR, `download-${framework}-original-${original.suggestedFilename()}`);
+  await original.saveAs(savedOriginal);
+  const originalMagic = readFileSync(savedOriginal).subarray(4, 8).toString("latin1");
+  const expectedOriginal = originalExt === "tflite" ? "TFL3" : originalExt === "pte" ? "ET12" : null;
+  check(statSync(savedOriginal).size > 0, `${framework}: the original model downloaded empty`);
+  if (expectedOriginal) check(originalMagic === expectedOriginal, `${framework}: ${savedOriginal} is not a .${originalExt} file`);
   await shot(ctx, `results-${framework}-phone`, { phone: true });
 }
 
@@ -312,6 +334,7 @@ export const CASES = [
       console.log(`     reload: ${before} % before, then shown ${shownAfterReload.join(" -> ")} %`);
       check(after >= before, `after the reload the progress stayed behind: ${before} % before, ${after} % after 20 s`);
       await shot(ctx, "progress-after-reload");
+      await shot(ctx, "progress-phone", { phone: true });
 
       // Cut the live connection: the page says it is reconnecting, then carries on by itself.
       const connectedBefore = sockets.length;

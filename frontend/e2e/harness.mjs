@@ -209,3 +209,127 @@ export async function seriousAxeViolations(page) {
 export function ensureDirs() {
   mkdirSync(SCREENSHOTS, { recursive: true });
 }
+
+/**
+ * What a user would see as broken layout at the page's current width, as sentences (empty when none):
+ * - the page, or any element outside a scroll area of its own, sticking out sideways;
+ * - a button, link-button or select whose text is cut off or that a clipping box hides in part;
+ * - a scroll area that needs sideways scrolling at desktop width (from 1024 px every column must fit), or that
+ *   scrolls at phone width without keeping its table's first column (the row headers) in view;
+ * - a table header cell taller than three lines of text;
+ * - chart labels that overlap, or numeric axis ticks that are not evenly spaced on a 1-2-2.5-5 step.
+ */
+export async function layoutProblems(page) {
+  return page.evaluate(() => {
+    const problems = [];
+    const vw = document.documentElement.clientWidth;
+    const say = (el) => {
+      const text = (el.getAttribute("aria-label") || el.textContent || "").replace(/\s+/g, " ").trim().slice(0, 50);
+      return `<${el.tagName.toLowerCase()}> "${text}"`;
+    };
+    const shown = (el) => {
+      const style = getComputedStyle(el);
+      const r = el.getBoundingClientRect();
+      return style.visibility !== "hidden" && style.display !== "none" && r.width > 1 && r.height > 1;
+    };
+    const hiddenByClip = (el) => {
+      for (let p = el; p && p !== document.body; p = p.parentElement) {
+        const s = getComputedStyle(p);
+        if (s.clip !== "auto" && s.position === "absolute") return true; // sr-only
+      }
+      return false;
+    };
+    const scrollArea = (el) => {
+      for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+        const ox = getComputedStyle(p).overflowX;
+        if (ox === "auto" || ox === "scroll") return p;
+      }
+      return null;
+    };
+    const over = document.documentElement.scrollWidth - vw;
+    if (over > 1) problems.push(`the page is ${over}px wider than the ${vw}px window`);
+
+    const sticking = [];
+    for (const el of document.body.querySelectorAll("*")) {
+      if (!shown(el) || hiddenByClip(el) || el.closest("svg") && el.tagName !== "svg") continue;
+      const r = el.getBoundingClientRect();
+      if ((r.right > vw + 1 || r.left < -1) && !scrollArea(el)) sticking.push(el);
+    }
+    // Report the outermost offenders only: their children stick out with them.
+    for (const el of sticking.filter((el) => !sticking.includes(el.parentElement)).slice(0, 5)) {
+      const r = el.getBoundingClientRect();
+      problems.push(`${say(el)} sticks out of the ${vw}px window (${Math.round(r.left)}..${Math.round(r.right)}px)`);
+    }
+
+    const controls = document.querySelectorAll("button, select, a.btn-primary, a.btn-secondary, a.btn-danger, [role=button]");
+    for (const el of controls) {
+      if (!shown(el) || hiddenByClip(el)) continue;
+      if (el.tagName !== "SELECT" && el.scrollWidth > el.clientWidth + 1) {
+        problems.push(`${say(el)} is cut off: its text needs ${el.scrollWidth}px, it has ${el.clientWidth}px`);
+        continue;
+      }
+      const r = el.getBoundingClientRect();
+      for (let p = el.parentElement; p && p !== document.body; p = p.parentElement) {
+        const s = getComputedStyle(p);
+        if (s.overflowX === "visible" && s.overflowY === "visible") continue;
+        const box = p.getBoundingClientRect();
+        const scrolls = s.overflowX === "auto" || s.overflowX === "scroll";
+        if (!scrolls && (r.left < box.left - 1 || r.right > box.right + 1 || r.bottom > box.bottom + 1)) {
+          problems.push(`${say(el)} is partly hidden by its container`);
+        }
+        break;
+      }
+    }
+
+    for (const area of document.querySelectorAll("*")) {
+      const ox = getComputedStyle(area).overflowX;
+      if ((ox !== "auto" && ox !== "scroll") || !shown(area)) continue;
+      const extra = area.scrollWidth - area.clientWidth;
+      if (extra <= 1) continue;
+      const name = area.getAttribute("aria-label") || say(area);
+      if (vw >= 1024) {
+        problems.push(`"${name}" needs sideways scrolling at ${vw}px (${extra}px hidden)`);
+      } else {
+        const rowHeader = area.querySelector("tbody th[scope=row], tbody td:first-child");
+        if (rowHeader && getComputedStyle(rowHeader).position !== "sticky") {
+          problems.push(`"${name}" scrolls sideways at ${vw}px but its first column does not stay in view`);
+        }
+      }
+    }
+
+    for (const th of document.querySelectorAll("thead th")) {
+      if (!shown(th) || hiddenByClip(th)) continue;
+      // Lines of the header's own text (a row is as tall as its tallest header, so the cell's box would not say).
+      const range = document.createRange();
+      range.selectNodeContents(th);
+      const tops = [...range.getClientRects()].filter((r) => r.width > 2 && r.height > 2).map((r) => r.top);
+      const lines = tops.sort((a, b) => a - b).filter((top, i) => i === 0 || top - tops[i - 1] > 4).length;
+      if (lines > 3) problems.push(`the header ${say(th)} wraps to ${lines} lines`);
+    }
+
+    const boxesOverlap = (a, b) =>
+      Math.min(a.right, b.right) - Math.max(a.left, b.left) > 1 && Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 1;
+    for (const chart of document.querySelectorAll("svg.recharts-surface")) {
+      const labels = [...chart.querySelectorAll("text")].filter((t) => shown(t) && t.textContent.trim());
+      const boxes = labels.map((t) => t.getBoundingClientRect());
+      for (let i = 0; i < labels.length; i += 1) {
+        for (let j = i + 1; j < labels.length; j += 1) {
+          if (boxesOverlap(boxes[i], boxes[j])) {
+            problems.push(`chart labels "${labels[i].textContent}" and "${labels[j].textContent}" overlap`);
+          }
+        }
+      }
+      for (const axis of chart.querySelectorAll(".recharts-cartesian-axis-ticks")) {
+        const values = [...axis.querySelectorAll("text")].map((t) => Number(t.textContent.replace(/[^0-9.eE+-]/g, "")));
+        if (values.length < 3 || values.some((v) => !Number.isFinite(v))) continue;
+        const steps = values.slice(1).map((v, i) => Math.abs(v - values[i]));
+        const step = steps[0];
+        const even = steps.every((s) => Math.abs(s - step) <= step * 1e-6 + 1e-9);
+        const mantissa = step / 10 ** Math.floor(Math.log10(step));
+        const nice = [1, 2, 2.5, 5, 10].some((m) => Math.abs(mantissa - m) < 1e-6);
+        if (!even || !nice) problems.push(`chart axis ticks ${values.join(", ")} are not evenly spaced on a round step`);
+      }
+    }
+    return problems;
+  });
+}

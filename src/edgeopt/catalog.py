@@ -24,15 +24,15 @@ GoalName = Literal["maximize_accuracy", "minimize_size", "minimize_latency", "ba
 PresetDataset = Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100"]
 ArchitectureName = Literal["resnet18", "vgg16", "vgg19", "mobilenet_v2"]
 
-FRAMEWORKS: tuple[str, ...] = ("pytorch", "tensorflow")
+FRAMEWORKS: tuple[Framework, ...] = ("pytorch", "tensorflow")
 
 
 @dataclass(frozen=True)
 class TechniqueInfo:
-    name: str
+    name: TechniqueName
     title: str
     summary: str
-    frameworks: tuple[str, ...]
+    frameworks: tuple[Framework, ...]
     needs_training_data: bool
     fine_tunes: bool
     relative_cost: float  # expected wall time relative to ptq_int8 on the same model; seeds the overall ETA
@@ -108,7 +108,7 @@ TECHNIQUE_NAMES: tuple[str, ...] = tuple(t.name for t in TECHNIQUES)
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    name: str
+    name: DeviceName
     title: str
     summary: str
 
@@ -123,7 +123,7 @@ DEVICE_NAMES: tuple[str, ...] = tuple(d.name for d in DEVICES)
 
 @dataclass(frozen=True)
 class GoalInfo:
-    name: str
+    name: GoalName
     title: str
     summary: str
 
@@ -143,7 +143,7 @@ GOAL_NAMES: tuple[str, ...] = tuple(g.name for g in GOALS)
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    name: str
+    name: PresetDataset
     title: str
     summary: str
     num_classes: int
@@ -172,7 +172,7 @@ DATASET_NAMES: tuple[str, ...] = tuple(d.name for d in DATASETS)
 
 @dataclass(frozen=True)
 class ArchitectureInfo:
-    name: str
+    name: ArchitectureName
     title: str
     torchvision: str
     keras_application: str
@@ -202,8 +202,33 @@ def dataset_info(name: str) -> DatasetInfo:
     raise KeyError(name)
 
 
+@dataclass(frozen=True)
+class PreprocessingPresetInfo:
+    """A normalization a user can declare for the model's input (``edgeopt.preprocessing``); statistics in 0..1, RGB."""
+
+    name: str
+    title: str
+    mean: tuple[float, ...] | None
+    std: tuple[float, ...] | None
+
+
+def preprocessing_presets() -> tuple[PreprocessingPresetInfo, ...]:
+    """The normalization presets with their statistics, read from ``edgeopt.preprocessing``."""
+    from edgeopt.preprocessing import PRESET_TITLES, PRESETS
+
+    return tuple(
+        PreprocessingPresetInfo(
+            name,
+            title,
+            PRESETS[name][0] if name in PRESETS else None,
+            PRESETS[name][1] if name in PRESETS else None,
+        )
+        for name, title in PRESET_TITLES.items()
+    )
+
+
 def as_dict() -> dict[str, Any]:
-    """The whole manifest as JSON-ready data (the body of ``GET /api/catalog``)."""
+    """The whole manifest as JSON-ready data (what ``GET /api/catalog`` sends, before the service's own limits)."""
     return {
         "frameworks": list(FRAMEWORKS),
         "techniques": [asdict(t) for t in TECHNIQUES],
@@ -211,20 +236,5 @@ def as_dict() -> dict[str, Any]:
         "goals": [asdict(g) for g in GOALS],
         "datasets": [asdict(d) for d in DATASETS],
         "architectures": [asdict(a) for a in ARCHITECTURES],
-        "preprocessing_presets": _preprocessing_presets(),
+        "preprocessing_presets": [asdict(p) for p in preprocessing_presets()],
     }
-
-
-def _preprocessing_presets() -> list[dict[str, Any]]:
-    """The normalization presets a user can declare (``edgeopt.preprocessing``), with their statistics."""
-    from edgeopt.preprocessing import PRESET_TITLES, PRESETS
-
-    return [
-        {
-            "name": name,
-            "title": title,
-            "mean": list(PRESETS[name][0]) if name in PRESETS else None,
-            "std": list(PRESETS[name][1]) if name in PRESETS else None,
-        }
-        for name, title in PRESET_TITLES.items()
-    ]

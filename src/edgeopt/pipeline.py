@@ -36,7 +36,7 @@ from edgeopt.report import (
     RunResult,
 )
 from edgeopt.settings import Settings, get_settings
-from edgeopt.techniques import TechniqueContext, TechniqueOutput, get_technique, make_config
+from edgeopt.techniques import MAX_EPOCHS, TechniqueContext, TechniqueOutput, get_technique, make_config
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,8 @@ class ExperimentSpec:
             raise InvalidInput("Give a model file, or a named architecture with --arch.", field="model")
         if self.model is not None and not Path(self.model).is_file():
             raise InvalidInput(f"Model file {self.model} does not exist.", field="model")
-        if self.epochs is not None and self.epochs < 0:
-            raise InvalidInput("--epochs must be 0 or more.", field="epochs")
+        if self.epochs is not None and not 0 <= self.epochs <= MAX_EPOCHS:
+            raise InvalidInput(f"--epochs must be from 0 to {MAX_EPOCHS}.", field="epochs")
         for name in self.technique_configs:
             _check_choice("technique_configs", name, catalog.TECHNIQUE_NAMES)
 

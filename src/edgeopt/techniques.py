@@ -19,6 +19,9 @@ from edgeopt.data.dataset import Dataset
 from edgeopt.errors import InvalidInput
 from edgeopt.progress import StageReporter
 
+# The most fine-tuning epochs a run may ask for, from the API, the CLI or a technique config alike.
+MAX_EPOCHS = 100
+
 
 class TechniqueConfig(BaseModel):
     """Base of every technique's config: frozen, unknown fields refused, stored with every result."""
@@ -28,7 +31,7 @@ class TechniqueConfig(BaseModel):
 
 
 class FineTuneConfig(TechniqueConfig):
-    epochs: int = Field(default=3, ge=0, le=1000)
+    epochs: int = Field(default=3, ge=0, le=MAX_EPOCHS)
     learning_rate: float = Field(default=1e-3, gt=0)
     batch_size: int = Field(default=64, ge=1)
 
@@ -55,7 +58,7 @@ class PtqInt4Config(TechniqueConfig):
 
 class PruneUnstructuredConfig(FineTuneConfig):
     sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)
-    epochs: int = Field(default=2, ge=0, le=1000)
+    epochs: int = Field(default=2, ge=0, le=MAX_EPOCHS)
     learning_rate: float | None = Field(  # type: ignore[assignment]
         default=None, gt=0, description="None = the framework's default"
     )
@@ -66,18 +69,18 @@ class PruneUnstructuredConfig(FineTuneConfig):
 
 class PruneStructuredConfig(FineTuneConfig):
     channel_sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)
-    epochs: int = Field(default=4, ge=0, le=1000)
+    epochs: int = Field(default=4, ge=0, le=MAX_EPOCHS)
 
 
 class DistillationConfig(FineTuneConfig):
     width_ratio: float = Field(default=0.5, gt=0.0, lt=1.0, description="Fraction of channels the student keeps")
     temperature: float = Field(default=4.0, gt=0.0)
     alpha: float = Field(default=0.7, ge=0.0, le=1.0, description="Weight of the KL term; 1 - alpha on CE")
-    epochs: int = Field(default=8, ge=0, le=1000)
+    epochs: int = Field(default=8, ge=0, le=MAX_EPOCHS)
 
 
 class QatInt8Config(FineTuneConfig):
-    epochs: int = Field(default=2, ge=0, le=1000)
+    epochs: int = Field(default=2, ge=0, le=MAX_EPOCHS)
     learning_rate: float | None = Field(  # type: ignore[assignment]
         default=None, gt=0, description="None = the framework's default"
     )
@@ -88,7 +91,7 @@ class QatInt8Config(FineTuneConfig):
 
 class HybridPruneInt8Config(FineTuneConfig):
     channel_sparsity: float = Field(default=0.5, gt=0.0, lt=1.0)
-    epochs: int = Field(default=4, ge=0, le=1000)
+    epochs: int = Field(default=4, ge=0, le=MAX_EPOCHS)
     calibration_samples: int = Field(default=256, ge=1, le=5000)
 
 
@@ -146,7 +149,7 @@ class TechniqueOutput:
     artifact: Path  # the deployable file (.pte / .tflite) the user downloads and runs on the board
     precision: str  # "fp32", "int8" or "int4": what the board runtime executes, for the estimator
     model: Any = None  # the transformed framework model (for params, FLOPs, sparsity); None if only the artifact
-    formats: dict[str, Path] = field(default_factory=dict)  # other downloads: "pt2", "keras", "onnx"
+    formats: dict[str, Path] = field(default_factory=dict)  # other downloads: "pt2", "keras"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. input quantisation parameters for evaluation
 

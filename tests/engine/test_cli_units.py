@@ -62,3 +62,19 @@ def test_summary_table_names_techniques_by_title_and_signs_losses(capsys: pytest
     assert "-2.0 pt" in printed and "4.0x" in printed and "failed" in printed
     assert "ptq_int8" not in printed  # titles, not internal ids
     assert "It is smallest." in printed
+
+
+@pytest.mark.parametrize("epochs", [-1, 101])
+def test_epochs_outside_the_one_limit_are_refused_by_name(epochs: int, tmp_path: object) -> None:
+    """The CLI, the API and the technique configs share one bound (edgeopt.techniques.MAX_EPOCHS)."""
+    from pathlib import Path
+
+    from edgeopt.pipeline import ExperimentSpec
+    from edgeopt.techniques import MAX_EPOCHS
+
+    spec = ExperimentSpec(
+        framework="pytorch", dataset="digits", device="rpi4", out_dir=Path(str(tmp_path)), arch="resnet18",
+        epochs=epochs,
+    )
+    with pytest.raises(InvalidInput, match=re.escape(f"--epochs must be from 0 to {MAX_EPOCHS}")):
+        spec.validate()

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeopt.catalog import TECHNIQUE_NAMES
+from edgeopt.service.messages import ServerMessage
 from tests.runner.live import TERMINAL, LiveServer, Stream, create_experiment
 
 PROGRESS_KEYS = {"type", "experiment_id", "current_technique", "overall_progress", "metrics"}
@@ -51,6 +52,8 @@ def check_stream(outcome: dict[str, Any]) -> None:
     assert outcome["final"]["type"] == "experiment_completed", outcome["final"]
     assert messages[-1]["type"] == "experiment_completed"
     assert outcome["status"] == "completed"
+    for message in messages:  # every message is in the contract the web app's types are generated from
+        ServerMessage.model_validate(message)
     progress = [m for m in messages if m["type"] == "progress_update"]
     assert progress, "no progress_update received"
     for message in progress:

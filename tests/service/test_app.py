@@ -43,7 +43,9 @@ def test_api_docs_load_nothing_from_outside(client: TestClient, page: str) -> No
 
 def test_catalog_is_the_manifest(client: TestClient) -> None:
     body = client.get("/api/catalog").json()
-    assert body == json.loads(json.dumps(catalog.as_dict()))
+    assert {k: v for k, v in body.items() if k not in ("statuses", "limits")} == json.loads(
+        json.dumps(catalog.as_dict())
+    )
     assert [t["name"] for t in body["techniques"]] == list(catalog.TECHNIQUE_NAMES)
 
 

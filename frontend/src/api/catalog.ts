@@ -1,57 +1,23 @@
 /**
- * The capability manifest from `GET /api/catalog` (the `edgeopt.catalog` tables as JSON).
- *
- * The route is typed `dict[str, Any]` in the service, so its OpenAPI schema says nothing: the shape is written here
- * from `edgeopt.catalog.as_dict()` and checked when it arrives, so a changed manifest gives a clear error page
- * instead of empty dropdowns.
+ * The capability manifest from `GET /api/catalog`: every name a user can choose (`edgeopt.catalog`) and the
+ * service's statuses and limits (`CatalogPublic` in `edgeopt.service.schemas`), typed by the generated schema.
+ * It is still checked when it arrives, so a service out of step with this page gives a clear error page instead of
+ * empty dropdowns.
  */
-export interface TechniqueInfo {
-  name: string;
-  title: string;
-  summary: string;
-  frameworks: string[];
-  needs_training_data: boolean;
-  fine_tunes: boolean;
-  relative_cost: number;
-}
+import type { components } from "./schema.gen";
 
-export interface NamedInfo {
-  name: string;
-  title: string;
-  summary: string;
-}
+type Schemas = components["schemas"];
 
-export interface DatasetInfo extends NamedInfo {
-  num_classes: number;
-  image_shape: number[];
-  always_available: boolean;
-}
-
-export interface ArchitectureInfo {
-  name: string;
-  title: string;
-  torchvision: string;
-  keras_application: string;
-  default_input: number[];
-}
-
+export type Catalog = Schemas["CatalogPublic"];
+export type TechniqueInfo = Schemas["TechniqueInfo"];
+/** A device or a goal: a name, a title and a sentence. */
+export type NamedInfo = Schemas["DeviceInfo"] | Schemas["GoalInfo"];
+export type DatasetInfo = Schemas["DatasetInfo"];
+export type ArchitectureInfo = Schemas["ArchitectureInfo"];
 /** A normalization a user can declare for their model's input (`edgeopt.preprocessing`); statistics in 0..1, RGB. */
-export interface PreprocessingPreset {
-  name: string;
-  title: string;
-  mean: number[] | null;
-  std: number[] | null;
-}
-
-export interface Catalog {
-  preprocessing_presets: PreprocessingPreset[];
-  frameworks: string[];
-  techniques: TechniqueInfo[];
-  devices: NamedInfo[];
-  goals: NamedInfo[];
-  datasets: DatasetInfo[];
-  architectures: ArchitectureInfo[];
-}
+export type PreprocessingPreset = Schemas["PreprocessingPresetInfo"];
+export type Statuses = Schemas["StatusesPublic"];
+export type ExperimentStatus = Statuses["all"][number];
 
 function listOfNamed(value: unknown, key: string): Record<string, unknown>[] {
   if (!Array.isArray(value) || value.some((item) => typeof item !== "object" || item === null || !("name" in item))) {
@@ -67,14 +33,24 @@ export function parseCatalog(value: unknown): Catalog {
   if (!Array.isArray(frameworks) || frameworks.some((f) => typeof f !== "string")) {
     throw new Error('The service\'s catalog has no valid "frameworks" list.');
   }
+  const statuses = record.statuses as Record<string, unknown> | undefined;
+  const limits = record.limits as Record<string, unknown> | undefined;
+  if (!statuses || !["all", "active", "finished"].every((key) => Array.isArray(statuses[key]))) {
+    throw new Error('The service\'s catalog has no valid "statuses"; the web app and the service may be out of step.');
+  }
+  if (!limits || typeof limits.max_epochs !== "number") {
+    throw new Error('The service\'s catalog has no valid "limits"; the web app and the service may be out of step.');
+  }
   return {
-    frameworks: frameworks as string[],
-    techniques: listOfNamed(record.techniques, "techniques") as unknown as TechniqueInfo[],
-    devices: listOfNamed(record.devices, "devices") as unknown as NamedInfo[],
-    goals: listOfNamed(record.goals, "goals") as unknown as NamedInfo[],
-    datasets: listOfNamed(record.datasets, "datasets") as unknown as DatasetInfo[],
-    architectures: listOfNamed(record.architectures, "architectures") as unknown as ArchitectureInfo[],
-    preprocessing_presets: listOfNamed(record.preprocessing_presets, "preprocessing_presets") as unknown as PreprocessingPreset[],
+    frameworks: frameworks as Catalog["frameworks"],
+    techniques: listOfNamed(record.techniques, "techniques") as unknown as Catalog["techniques"],
+    devices: listOfNamed(record.devices, "devices") as unknown as Catalog["devices"],
+    goals: listOfNamed(record.goals, "goals") as unknown as Catalog["goals"],
+    datasets: listOfNamed(record.datasets, "datasets") as unknown as Catalog["datasets"],
+    architectures: listOfNamed(record.architectures, "architectures") as unknown as Catalog["architectures"],
+    preprocessing_presets: listOfNamed(record.preprocessing_presets, "preprocessing_presets") as unknown as Catalog["preprocessing_presets"],
+    statuses: statuses as unknown as Statuses,
+    limits: limits as unknown as Catalog["limits"],
   };
 }
 
@@ -84,4 +60,14 @@ export const FRAMEWORK_TITLES: Record<string, string> = { pytorch: "PyTorch", te
 export function titleOf(list: readonly { name: string; title: string }[], name: string | null | undefined): string {
   if (!name) return "—";
   return list.find((item) => item.name === name)?.title ?? name;
+}
+
+/** Whether a technique runs on a framework; the form holds the framework as a plain string. */
+export function supportsFramework(technique: TechniqueInfo, framework: string): boolean {
+  return (technique.frameworks as readonly string[]).includes(framework);
+}
+
+/** Whether a status is in one of the catalog's groups (`statuses.active`, `statuses.finished`). */
+export function statusIn(group: readonly string[], status: string): boolean {
+  return group.includes(status);
 }

@@ -417,6 +417,26 @@ export interface components {
              */
             accept_any_device: boolean;
         };
+        /** ArchitectureInfo */
+        ArchitectureInfo: {
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "resnet18" | "vgg16" | "vgg19" | "mobilenet_v2";
+            /** Title */
+            title: string;
+            /** Torchvision */
+            torchvision: string;
+            /** Keras Application */
+            keras_application: string;
+            /** Default Input */
+            default_input: [
+                number,
+                number,
+                number
+            ];
+        };
         /** BaselineResult */
         BaselineResult: {
             /** Accuracy */
@@ -532,6 +552,28 @@ export interface components {
              */
             measured_at: string;
         };
+        /**
+         * CatalogPublic
+         * @description ``GET /api/catalog``: every name a user can choose (``edgeopt.catalog``), the statuses and the limits.
+         */
+        CatalogPublic: {
+            /** Frameworks */
+            frameworks: ("pytorch" | "tensorflow")[];
+            /** Techniques */
+            techniques: components["schemas"]["TechniqueInfo"][];
+            /** Devices */
+            devices: components["schemas"]["DeviceInfo"][];
+            /** Goals */
+            goals: components["schemas"]["GoalInfo"][];
+            /** Datasets */
+            datasets: components["schemas"]["DatasetInfo"][];
+            /** Architectures */
+            architectures: components["schemas"]["ArchitectureInfo"][];
+            /** Preprocessing Presets */
+            preprocessing_presets: components["schemas"]["PreprocessingPresetInfo"][];
+            statuses: components["schemas"]["StatusesPublic"];
+            limits: components["schemas"]["LimitsPublic"];
+        };
         /** Constraints */
         Constraints: {
             /** Min Accuracy */
@@ -542,6 +584,28 @@ export interface components {
             max_latency_ms?: number | null;
             /** Max Accuracy Drop */
             max_accuracy_drop?: number | null;
+        };
+        /** DatasetInfo */
+        DatasetInfo: {
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "digits" | "mnist" | "fashion_mnist" | "cifar10" | "cifar100";
+            /** Title */
+            title: string;
+            /** Summary */
+            summary: string;
+            /** Num Classes */
+            num_classes: number;
+            /** Image Shape */
+            image_shape: [
+                number,
+                number,
+                number
+            ];
+            /** Always Available */
+            always_available: boolean;
         };
         /**
          * DeviceEstimate
@@ -572,6 +636,18 @@ export interface components {
              * @description The input the estimate assumed, as batch, height, width, channels.
              */
             input_shape?: number[] | null;
+        };
+        /** DeviceInfo */
+        DeviceInfo: {
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "rpi4" | "rpi5" | "rpi_zero_2w";
+            /** Title */
+            title: string;
+            /** Summary */
+            summary: string;
         };
         /**
          * ErrorPublic
@@ -693,8 +769,11 @@ export interface components {
                     [key: string]: unknown;
                 };
             };
-            /** Status */
-            status: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "created" | "ready" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted";
             /** Error */
             error: string | null;
             /**
@@ -726,6 +805,18 @@ export interface components {
             limit: number;
             /** Offset */
             offset: number;
+        };
+        /** GoalInfo */
+        GoalInfo: {
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "maximize_accuracy" | "minimize_size" | "minimize_latency" | "balanced";
+            /** Title */
+            title: string;
+            /** Summary */
+            summary: string;
         };
         /** HTTPValidationError */
         HTTPValidationError: {
@@ -763,6 +854,14 @@ export interface components {
              * @default false
              */
             noisy: boolean;
+        };
+        /** LimitsPublic */
+        LimitsPublic: {
+            /**
+             * Max Epochs
+             * @description The most fine-tuning epochs an experiment may ask for.
+             */
+            max_epochs: number;
         };
         /** MeasurementBody */
         MeasurementBody: {
@@ -893,6 +992,20 @@ export interface components {
              * @description Per-channel std (custom preset), in the value range.
              */
             std?: number[] | null;
+        };
+        /**
+         * PreprocessingPresetInfo
+         * @description A normalization a user can declare for the model's input (``edgeopt.preprocessing``); statistics in 0..1, RGB.
+         */
+        PreprocessingPresetInfo: {
+            /** Name */
+            name: string;
+            /** Title */
+            title: string;
+            /** Mean */
+            mean: number[] | null;
+            /** Std */
+            std: number[] | null;
         };
         /** Recommendation */
         Recommendation: {
@@ -1038,6 +1151,44 @@ export interface components {
              */
             notes: string;
         };
+        /**
+         * StatusesPublic
+         * @description Experiment statuses in the service's order, and the groups the web app acts on.
+         */
+        StatusesPublic: {
+            /** All */
+            all: ("created" | "ready" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted")[];
+            /**
+             * Active
+             * @description A worker may be touching the files: no delete, no restart.
+             */
+            active: ("created" | "ready" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted")[];
+            /**
+             * Finished
+             * @description Nothing more happens until the user starts it again.
+             */
+            finished: ("created" | "ready" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted")[];
+        };
+        /** TechniqueInfo */
+        TechniqueInfo: {
+            /**
+             * Name
+             * @enum {string}
+             */
+            name: "ptq_int8" | "ptq_int4" | "prune_unstructured" | "prune_structured" | "distillation" | "qat_int8" | "hybrid_prune_int8";
+            /** Title */
+            title: string;
+            /** Summary */
+            summary: string;
+            /** Frameworks */
+            frameworks: ("pytorch" | "tensorflow")[];
+            /** Needs Training Data */
+            needs_training_data: boolean;
+            /** Fine Tunes */
+            fine_tunes: boolean;
+            /** Relative Cost */
+            relative_cost: number;
+        };
         /** ValidationError */
         ValidationError: {
             /** Location */
@@ -1050,6 +1201,202 @@ export interface components {
             input?: unknown;
             /** Context */
             ctx?: Record<string, never>;
+        };
+        /** CurrentTechnique */
+        CurrentTechnique: {
+            /**
+             * Name
+             * @description null while the original model is being measured.
+             */
+            name: string | null;
+            /** Progress Percent */
+            progress_percent: number;
+            /**
+             * Eta Seconds
+             * @description Seconds left in this technique.
+             */
+            eta_seconds: number;
+            /** Stage */
+            stage: string;
+        };
+        /** ExperimentCancelledMessage */
+        ExperimentCancelledMessage: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "experiment_cancelled";
+            /** Experiment Id */
+            experiment_id: string;
+        };
+        /** ExperimentCompletedMessage */
+        ExperimentCompletedMessage: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "experiment_completed";
+            /** Experiment Id */
+            experiment_id: string;
+            report: components["schemas"]["Report"];
+        };
+        /** ExperimentFailedMessage */
+        ExperimentFailedMessage: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "experiment_failed";
+            /** Experiment Id */
+            experiment_id: string;
+            /**
+             * Error
+             * @description What went wrong and what to do, in a sentence for the user.
+             */
+            error: string;
+        };
+        /**
+         * LiveMetrics
+         * @description The original model against the latest completed technique (the original until one completes).
+         */
+        LiveMetrics: {
+            /**
+             * Original Accuracy
+             * @default null
+             */
+            original_accuracy: number | null;
+            /**
+             * Current Accuracy
+             * @default null
+             */
+            current_accuracy: number | null;
+            /**
+             * Original Size Mb
+             * @default null
+             */
+            original_size_mb: number | null;
+            /**
+             * Current Size Mb
+             * @default null
+             */
+            current_size_mb: number | null;
+        };
+        /** OverallProgress */
+        OverallProgress: {
+            /** Completed Techniques */
+            completed_techniques: number;
+            /** Total Techniques */
+            total_techniques: number;
+            /** Progress Percent */
+            progress_percent: number;
+            /**
+             * Eta Seconds
+             * @description Seconds left in the whole experiment.
+             */
+            eta_seconds: number;
+        };
+        /**
+         * ProgressBody
+         * @description A progress update without its envelope: the snapshot carries the same shape.
+         */
+        ProgressBody: {
+            current_technique: components["schemas"]["CurrentTechnique"];
+            overall_progress: components["schemas"]["OverallProgress"];
+            metrics: components["schemas"]["LiveMetrics"];
+        };
+        /** ProgressUpdateMessage */
+        ProgressUpdateMessage: {
+            current_technique: components["schemas"]["CurrentTechnique"];
+            overall_progress: components["schemas"]["OverallProgress"];
+            metrics: components["schemas"]["LiveMetrics"];
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "progress_update";
+            /** Experiment Id */
+            experiment_id: string;
+        };
+        /**
+         * ServerMessage
+         * @description Every message ``WS /ws/experiments/{id}`` sends, told apart by ``type``.
+         */
+        ServerMessage: components["schemas"]["SnapshotMessage"] | components["schemas"]["ProgressUpdateMessage"] | components["schemas"]["TechniqueCompletedMessage"] | components["schemas"]["TechniqueFailedMessage"] | components["schemas"]["ExperimentCompletedMessage"] | components["schemas"]["ExperimentFailedMessage"] | components["schemas"]["ExperimentCancelledMessage"];
+        /** SnapshotExperiment */
+        SnapshotExperiment: {
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Status
+             * @enum {string}
+             */
+            status: "created" | "ready" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted";
+            /** Error */
+            error: string | null;
+            /** Framework */
+            framework: string;
+            /** Dataset */
+            dataset: string;
+            /** Device */
+            device: string;
+            /** Goal */
+            goal: string;
+            /** Constraints */
+            constraints: {
+                [key: string]: number | null;
+            };
+            /** Techniques */
+            techniques: string[];
+        };
+        /**
+         * SnapshotMessage
+         * @description Sent first on every connect, so a reconnecting client loses nothing.
+         */
+        SnapshotMessage: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "snapshot";
+            /** Experiment Id */
+            experiment_id: string;
+            experiment: components["schemas"]["SnapshotExperiment"];
+            baseline: components["schemas"]["BaselineResult"] | null;
+            /** Runs */
+            runs: components["schemas"]["RunResult"][];
+            progress: components["schemas"]["ProgressBody"] | null;
+            recommendation: components["schemas"]["Recommendation"] | null;
+        };
+        /** TechniqueCompletedMessage */
+        TechniqueCompletedMessage: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "technique_completed";
+            /** Experiment Id */
+            experiment_id: string;
+            /** Technique */
+            technique: string;
+            run: components["schemas"]["RunResult"];
+        };
+        /**
+         * TechniqueFailedMessage
+         * @description The run carries the error (``run.error``).
+         */
+        TechniqueFailedMessage: {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "technique_failed";
+            /** Experiment Id */
+            experiment_id: string;
+            /** Technique */
+            technique: string;
+            run: components["schemas"]["RunResult"];
         };
     };
     responses: never;
@@ -1104,9 +1451,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        [key: string]: unknown;
-                    };
+                    "application/json": components["schemas"]["CatalogPublic"];
                 };
             };
         };
@@ -1855,7 +2200,7 @@ export interface operations {
     download_artifact: {
         parameters: {
             query?: {
-                /** @description pt2, keras or onnx where the run offers it */
+                /** @description pt2 or keras where the run offers it */
                 format?: string | null;
             };
             header?: never;

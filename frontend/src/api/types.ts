@@ -19,13 +19,3 @@ export type GoalName = ExperimentCreate["goal"];
 export type TechniqueName = NonNullable<ExperimentCreate["techniques"]>[number];
 
 export type ConstraintName = keyof Constraints;
-export const CONSTRAINT_NAMES: readonly ConstraintName[] = [
-  "min_accuracy",
-  "max_accuracy_drop",
-  "max_size_mb",
-  "max_latency_ms",
-];
-
-/** Experiment statuses after which nothing more will happen without the user starting it again. */
-export const FINISHED_STATUSES: readonly string[] = ["completed", "failed", "cancelled", "interrupted"];
-export const ACTIVE_STATUSES: readonly string[] = ["queued", "running"];

@@ -1,92 +1,27 @@
 /**
- * The WebSocket contract (docs/architecture.md section 7) as TypeScript.
+ * The WebSocket contract (docs/architecture.md section 7).
  *
- * OpenAPI cannot describe WebSocket messages, so these shapes are written here from the design; the run results
- * they carry are the generated `RunResult` from the service's report models, so the two never drift apart.
+ * OpenAPI has no place for a WebSocket, so the service exports its message models (`edgeopt.service.messages`,
+ * a union discriminated on `type`) into `openapi.json` beside the routes, and these types are the generated ones:
+ * the server and the web app cannot drift apart without `src/api/contract.test.ts` or the type check failing.
  */
 import { API_KEY_QUERY, getApiKey } from "./auth";
-import type { BaselineResult, Recommendation, RunResult } from "./types";
+import type { components } from "./schema.gen";
 
-export interface CurrentTechnique {
-  /** null or "baseline" while the original model is being measured. */
-  name: string | null;
-  progress_percent: number;
-  eta_seconds: number | null;
-  stage: string;
-}
+type Schemas = components["schemas"];
 
-export interface OverallProgress {
-  completed_techniques: number;
-  total_techniques: number;
-  progress_percent: number;
-  eta_seconds: number | null;
-}
-
-export interface LiveMetrics {
-  original_accuracy: number | null;
-  current_accuracy: number | null;
-  original_size_mb: number | null;
-  current_size_mb: number | null;
-}
-
+export type CurrentTechnique = Schemas["CurrentTechnique"];
+export type OverallProgress = Schemas["OverallProgress"];
+export type LiveMetrics = Schemas["LiveMetrics"];
 /** What a progress update says, without its envelope; the snapshot carries the same shape. */
-export interface ProgressBody {
-  current_technique: CurrentTechnique | null;
-  overall_progress: OverallProgress;
-  metrics: LiveMetrics;
-}
-
-export interface ProgressUpdateMessage extends ProgressBody {
-  type: "progress_update";
-  experiment_id: string;
-}
-
-export interface SnapshotExperiment {
-  id: string;
-  status: string;
-  error?: string | null;
-  techniques?: string[];
-  [key: string]: unknown;
-}
-
-export interface SnapshotMessage {
-  type: "snapshot";
-  experiment_id: string;
-  experiment: SnapshotExperiment;
-  baseline?: BaselineResult | null;
-  runs: RunResult[];
-  progress: ProgressBody | null;
-  recommendation?: Recommendation | null;
-}
-
-export interface TechniqueCompletedMessage {
-  type: "technique_completed";
-  experiment_id: string;
-  technique: string;
-  run: RunResult;
-}
-
-export interface TechniqueFailedMessage {
-  type: "technique_failed";
-  experiment_id: string;
-  technique: string;
-  error: string;
-  run?: RunResult;
-}
-
-export interface ExperimentEndedMessage {
-  type: "experiment_completed" | "experiment_failed" | "experiment_cancelled";
-  experiment_id: string;
-  error?: string | null;
-  reason?: string | null;
-}
-
-export type ServerMessage =
-  | SnapshotMessage
-  | ProgressUpdateMessage
-  | TechniqueCompletedMessage
-  | TechniqueFailedMessage
-  | ExperimentEndedMessage;
+export type ProgressBody = Schemas["ProgressBody"];
+export type ProgressUpdateMessage = Schemas["ProgressUpdateMessage"];
+export type SnapshotExperiment = Schemas["SnapshotExperiment"];
+export type SnapshotMessage = Schemas["SnapshotMessage"];
+export type TechniqueCompletedMessage = Schemas["TechniqueCompletedMessage"];
+export type TechniqueFailedMessage = Schemas["TechniqueFailedMessage"];
+export type ServerMessage = Schemas["ServerMessage"];
+export type ServerMessageType = ServerMessage["type"];
 
 /** The close code the service uses for an unknown experiment: reconnecting cannot help. */
 export const CLOSE_NOT_FOUND = 4404;
@@ -99,15 +34,17 @@ export function experimentSocketUrl(experimentId: string, base: Location | URL =
   return key ? `${url}?${API_KEY_QUERY}=${encodeURIComponent(key)}` : url;
 }
 
-const KNOWN_TYPES = new Set<string>([
-  "snapshot",
-  "progress_update",
-  "technique_completed",
-  "technique_failed",
-  "experiment_completed",
-  "experiment_failed",
-  "experiment_cancelled",
-]);
+// A record over the generated union: the type check fails when the service adds or drops a message type.
+const HANDLED: Record<ServerMessageType, true> = {
+  snapshot: true,
+  progress_update: true,
+  technique_completed: true,
+  technique_failed: true,
+  experiment_completed: true,
+  experiment_failed: true,
+  experiment_cancelled: true,
+};
+const KNOWN_TYPES = new Set<string>(Object.keys(HANDLED));
 
 /** Parses one frame; unknown or malformed frames give null so a newer server cannot crash an older page. */
 export function parseServerMessage(data: unknown): ServerMessage | null {

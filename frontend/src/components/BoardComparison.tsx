@@ -54,7 +54,7 @@ export function BoardComparison({ runs, baseline, devices, chosenDevice, techniq
             <caption className="sr-only">Estimated latency, memory and energy per inference on each board</caption>
             <thead className="bg-slate-100 text-slate-700">
               <tr>
-                <th scope="col" className="px-3 py-2">Result</th>
+                <th scope="col" className="sticky left-0 z-10 bg-slate-100 px-3 py-2">Result</th>
                 {devices.map((device) => (
                   <th key={device.name} scope="col" className="px-3 py-2">
                     {device.title}
@@ -66,7 +66,10 @@ export function BoardComparison({ runs, baseline, devices, chosenDevice, techniq
             <tbody>
               {rows.map((row) => (
                 <tr key={row.key} className="border-t border-slate-200">
-                  <th scope="row" className="px-3 py-2 font-medium">{row.title}</th>
+                  {/* Sticky: on a phone the board columns scroll sideways under the result's name. */}
+                  <th scope="row" className="sticky left-0 z-10 min-w-[8rem] bg-white px-3 py-2 font-medium shadow-[inset_-1px_0_0_var(--color-slate-200)]">
+                    {row.title}
+                  </th>
                   {devices.map((device) => (
                     <EstimateCell key={device.name} estimate={row.estimates[device.name]} />
                   ))}

@@ -4,11 +4,10 @@
  */
 import { useId, type ReactNode } from "react";
 import type { Catalog } from "../api/catalog";
-import { FRAMEWORK_TITLES } from "../api/catalog";
+import { FRAMEWORK_TITLES, supportsFramework } from "../api/catalog";
 import { CONSTRAINT_HELP, CONSTRAINT_LABELS } from "../lib/glossary";
 import {
   DATASET_ACCEPT,
-  MAX_EPOCHS,
   type ConstraintInputs,
   type SetupErrors,
   type SetupValues,
@@ -98,7 +97,7 @@ export function ConstraintFields({
 
 export function ConfigurationForm({ catalog, values, errors, onChange, disabled }: ConfigurationFormProps) {
   const id = useId();
-  const techniques = catalog.techniques.filter((t) => t.frameworks.includes(values.framework));
+  const techniques = catalog.techniques.filter((t) => supportsFramework(t, values.framework));
   const allChosen = techniques.every((t) => values.techniques.includes(t.name));
   const toggleTechnique = (name: string, on: boolean) =>
     onChange({ techniques: on ? [...values.techniques, name] : values.techniques.filter((t) => t !== name) });
@@ -323,7 +322,7 @@ export function ConfigurationForm({ catalog, values, errors, onChange, disabled 
           onChange={(event) => onChange({ epochs: event.target.value })}
         />
         <p id={`${id}-epochs-help`} className="mt-1 text-xs text-slate-600">
-          Fewer epochs finish sooner; 0 to {MAX_EPOCHS}.
+          Fewer epochs finish sooner; 0 to {catalog.limits.max_epochs}.
         </p>
         <FieldError id={`${id}-epochs-error`} message={errors.epochs} />
       </div>

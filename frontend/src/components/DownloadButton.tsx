@@ -1,6 +1,6 @@
 /**
  * Downloads one result's file with a progress bar, in the format the user picks where the run offers several
- * (the deployable `.pte` / `.tflite`, and e.g. `pt2`, `keras` or `onnx`).
+ * (the deployable `.pte` / `.tflite`, and the `pt2` or `keras` model where the run keeps one).
  */
 import { useId, useState } from "react";
 import { errorMessage } from "../api/errors";
@@ -49,8 +49,8 @@ export function DownloadButton({ experimentId, technique, artifact, formats, tit
 
   const percent = progress?.total ? (100 * progress.loaded) / progress.total : null;
   return (
-    <div className="flex min-w-[11rem] flex-col gap-1">
-      <div className="flex items-center gap-1">
+    <div className="flex flex-col gap-1">
+      <div className="flex items-center gap-1 whitespace-nowrap">
         {choices.length > 1 && (
           <>
             <label htmlFor={`${id}-format`} className="sr-only">
@@ -77,7 +77,8 @@ export function DownloadButton({ experimentId, technique, artifact, formats, tit
           disabled={progress !== null}
           aria-label={`Download .${format} of ${title}`}
         >
-          {progress ? "Downloading…" : `Download .${format}`}
+          {/* With a format menu beside it the button need not repeat the format: the table then fits 1280 px. */}
+          {progress ? "Downloading…" : choices.length > 1 ? "Download" : `Download .${format}`}
         </button>
       </div>
       {progress && (

@@ -17,6 +17,7 @@ import {
   type TooltipValueType,
 } from "recharts";
 import type { ChartPoint } from "../lib/results";
+import { axisTicks } from "../lib/axisTicks";
 import { formatMegabytes, formatMs, formatPercent } from "../lib/format";
 import { METRIC_HELP } from "../lib/glossary";
 import { InfoTip } from "./InfoTip";
@@ -48,6 +49,8 @@ export function ParetoChart({ points, deviceTitle }: { points: ChartPoint[]; dev
   const others = usable.filter((p) => !p.onFront && !p.isBaseline).map(toDatum);
   const baseline = usable.filter((p) => p.isBaseline).map(toDatum);
   const xLabel = axis === "size" ? "Size (MB)" : `Latency on ${deviceTitle} (ms)`;
+  const xAxis = axisTicks(usable.map((p) => x(p) ?? 0), { lower: 0 });
+  const yAxis = axisTicks(usable.map((p) => p.accuracy * 100), { lower: 0, upper: 100 });
   const summary = front.length
     ? `Pareto front: ${front.map((p) => p.title).join(", ")}.`
     : "No result is on the Pareto front yet.";
@@ -77,23 +80,30 @@ export function ParetoChart({ points, deviceTitle }: { points: ChartPoint[]; dev
       ) : (
         <div className="h-72 w-full" role="img" aria-label={`Chart of accuracy against ${xLabel}. ${summary}`}>
           <ResponsiveContainer width="100%" height="100%">
-            <ScatterChart margin={{ top: 10, right: 20, bottom: 30, left: 10 }}>
+            <ScatterChart margin={{ top: 10, right: 24, bottom: 24, left: 24 }}>
               <CartesianGrid strokeDasharray="3 3" />
               <XAxis
                 type="number"
                 dataKey="x"
                 name={xLabel}
-                domain={["auto", "auto"]}
-                tickFormatter={(value: number) => value.toPrecision(3)}
-                label={{ value: xLabel, position: "insideBottom", offset: -15 }}
+                domain={xAxis.domain}
+                ticks={xAxis.ticks}
+                interval={0}
+                padding={{ left: 12, right: 12 }}
+                tickFormatter={(value: number) => value.toFixed(xAxis.decimals)}
+                label={{ value: xLabel, position: "bottom", offset: 4 }}
               />
               <YAxis
                 type="number"
                 dataKey="y"
                 name="Accuracy (%)"
-                domain={["auto", "auto"]}
-                tickFormatter={(value: number) => value.toFixed(1)}
-                label={{ value: "Accuracy (%)", angle: -90, position: "insideLeft" }}
+                domain={yAxis.domain}
+                ticks={yAxis.ticks}
+                interval={0}
+                width={48}
+                padding={{ top: 8, bottom: 12 }}
+                tickFormatter={(value: number) => value.toFixed(yAxis.decimals)}
+                label={{ value: "Accuracy (%)", angle: -90, position: "left", offset: 8, style: { textAnchor: "middle" } }}
               />
               <Tooltip content={PointTooltip} />
               <Legend verticalAlign="top" />

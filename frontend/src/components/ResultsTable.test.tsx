@@ -55,6 +55,21 @@ describe("ResultsTable", () => {
     expect(lines[0]?.closest("tr")).toHaveTextContent(/Post-training INT8/);
   });
 
+  it("offers the original model's download in its own row, and completed runs' in theirs", () => {
+    const r = report();
+    render(
+      <ResultsTable runs={r.runs ?? []} baseline={r.baseline} recommendation={recommendation()} device="rpi4"
+        deviceTitle="Raspberry Pi 4 Model B" techniques={catalog.techniques}
+        renderActions={(run) => <button type="button">get {run.technique}</button>}
+        renderBaselineActions={() => <button type="button">get original</button>} />,
+    );
+    // Text queries, not role queries: the table is large and role queries are slow on a loaded machine.
+    const original = screen.getByText("Original model").closest("tr") as HTMLElement;
+    expect(within(original).getByText("get original").tagName).toBe("BUTTON");
+    const completed = (r.runs ?? []).filter((run) => run.status === "completed");
+    expect(screen.getAllByText(/^get /)).toHaveLength(completed.length + 1);
+  });
+
   it("highlights the recommended row and only it", () => {
     renderTable();
     const recommended = screen.getByRole("rowheader", { name: /Post-training INT8/ }).closest("tr");

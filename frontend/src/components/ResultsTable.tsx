@@ -31,6 +31,8 @@ interface ResultsTableProps {
   techniques: TechniqueInfo[];
   /** Rendered in the last column of each completed run (the download button). */
   renderActions?: (run: RunResult) => ReactNode;
+  /** Rendered in the last column of the original model's row (its download button). */
+  renderBaselineActions?: () => ReactNode;
 }
 
 interface Column {
@@ -49,11 +51,19 @@ function columns(deviceTitle: string): Column[] {
     { key: "size_bytes", label: "Size", help: METRIC_HELP.size, numeric: true },
     { key: "compression_ratio", label: "Compression", help: METRIC_HELP.compression_ratio, numeric: true },
     { key: "host_latency", label: "Host latency", help: METRIC_HELP.host_latency, numeric: true },
-    { key: "board_latency", label: `Latency on ${deviceTitle}`, help: METRIC_HELP.board_latency, numeric: true },
-    { key: "board_memory", label: "Memory", help: METRIC_HELP.board_memory, numeric: true },
-    { key: "board_energy", label: "Energy", help: METRIC_HELP.board_energy, numeric: true },
+    {
+      key: "board_latency",
+      label: "Board latency",
+      help: `${METRIC_HELP.board_latency} Board: ${deviceTitle}.`,
+      numeric: true,
+    },
+    { key: "board_memory", label: "Memory", help: `${METRIC_HELP.board_memory} Board: ${deviceTitle}.`, numeric: true },
+    { key: "board_energy", label: "Energy", help: `${METRIC_HELP.board_energy} Board: ${deviceTitle}.`, numeric: true },
   ];
 }
+
+/** The technique column stays in view while a narrow screen scrolls the other columns sideways. */
+const STICKY = "sticky left-0 z-10 min-w-[9rem] max-w-[12rem] shadow-[inset_-1px_0_0_var(--color-slate-200)]";
 
 /** A host latency that stayed spread out after a re-measurement (p90 above 1.5x the median) is marked as rough. */
 function NoisyMark({ latency }: { latency?: { host: number; host_p90: number; noisy: boolean } | null }) {
@@ -89,7 +99,7 @@ function Cell({
   const tone = verdict ? (verdict.met ? "bg-emerald-100 text-emerald-950" : "bg-red-100 text-red-950") : "";
   return (
     <td
-      className={`whitespace-nowrap px-3 py-2 ${numeric ? "text-right tabular-nums" : ""} ${tone}`}
+      className={`whitespace-nowrap px-2 py-2 ${numeric ? "text-right tabular-nums" : ""} ${tone}`}
       data-constraint={verdict ? (verdict.met ? "met" : "missed") : undefined}
     >
       {children}
@@ -122,18 +132,18 @@ export function ResultsTable(props: ResultsTableProps) {
 
   return (
     <ScrollRegion label="Results table">
-      <table className="w-full min-w-[980px] border-collapse bg-white text-sm">
+      <table className="w-full border-collapse bg-white text-sm">
         <caption className="sr-only">
           Results of every technique; the recommended one is marked. Column headers sort the table.
         </caption>
         <thead className="bg-slate-100 text-slate-700">
           <tr>
-            {cols.map((col) => (
+            {cols.map((col, index) => (
               <th
                 key={col.key}
                 scope="col"
                 aria-sort={sortKey === col.key ? direction : "none"}
-                className={`px-3 py-2 font-medium ${col.numeric ? "text-right" : "text-left"}`}
+                className={`whitespace-nowrap px-2 py-2 font-medium ${col.numeric ? "text-right" : "text-left"} ${index === 0 ? STICKY : ""} ${index === 0 ? "bg-slate-100" : ""}`}
               >
                 <span className={`inline-flex items-center ${col.numeric ? "justify-end" : ""}`}>
                   <button type="button" className="inline-flex items-center gap-1 rounded hover:underline focus:outline-none focus-visible:ring-2 focus-visible:ring-sky-600" onClick={() => onSort(col.key)}>
@@ -146,7 +156,7 @@ export function ResultsTable(props: ResultsTableProps) {
                 </span>
               </th>
             ))}
-            <th scope="col" className="px-3 py-2 text-left font-medium">
+            <th scope="col" className="whitespace-nowrap px-2 py-2 text-left font-medium">
               Download
             </th>
           </tr>
@@ -154,22 +164,22 @@ export function ResultsTable(props: ResultsTableProps) {
         <tbody>
           {baseline && (
             <tr className="border-t border-slate-200 bg-slate-50 text-slate-700">
-              <th scope="row" className="px-3 py-2 text-left font-medium">
+              <th scope="row" className={`px-2 py-2 text-left font-medium ${STICKY} bg-slate-50`}>
                 Original model
               </th>
-              <td className="px-3 py-2">baseline</td>
-              <td className="px-3 py-2 text-right tabular-nums">{formatPercent(baseline.accuracy)}</td>
-              <td className="px-3 py-2 text-right">—</td>
-              <td className="px-3 py-2 text-right tabular-nums">{formatBytes(baseline.size_bytes)}</td>
-              <td className="px-3 py-2 text-right tabular-nums">1.00×</td>
-              <td className="px-3 py-2 text-right tabular-nums">
+              <td className="px-2 py-2">baseline</td>
+              <td className="px-2 py-2 text-right tabular-nums">{formatPercent(baseline.accuracy)}</td>
+              <td className="px-2 py-2 text-right">—</td>
+              <td className="px-2 py-2 text-right tabular-nums">{formatBytes(baseline.size_bytes)}</td>
+              <td className="px-2 py-2 text-right tabular-nums">1.00×</td>
+              <td className="px-2 py-2 text-right tabular-nums">
                 {formatMs(baseline.latency_ms.host)}
                 <NoisyMark latency={baseline.latency_ms} />
               </td>
-              <td className="px-3 py-2 text-right tabular-nums">{formatMs(baseline.estimates?.[device]?.latency_ms)}</td>
-              <td className="px-3 py-2 text-right tabular-nums">{formatMegabytes(baseline.estimates?.[device]?.memory_mb)}</td>
-              <td className="px-3 py-2 text-right tabular-nums">{formatEnergy(baseline.estimates?.[device]?.energy_mj)}</td>
-              <td className="px-3 py-2" />
+              <td className="px-2 py-2 text-right tabular-nums">{formatMs(baseline.estimates?.[device]?.latency_ms)}</td>
+              <td className="px-2 py-2 text-right tabular-nums">{formatMegabytes(baseline.estimates?.[device]?.memory_mb)}</td>
+              <td className="px-2 py-2 text-right tabular-nums">{formatEnergy(baseline.estimates?.[device]?.energy_mj)}</td>
+              <td className="px-2 py-2">{props.renderBaselineActions?.()}</td>
             </tr>
           )}
           {sorted.map((run) => {
@@ -182,7 +192,7 @@ export function ResultsTable(props: ResultsTableProps) {
                 className={`border-t border-slate-200 ${best ? "outline outline-2 -outline-offset-2 outline-sky-600 bg-sky-50" : ""}`}
                 data-recommended={best ? "true" : undefined}
               >
-                <th scope="row" className="px-3 py-2 text-left font-medium">
+                <th scope="row" className={`px-2 py-2 text-left font-medium ${STICKY} ${best ? "bg-sky-50" : "bg-white"}`}>
                   <span className="inline-flex items-center">
                     {titleOf(run.technique)}
                     <InfoTip label={titleOf(run.technique)}>
@@ -190,10 +200,12 @@ export function ResultsTable(props: ResultsTableProps) {
                     </InfoTip>
                   </span>
                   {best && (
-                    <span className="ml-2 rounded-full bg-sky-700 px-2 py-0.5 text-xs font-semibold text-white">Recommended</span>
+                    <span className="mt-0.5 block w-fit rounded-full bg-sky-700 px-2 py-0.5 text-xs font-semibold text-white">
+                      Recommended
+                    </span>
                   )}
                 </th>
-                <td className="px-3 py-2">
+                <td className="px-2 py-2">
                   <StatusBadge status={run.status} />
                   {run.status !== "completed" && (run.error || run.notes) && (
                     <span className="block max-w-[16rem] whitespace-normal text-xs text-slate-600">{run.error ?? run.notes}</span>
@@ -216,7 +228,7 @@ export function ResultsTable(props: ResultsTableProps) {
                   {estimate && !estimate.fits && <span className="ml-1 text-xs font-semibold text-red-800">does not fit</span>}
                 </Cell>
                 <Cell numeric>{formatEnergy(estimate?.energy_mj)}</Cell>
-                <td className="px-3 py-2">{run.status === "completed" && props.renderActions ? props.renderActions(run) : null}</td>
+                <td className="px-2 py-2">{run.status === "completed" && props.renderActions ? props.renderActions(run) : null}</td>
               </tr>
             );
           })}

@@ -1,5 +1,9 @@
 /** Experiment and run statuses as coloured labels; the word is always shown, colour only adds to it. */
-const STYLES: Record<string, string> = {
+import type { ExperimentStatus } from "../api/catalog";
+import type { RunResult } from "../api/types";
+
+// Keyed by the generated status unions: a status the service adds fails the type check until it has a colour.
+const STYLES: Record<ExperimentStatus | RunResult["status"], string> = {
   created: "bg-slate-100 text-slate-700",
   ready: "bg-slate-100 text-slate-800",
   queued: "bg-amber-100 text-amber-900",
@@ -13,7 +17,7 @@ const STYLES: Record<string, string> = {
 
 export function StatusBadge({ status }: { status: string }) {
   return (
-    <span className={`inline-block rounded-full px-2 py-0.5 text-xs font-medium ${STYLES[status] ?? STYLES.created}`}>
+    <span className={`inline-block rounded-full px-2 py-0.5 text-xs font-medium ${(STYLES as Record<string, string>)[status] ?? STYLES.created}`}>
       {status}
     </span>
   );

@@ -1,7 +1,12 @@
 /**
  * One sentence per metric, shown in tooltips. Technique, board, goal and dataset descriptions come from the
  * catalog; these describe the report's columns, whose definitions live in docs/architecture.md section 3.
+ *
+ * The constraint tables are checked against the generated `Constraints` model: a limit the service adds or drops
+ * fails the type check until it is described here.
  */
+import type { ConstraintName } from "../api/types";
+
 export const METRIC_HELP = {
   accuracy: "Top-1 accuracy on the dataset's test split, which no technique ever trains or calibrates on.",
   accuracy_drop: "How many percentage points of accuracy were lost compared with the original model.",
@@ -22,11 +27,11 @@ export const CONSTRAINT_HELP = {
   max_accuracy_drop: "Results that lose more accuracy than this, compared with the original, are ruled out.",
   max_size_mb: "Results whose deployable file is larger than this are ruled out.",
   max_latency_ms: "Results slower than this on the target board (estimated) are ruled out.",
-} as const;
+} as const satisfies Record<ConstraintName, string>;
 
 export const CONSTRAINT_LABELS = {
   min_accuracy: "Minimum accuracy (%)",
   max_accuracy_drop: "Maximum accuracy drop (percentage points)",
   max_size_mb: "Maximum size (MB)",
   max_latency_ms: "Maximum latency on the board (ms)",
-} as const;
+} as const satisfies Record<ConstraintName, string>;

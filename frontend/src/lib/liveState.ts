@@ -6,6 +6,7 @@
  * snapshot somehow lacks are kept, and progress never moves backwards because of a stale live message.
  */
 import type { ProgressBody, ServerMessage, SnapshotExperiment } from "../api/ws";
+import type { ExperimentStatus } from "../api/catalog";
 import type { BaselineResult, RunResult } from "../api/types";
 
 export type Outcome =
@@ -39,7 +40,7 @@ export const initialLiveState: LiveState = {
   updates: 0,
 };
 
-const TERMINAL_STATUS: Record<string, Outcome["kind"]> = {
+const TERMINAL_STATUS: Partial<Record<ExperimentStatus, Outcome["kind"]>> = {
   completed: "completed",
   failed: "failed",
   cancelled: "cancelled",
@@ -101,60 +102,31 @@ export function liveReducer(state: LiveState, message: ServerMessage): LiveState
       if (!isNotBehind(state.progress, body)) return state;
       const experiment =
         state.experiment && state.experiment.status !== "running" && !state.outcome
-          ? { ...state.experiment, status: "running" }
+          ? { ...state.experiment, status: "running" as const }
           : state.experiment;
       return { ...state, experiment, progress: body, updates: state.updates + 1 };
     }
     case "technique_completed":
       return { ...state, ...addRuns(state, [message.run]) };
-    case "technique_failed": {
-      const run: RunResult = message.run ?? failedRun(message.technique, message.error);
-      return { ...state, ...addRuns(state, [run]) };
-    }
+    case "technique_failed":
+      return { ...state, ...addRuns(state, [message.run]) };
     case "experiment_completed":
       return { ...state, outcome: { kind: "completed" }, experiment: withStatus(state.experiment, "completed") };
     case "experiment_failed":
       return {
         ...state,
-        outcome: { kind: "failed", message: message.error ?? message.reason ?? "The experiment failed." },
+        outcome: { kind: "failed", message: message.error || "The experiment failed." },
         experiment: withStatus(state.experiment, "failed"),
       };
     case "experiment_cancelled":
       return {
         ...state,
-        outcome: {
-          kind: "cancelled",
-          message: message.reason ?? "The experiment was cancelled; finished runs are kept.",
-        },
+        outcome: { kind: "cancelled", message: "The experiment was cancelled; finished runs are kept." },
         experiment: withStatus(state.experiment, "cancelled"),
       };
   }
 }
 
-function withStatus(experiment: SnapshotExperiment | null, status: string): SnapshotExperiment | null {
+function withStatus(experiment: SnapshotExperiment | null, status: ExperimentStatus): SnapshotExperiment | null {
   return experiment ? { ...experiment, status } : experiment;
-}
-
-function failedRun(technique: string, error: string): RunResult {
-  return {
-    technique,
-    status: "failed",
-    error,
-    accuracy: null,
-    accuracy_drop: null,
-    size_bytes: null,
-    compressed_size_bytes: null,
-    compression_ratio: null,
-    params: null,
-    flops: null,
-    sparsity: null,
-    latency_ms: null,
-    estimates: {},
-    artifact: null,
-    formats: {},
-    precision: null,
-    duration_s: 0,
-    config: {},
-    notes: "",
-  };
 }

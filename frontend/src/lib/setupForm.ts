@@ -5,7 +5,7 @@
  * sent. Inputs hold strings (what the user typed); percentages are shown as percent and sent as fractions, the
  * unit of the API (docs/architecture.md section 2).
  */
-import type { Catalog } from "../api/catalog";
+import { supportsFramework, type Catalog } from "../api/catalog";
 import type { ExperimentCreate, TechniqueName } from "../api/types";
 
 export type ModelSource = "upload" | "architecture";
@@ -106,8 +106,6 @@ const FRAMEWORK_EXTENSIONS: Record<string, string[]> = {
   tensorflow: [".keras", ".h5", ".hdf5"],
 };
 export const MODEL_ACCEPT = ".pt2,.pt,.pth,.keras,.h5,.hdf5,.zip";
-/** The service's limit (edgeopt.service.schemas.MAX_EPOCHS); it answers 422 above it anyway. */
-export const MAX_EPOCHS = 100;
 export const DATASET_ACCEPT = ".npz,.zip";
 const DATASET_EXTENSIONS = [".npz", ".zip"];
 
@@ -150,7 +148,7 @@ function checkPositive(text: string, label: string, example: string): string | u
 export function validateSetup(values: SetupValues, catalog: Catalog): SetupErrors {
   const errors: SetupErrors = {};
   if (values.name.length > 200) errors.name = "Keep the name under 200 characters.";
-  if (!catalog.frameworks.includes(values.framework)) errors.framework = "Choose the framework the model was made with.";
+  if (!(catalog.frameworks as readonly string[]).includes(values.framework)) errors.framework = "Choose the framework the model was made with.";
 
   if (values.source === "upload") {
     const file = values.modelFile;
@@ -190,14 +188,15 @@ export function validateSetup(values: SetupValues, catalog: Catalog): SetupError
   if (maxLatency) errors.max_latency_ms = maxLatency;
 
   const epochs = parseNumber(values.epochs);
-  if (epochs === "invalid" || (typeof epochs === "number" && (!Number.isInteger(epochs) || epochs < 0 || epochs > MAX_EPOCHS))) {
-    errors.epochs = `Epochs must be a whole number from 0 to ${MAX_EPOCHS}, or blank for the defaults.`;
+  const maxEpochs = catalog.limits.max_epochs;
+  if (epochs === "invalid" || (typeof epochs === "number" && (!Number.isInteger(epochs) || epochs < 0 || epochs > maxEpochs))) {
+    errors.epochs = `Epochs must be a whole number from 0 to ${maxEpochs}, or blank for the defaults.`;
   }
 
   Object.assign(errors, preprocessingErrors(values.preprocessing));
 
-  const available = new Set(
-    catalog.techniques.filter((t) => t.frameworks.includes(values.framework)).map((t) => t.name),
+  const available = new Set<string>(
+    catalog.techniques.filter((t) => supportsFramework(t, values.framework)).map((t) => t.name),
   );
   const chosen = values.techniques.filter((t) => available.has(t));
   if (chosen.length === 0) errors.techniques = "Choose at least one technique to run.";
@@ -285,8 +284,8 @@ export function inputsFromConstraints(constraints: Record<string, number | null 
 }
 
 export function toCreateBody(values: SetupValues, catalog: Catalog): ExperimentCreate {
-  const available = new Set(
-    catalog.techniques.filter((t) => t.frameworks.includes(values.framework)).map((t) => t.name),
+  const available = new Set<string>(
+    catalog.techniques.filter((t) => supportsFramework(t, values.framework)).map((t) => t.name),
   );
   const epochs = parseNumber(values.epochs);
   // A custom archive replaces the dataset after creation (POST /dataset); the create body needs a preset name.

@@ -2,9 +2,9 @@
 import { useState } from "react";
 import { Link } from "react-router";
 import { deleteExperiment, listExperiments } from "../api/client";
-import { titleOf } from "../api/catalog";
+import { statusIn, titleOf } from "../api/catalog";
 import { errorMessage } from "../api/errors";
-import { ACTIVE_STATUSES, FINISHED_STATUSES, type ExperimentPublic } from "../api/types";
+import type { ExperimentPublic } from "../api/types";
 import { routes } from "../routes";
 import { ScrollRegion } from "../components/ScrollRegion";
 import { EmptyState, ErrorState, Loading } from "../components/States";
@@ -33,7 +33,7 @@ export function modelLabel(experiment: ExperimentPublic, architectures: { name: 
 function BestResult({ experiment }: { experiment: ExperimentPublic }) {
   const catalog = useCatalog();
   const best = experiment.recommended;
-  if (!FINISHED_STATUSES.includes(experiment.status)) return <span className="text-slate-500">—</span>;
+  if (!statusIn(catalog.statuses.finished, experiment.status)) return <span className="text-slate-500">—</span>;
   if (!best) return <span className="text-slate-500">none</span>;
   const title = best.technique === "baseline" ? "Original model" : titleOf(catalog.techniques, best.technique);
   return (
@@ -50,7 +50,7 @@ function DeleteButton({ experiment, onDeleted }: { experiment: ExperimentPublic;
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const active = ACTIVE_STATUSES.includes(experiment.status);
+  const active = statusIn(useCatalog().statuses.active, experiment.status);
   const label = experiment.name || experiment.id.slice(0, 8);
   if (!confirming) {
     return (
@@ -132,7 +132,7 @@ export function HomePage() {
         )}
         {experiments.data && experiments.data.items.length > 0 && (
           <ScrollRegion label="Past experiments">
-            <table className="w-full min-w-[720px] border-collapse bg-white text-left text-sm">
+            <table className="stack-table w-full min-w-[720px] border-collapse bg-white text-left text-sm">
               <thead className="bg-slate-100 text-slate-700">
                 <tr>
                   <th scope="col" className="px-3 py-2">Name</th>
@@ -147,13 +147,13 @@ export function HomePage() {
               <tbody>
                 {experiments.data.items.map((experiment) => (
                   <tr key={experiment.id} className="border-t border-slate-200">
-                    <td className="px-3 py-2 font-medium">{experiment.name || <span className="text-slate-500">untitled</span>}</td>
-                    <td className="max-w-[14rem] truncate px-3 py-2">{modelLabel(experiment, catalog.architectures)}</td>
-                    <td className="px-3 py-2">{titleOf(catalog.devices, experiment.device)}</td>
-                    <td className="px-3 py-2"><StatusBadge status={experiment.status} /></td>
-                    <td className="px-3 py-2"><BestResult experiment={experiment} /></td>
-                    <td className="whitespace-nowrap px-3 py-2">{formatDateTime(experiment.created_at)}</td>
-                    <td className="whitespace-nowrap px-3 py-2">
+                    <td data-stack="title" className="px-3 py-2 font-medium">{experiment.name || <span className="text-slate-500">untitled</span>}</td>
+                    <td data-label="Model" className="max-w-[14rem] truncate px-3 py-2">{modelLabel(experiment, catalog.architectures)}</td>
+                    <td data-label="Board" className="px-3 py-2">{titleOf(catalog.devices, experiment.device)}</td>
+                    <td data-stack="status" className="px-3 py-2"><StatusBadge status={experiment.status} /></td>
+                    <td data-label="Best result" className="px-3 py-2"><BestResult experiment={experiment} /></td>
+                    <td data-label="Created" className="whitespace-nowrap px-3 py-2">{formatDateTime(experiment.created_at)}</td>
+                    <td data-stack="actions" className="whitespace-nowrap px-3 py-2">
                       <span className="inline-flex gap-2">
                         <Link
                           className="btn-secondary"

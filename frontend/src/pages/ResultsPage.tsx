@@ -143,6 +143,17 @@ export function ResultsPage() {
                   />
                 ) : null
               }
+              renderBaselineActions={() =>
+                report.baseline?.artifact ? (
+                  <DownloadButton
+                    experimentId={experimentId}
+                    technique="baseline"
+                    artifact={report.baseline.artifact}
+                    formats={{}}
+                    title="Original model"
+                  />
+                ) : null
+              }
             />
           </section>
           <ParetoChart points={chartPoints(runs, report.baseline, current, device, titles)} deviceTitle={deviceTitle} />

@@ -1,5 +1,5 @@
 /** The catalog as the service sends it (edgeopt.catalog.as_dict), trimmed to what the tests need. */
-import type { Catalog } from "../api/catalog";
+import type { Catalog, TechniqueInfo } from "../api/catalog";
 
 export const catalog: Catalog = {
   frameworks: ["pytorch", "tensorflow"],
@@ -9,7 +9,7 @@ export const catalog: Catalog = {
     ["prune_structured", "Structured pruning", "Removes half of the channels."],
     ["distillation", "Knowledge distillation", "Trains a half-width copy of the model."],
   ].map(([name, title, summary]) => ({
-    name: name as string,
+    name: name as TechniqueInfo["name"],
     title: title as string,
     summary: summary as string,
     frameworks: ["pytorch", "tensorflow"],
@@ -41,4 +41,10 @@ export const catalog: Catalog = {
     { name: "cifar", title: "CIFAR mean/std", mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] },
     { name: "custom", title: "Custom mean/std", mean: null, std: null },
   ],
+  statuses: {
+    all: ["created", "ready", "queued", "running", "completed", "failed", "cancelled", "interrupted"],
+    active: ["queued", "running"],
+    finished: ["completed", "failed", "cancelled", "interrupted"],
+  },
+  limits: { max_epochs: 100 },
 };

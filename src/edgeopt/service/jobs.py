@@ -398,8 +398,7 @@ class Relay:
             self.completed += 1
             if run.status == "completed":
                 self.last_run = run.model_dump(mode="json")
-            message_type = "technique_failed" if run.status == "failed" else "technique_completed"
-            self.manager.publish(self.id, messages.technique_message(message_type, self.id, run))
+            self.manager.publish(self.id, messages.technique_message(self.id, run))
             self._progress(event)
         elif kind in ("progress", "technique_started", "experiment_started"):
             self._progress(event)
@@ -492,11 +491,11 @@ class Relay:
                         "artifact",
                     )
         if kind == "report":
-            self.manager.publish(self.id, {"type": "experiment_completed", "experiment_id": self.id, "report": body})
+            self.manager.publish(self.id, messages.experiment_completed(self.id, body))
         elif kind == "cancelled":
-            self.manager.publish(self.id, {"type": "experiment_cancelled", "experiment_id": self.id})
+            self.manager.publish(self.id, messages.experiment_cancelled(self.id))
         else:
-            self.manager.publish(self.id, {"type": "experiment_failed", "experiment_id": self.id, "error": str(body)})
+            self.manager.publish(self.id, messages.experiment_failed(self.id, str(body)))
 
 
 @asynccontextmanager

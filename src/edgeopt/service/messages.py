@@ -3,25 +3,162 @@
 The WebSocket messages (docs/architecture.md section 7), the report rebuilt from the database (section 5) and the
 snapshot a client receives on connect are all built here, so the live stream, a reconnect and
 ``GET /results`` can never disagree.
+
+Every WebSocket message is one of the pydantic models below (``ServerMessage``, a union discriminated on ``type``)
+and is built by validating through it, so a message the web app was not told about cannot be sent.
+``scripts/export_openapi.py`` puts ``ServerMessage`` into the OpenAPI schema, the web app's types are generated from
+that (``frontend/src/api/schema.gen.ts``), and two tests keep the chain honest: ``tests/service/test_app.py`` (models
+against ``frontend/openapi.json``) and ``frontend/src/api/contract.test.ts`` (``openapi.json`` against the generated
+TypeScript).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, RootModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, object_session
 
 from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.measure import file_sha256
-from edgeopt.report import BoardLatency, ExperimentInfo, Report, RunResult
+from edgeopt.report import BaselineResult, BoardLatency, ExperimentInfo, Report, RunResult
 from edgeopt.report import Recommendation as RecommendationBody
-from edgeopt.service.db.models import BoardMeasurement, Experiment, ExperimentProgress, ModelFile, Recommendation
+from edgeopt.service.db.models import (
+    BoardMeasurement,
+    Experiment,
+    ExperimentProgress,
+    ExperimentStatus,
+    ModelFile,
+    Recommendation,
+)
 from edgeopt.settings import Settings
 
 MB = 1_000_000
 FINISHED_RUN_STATUSES = ("completed", "failed", "skipped")
+
+
+class _Message(BaseModel):
+    # Described as sent: a field with a default (``type``) is always present on the wire, so it is required there.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_mode_override="serialization", json_schema_serialization_defaults_required=True
+    )
+
+
+class CurrentTechnique(_Message):
+    name: str | None = Field(description="null while the original model is being measured.")
+    progress_percent: int
+    eta_seconds: int = Field(description="Seconds left in this technique.")
+    stage: str
+
+
+class OverallProgress(_Message):
+    completed_techniques: int
+    total_techniques: int
+    progress_percent: int
+    eta_seconds: int = Field(description="Seconds left in the whole experiment.")
+
+
+class LiveMetrics(_Message):
+    """The original model against the latest completed technique (the original until one completes)."""
+
+    original_accuracy: float | None = None
+    current_accuracy: float | None = None
+    original_size_mb: float | None = None
+    current_size_mb: float | None = None
+
+
+class ProgressBody(_Message):
+    """A progress update without its envelope: the snapshot carries the same shape."""
+
+    current_technique: CurrentTechnique
+    overall_progress: OverallProgress
+    metrics: LiveMetrics
+
+
+class ProgressUpdateMessage(ProgressBody):
+    type: Literal["progress_update"] = "progress_update"
+    experiment_id: str
+
+
+class SnapshotExperiment(_Message):
+    id: str
+    name: str
+    status: ExperimentStatus
+    error: str | None
+    framework: str
+    dataset: str
+    device: str
+    goal: str
+    constraints: dict[str, float | None]
+    techniques: list[str]
+
+
+class SnapshotMessage(_Message):
+    """Sent first on every connect, so a reconnecting client loses nothing."""
+
+    type: Literal["snapshot"] = "snapshot"
+    experiment_id: str
+    experiment: SnapshotExperiment
+    baseline: BaselineResult | None
+    runs: list[RunResult]
+    progress: ProgressBody | None
+    recommendation: RecommendationBody | None
+
+
+class TechniqueCompletedMessage(_Message):
+    type: Literal["technique_completed"] = "technique_completed"
+    experiment_id: str
+    technique: str
+    run: RunResult
+
+
+class TechniqueFailedMessage(_Message):
+    """The run carries the error (``run.error``)."""
+
+    type: Literal["technique_failed"] = "technique_failed"
+    experiment_id: str
+    technique: str
+    run: RunResult
+
+
+class ExperimentCompletedMessage(_Message):
+    type: Literal["experiment_completed"] = "experiment_completed"
+    experiment_id: str
+    report: Report
+
+
+class ExperimentFailedMessage(_Message):
+    type: Literal["experiment_failed"] = "experiment_failed"
+    experiment_id: str
+    error: str = Field(description="What went wrong and what to do, in a sentence for the user.")
+
+
+class ExperimentCancelledMessage(_Message):
+    type: Literal["experiment_cancelled"] = "experiment_cancelled"
+    experiment_id: str
+
+
+AnyMessage = Annotated[
+    SnapshotMessage
+    | ProgressUpdateMessage
+    | TechniqueCompletedMessage
+    | TechniqueFailedMessage
+    | ExperimentCompletedMessage
+    | ExperimentFailedMessage
+    | ExperimentCancelledMessage,
+    Field(discriminator="type"),
+]
+
+
+class ServerMessage(RootModel[AnyMessage]):
+    """Every message ``WS /ws/experiments/{id}`` sends, told apart by ``type``."""
+
+
+def wire(message: _Message) -> dict[str, Any]:
+    """A message as it goes over the socket (and through Redis)."""
+    return message.model_dump(mode="json")
 
 
 def default_stage(kind: str, technique: str | None) -> str:
@@ -44,16 +181,16 @@ def overall_fraction(completed: int, total: int, index: int, fraction: float, ev
     return min(1.0, (completed + (fraction if in_technique else 0.0)) / total)
 
 
-def _metrics(baseline: dict[str, Any] | None, last_run: dict[str, Any] | None) -> dict[str, float | None]:
+def _metrics(baseline: dict[str, Any] | None, last_run: dict[str, Any] | None) -> LiveMetrics:
     original_accuracy = baseline.get("accuracy") if baseline else None
     original_size = baseline["size_bytes"] / MB if baseline else None
     current = last_run or baseline
-    return {
-        "original_accuracy": original_accuracy,
-        "current_accuracy": current.get("accuracy") if current else None,
-        "original_size_mb": original_size,
-        "current_size_mb": current["size_bytes"] / MB if current and current.get("size_bytes") else original_size,
-    }
+    return LiveMetrics(
+        original_accuracy=original_accuracy,
+        current_accuracy=current.get("accuracy") if current else None,
+        original_size_mb=original_size,
+        current_size_mb=current["size_bytes"] / MB if current and current.get("size_bytes") else original_size,
+    )
 
 
 def progress_update(
@@ -70,35 +207,43 @@ def progress_update(
     baseline: dict[str, Any] | None,
     last_run: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """A ``progress_update`` message, exactly the shape of docs/architecture.md section 7."""
-    return {
-        "type": "progress_update",
-        "experiment_id": experiment_id,
-        "current_technique": {
-            "name": technique,
-            "progress_percent": int(round(100 * technique_fraction)),
-            "eta_seconds": int(round(technique_eta)),
-            "stage": stage,
-        },
-        "overall_progress": {
-            "completed_techniques": completed,
-            "total_techniques": total,
-            "progress_percent": int(round(100 * overall_fraction)),
-            "eta_seconds": int(round(overall_eta)),
-        },
-        "metrics": _metrics(baseline, last_run),
-    }
+    """A ``progress_update`` message (docs/architecture.md section 7)."""
+    return wire(
+        ProgressUpdateMessage(
+            experiment_id=experiment_id,
+            current_technique=CurrentTechnique(
+                name=technique,
+                progress_percent=int(round(100 * technique_fraction)),
+                eta_seconds=int(round(technique_eta)),
+                stage=stage,
+            ),
+            overall_progress=OverallProgress(
+                completed_techniques=completed,
+                total_techniques=total,
+                progress_percent=int(round(100 * overall_fraction)),
+                eta_seconds=int(round(overall_eta)),
+            ),
+            metrics=_metrics(baseline, last_run),
+        )
+    )
 
 
-def technique_message(message_type: str, experiment_id: str, run: RunResult) -> dict[str, Any]:
-    return {
-        "type": message_type,
-        "experiment_id": experiment_id,
-        "technique": run.technique,
-        "run": run.model_dump(mode="json"),
-    }
+def technique_message(experiment_id: str, run: RunResult) -> dict[str, Any]:
+    """``technique_failed`` for a failed run, else ``technique_completed`` (a skipped run counts as finished)."""
+    model = TechniqueFailedMessage if run.status == "failed" else TechniqueCompletedMessage
+    return wire(model(experiment_id=experiment_id, technique=run.technique, run=run))
 
 
+def experiment_completed(experiment_id: str, report: dict[str, Any]) -> dict[str, Any]:
+    return wire(ExperimentCompletedMessage(experiment_id=experiment_id, report=Report.model_validate(report)))
+
+
+def experiment_cancelled(experiment_id: str) -> dict[str, Any]:
+    return wire(ExperimentCancelledMessage(experiment_id=experiment_id))
+
+
+def experiment_failed(experiment_id: str, error: str) -> dict[str, Any]:
+    return wire(ExperimentFailedMessage(experiment_id=experiment_id, error=error))
 
 
 def register_artifact(
@@ -207,47 +352,47 @@ def build_report(exp: Experiment) -> Report:
     )
 
 
-def progress_from_row(exp: Experiment, row: ExperimentProgress | None) -> dict[str, Any] | None:
+def progress_from_row(row: ExperimentProgress | None) -> ProgressBody | None:
     if row is None:
         return None
-    return {
-        "type": "progress_update",
-        "experiment_id": exp.id,
-        "current_technique": {
-            "name": row.current_technique,
-            "progress_percent": int(round(row.technique_percent)),
-            "eta_seconds": int(round(row.technique_eta_s or 0)),
-            "stage": row.stage,
-        },
-        "overall_progress": {
-            "completed_techniques": row.completed_techniques,
-            "total_techniques": row.total_techniques,
-            "progress_percent": int(round(row.overall_percent)),
-            "eta_seconds": int(round(row.overall_eta_s or 0)),
-        },
-        "metrics": dict(row.metrics or {}),
-    }
+    return ProgressBody(
+        current_technique=CurrentTechnique(
+            name=row.current_technique,
+            progress_percent=int(round(row.technique_percent)),
+            eta_seconds=int(round(row.technique_eta_s or 0)),
+            stage=row.stage,
+        ),
+        overall_progress=OverallProgress(
+            completed_techniques=row.completed_techniques,
+            total_techniques=row.total_techniques,
+            progress_percent=int(round(row.overall_percent)),
+            eta_seconds=int(round(row.overall_eta_s or 0)),
+        ),
+        metrics=LiveMetrics.model_validate(row.metrics or {}),
+    )
 
 
 def snapshot(exp: Experiment) -> dict[str, Any]:
     """What a WebSocket client receives first: the whole current state, so reconnecting loses nothing."""
-    return {
-        "type": "snapshot",
-        "experiment_id": exp.id,
-        "experiment": {
-            "id": exp.id,
-            "name": exp.name,
-            "status": exp.status,
-            "error": exp.error,
-            "framework": exp.framework,
-            "dataset": exp.dataset,
-            "device": exp.device,
-            "goal": exp.goal,
-            "constraints": dict(exp.constraints or {}),
-            "techniques": list(exp.techniques or TECHNIQUE_NAMES),
-        },
-        "baseline": exp.baseline,
-        "runs": [run.model_dump(mode="json") for run in finished_runs(exp)],
-        "progress": progress_from_row(exp, exp.progress),
-        "recommendation": exp.recommendation.body if exp.recommendation is not None else None,
-    }
+    recommendation = exp.recommendation.body if exp.recommendation is not None else None
+    return wire(
+        SnapshotMessage(
+            experiment_id=exp.id,
+            experiment=SnapshotExperiment(
+                id=exp.id,
+                name=exp.name,
+                status=exp.status,  # type: ignore[arg-type]  # a str column holding an ExperimentStatus
+                error=exp.error,
+                framework=exp.framework,
+                dataset=exp.dataset,
+                device=exp.device,
+                goal=exp.goal,
+                constraints=dict(exp.constraints or {}),
+                techniques=list(exp.techniques or TECHNIQUE_NAMES),
+            ),
+            baseline=exp.baseline_result(),
+            runs=finished_runs(exp),
+            progress=progress_from_row(exp.progress),
+            recommendation=RecommendationBody.model_validate(recommendation) if recommendation else None,
+        )
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from edgeopt import catalog
 from edgeopt.catalog import (
     TECHNIQUE_NAMES,
     ArchitectureName,
@@ -24,12 +25,11 @@ from edgeopt.catalog import (
 from edgeopt.preprocessing import Preprocessing
 from edgeopt.recommend import BASELINE
 from edgeopt.report import Constraints
-from edgeopt.techniques import CONFIG_CLASSES
+from edgeopt.service.db.models import ACTIVE_STATUSES, EXPERIMENT_STATUSES, FINISHED_STATUSES, ExperimentStatus
+from edgeopt.techniques import CONFIG_CLASSES, MAX_EPOCHS
 
 if TYPE_CHECKING:
     from edgeopt.service.db.models import Experiment
-
-MAX_EPOCHS = 100
 
 
 def _nul_path(value: Any, path: str = "") -> str | None:
@@ -178,7 +178,7 @@ class ExperimentPublic(BaseModel):
     epochs: int | None
     preprocessing: Preprocessing | None = None
     technique_configs: dict[str, dict[str, Any]]
-    status: str
+    status: ExperimentStatus
     error: str | None
     created_at: datetime
     updated_at: datetime
@@ -234,3 +234,46 @@ STALLED_RESPONSES: dict[int | str, dict[str, Any]] = {
         "file was deleted. Send the file again.",
     }
 }
+
+
+class StatusesPublic(BaseModel):
+    """Experiment statuses in the service's order, and the groups the web app acts on."""
+
+    all: list[ExperimentStatus]
+    active: list[ExperimentStatus] = Field(description="A worker may be touching the files: no delete, no restart.")
+    finished: list[ExperimentStatus] = Field(description="Nothing more happens until the user starts it again.")
+
+
+class LimitsPublic(BaseModel):
+    max_epochs: int = Field(description="The most fine-tuning epochs an experiment may ask for.")
+
+
+class CatalogPublic(BaseModel):
+    """``GET /api/catalog``: every name a user can choose (``edgeopt.catalog``), the statuses and the limits."""
+
+    frameworks: list[Framework]
+    techniques: list[catalog.TechniqueInfo]
+    devices: list[catalog.DeviceInfo]
+    goals: list[catalog.GoalInfo]
+    datasets: list[catalog.DatasetInfo]
+    architectures: list[catalog.ArchitectureInfo]
+    preprocessing_presets: list[catalog.PreprocessingPresetInfo]
+    statuses: StatusesPublic
+    limits: LimitsPublic
+
+    @classmethod
+    def build(cls) -> CatalogPublic:
+        def ordered(group: frozenset[str]) -> list[str]:
+            return [status for status in EXPERIMENT_STATUSES if status in group]
+
+        return cls.model_validate(
+            {
+                **catalog.as_dict(),
+                "statuses": {
+                    "all": list(EXPERIMENT_STATUSES),
+                    "active": ordered(ACTIVE_STATUSES),
+                    "finished": ordered(FINISHED_STATUSES),
+                },
+                "limits": {"max_epochs": MAX_EPOCHS},
+            }
+        )

@@ -47,6 +47,8 @@ EXPERIMENT_STATUSES: tuple[str, ...] = (
 )
 # States in which a worker may be touching the experiment's files: deleting then would pull them from under it.
 ACTIVE_STATUSES: frozenset[str] = frozenset({"queued", "running"})
+# States in which nothing more happens until the user starts the experiment again.
+FINISHED_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled", "interrupted"})
 
 FileRole = Literal["original", "dataset", "artifact"]
 # A run row is "pending"/"running" while the job runner works on it, then takes a report RunStatus.

@@ -1,16 +1,14 @@
-"""``GET /api/catalog``: the capability manifest the web app's dropdowns are built from."""
+"""``GET /api/catalog``: the capability manifest the web app's dropdowns, statuses and limits come from."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
-from edgeopt import catalog
+from edgeopt.service.schemas import CatalogPublic
 
 router = APIRouter(prefix="/api", tags=["catalog"])
 
 
 @router.get("/catalog")
-def get_catalog() -> dict[str, Any]:
-    return catalog.as_dict()
+def get_catalog() -> CatalogPublic:
+    return CatalogPublic.build()

@@ -32,7 +32,6 @@ DOWNLOAD_MEDIA_TYPES = {
     "tflite": "application/octet-stream",
     "pt2": "application/zip",
     "keras": "application/zip",
-    "onnx": "application/octet-stream",
 }
 
 
@@ -161,7 +160,7 @@ def download_artifact(
     technique: str,
     session: SessionDep,
     settings: SettingsDep,
-    format: str | None = Query(default=None, description="pt2, keras or onnx where the run offers it"),  # noqa: A002
+    format: str | None = Query(default=None, description="pt2 or keras where the run offers it"),  # noqa: A002
 ) -> FileResponse:
     """The deployable artifact (``.pte`` / ``.tflite``) or another format of the same result."""
     exp = _experiment(session, experiment_id)
