@@ -212,7 +212,7 @@ def _reason(record: StrengthSearch, knob: Knob, steps: Sequence[float], good: in
         chosen = scored[steps[good]]
         text = (
             f"Chose {knob.describe(steps[good])}: the strongest setting tried whose validation accuracy stayed "
-            f"within the {budget}, losing {chosen.drop_points:.2f} points after a short recovery."
+            f"within the {budget}, losing {chosen.drop_points:.2f} points."
         )
         if bad < len(steps) and steps[bad] in scored:
             text += f" {knob.describe(steps[bad])} lost {scored[steps[bad]].drop_points:.2f}."
