@@ -83,3 +83,48 @@ def test_a_fixed_setting_runs_no_search(name: str, knob: str, value: float, tmp_
     spec.technique_configs = {name: {knob: value}}
     assert not Pipeline(spec)._searches(name)
     assert not Pipeline(spec)._searches("ptq_int8")  # no strength knob at all
+
+
+def test_int4_mixed_precision_helpers_rank_and_round_the_right_layers() -> None:
+    import torch
+    from torch import nn
+
+    from edgeopt.frameworks.pytorch.ptq_int4 import fake_quantized, int4_layers, int8_ladder, sensitivity_order
+
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),  # reads the image: stays FP32
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise: XNNPACK has no 4-bit kernel, stays FP32
+        nn.Conv2d(8, 16, 1),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 10),
+    ).eval()
+    with torch.no_grad():
+        model[4].weight.mul_(50.0)  # the classifier's weights dominate the logits: 4 bits hurt it most
+    assert int4_layers(model) == ["2", "4"]
+    assert int8_ladder(2) == [2, 1, 0] and int8_ladder(20) == [20, 10, 5, 3, 2, 1, 0]
+    images = np.random.default_rng(0).random((16, 4, 4, 1), dtype=np.float32)
+    assert sensitivity_order(model, ["2", "4"], images) == ["4", "2"]
+    four, eight = fake_quantized(model, ["2"], []), fake_quantized(model, [], ["2"])
+    error4 = (four[2].weight - model[2].weight).abs().max()
+    error8 = (eight[2].weight - model[2].weight).abs().max()
+    assert 0 < error8 < error4 / 8  # 8-bit codes round 16x finer than 4-bit ones
+    assert torch.equal(four[4].weight, model[4].weight)  # layers not named are untouched
+    assert len(torch.unique(four[2].weight[0])) <= 16  # one output channel holds at most 16 levels
+
+
+def test_an_experiment_time_budget_is_shared_by_the_searching_techniques(digits32: Dataset, tmp_path: Path) -> None:
+    from edgeopt.pipeline import ExperimentSpec, Pipeline
+
+    spec = ExperimentSpec(
+        framework="pytorch", dataset="digits", device="rpi4", out_dir=tmp_path, arch="resnet18", time_budget_s=90
+    )
+    pipeline = Pipeline(spec)
+    pipeline._searching = ["prune_unstructured", "prune_structured", "distillation"]
+    trimmed, search = pipeline._search_context("prune_unstructured", digits32)
+    assert search is not None and search.time_budget_s == pytest.approx(30.0)
+    assert len(trimmed.y_train) + len(search.y_val) == len(digits32.y_train)
+    pipeline._search_left_s = 80.0  # the first search took 10 s: the other two share what is left
+    assert pipeline._search_context("prune_structured", digits32)[1].time_budget_s == pytest.approx(40.0)
+    untouched, none = pipeline._search_context("ptq_int8", digits32)
+    assert none is None and untouched is digits32  # techniques that do not search train on the whole train split
