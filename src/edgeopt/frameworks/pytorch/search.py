@@ -32,8 +32,8 @@ def choose_strength(
     ladder: Sequence[float] | None = None,
 ) -> tuple[float, StrengthSearch | None]:
     """The setting to build: ``fixed`` (the config's) when no search runs, else the search's choice and record."""
-    if ctx.search is None:
-        return fixed, None
+    if ctx.search is None or (ladder is not None and not ladder):
+        return fixed, None  # no search, or no setting on the ladder changes this (narrow) model
     reporter.stage("Scoring the original model on the validation split", 0.0)
     baseline = val_accuracy(original, ctx.search)
     record = run_search(ctx.search, KNOBS[technique], baseline, evaluate, reporter, ladder=ladder)
