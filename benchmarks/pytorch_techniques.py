@@ -179,7 +179,7 @@ def table(model: str, report: Report, wall_s: float, latency: dict[str, float]) 
         missed = misses(model, run, report, latency)
         verdict = "met" if not missed else "missed: " + "; ".join(missed)
         if run.status != "completed":
-            empty = "| " * 12
+            empty = "| " * 11
             lines.append(f"| {run.technique} | {run.status} {empty}| {run.duration_s:.0f} | | {verdict} |")
             continue
         lines.append(
