@@ -408,7 +408,7 @@ class Pipeline:
     def _search_context(self, name: str, data: Dataset) -> tuple[Dataset, Any]:
         """The technique's data (train minus validation) and its ``SearchContext``, or (data, None) if fixed."""
         from edgeopt import eta
-        from edgeopt.strength_search import SearchContext, carve_validation
+        from edgeopt.strength_search import DEFAULT_MIN_TRIALS, SearchContext, carve_validation
 
         if name not in self._searching:
             return data, None
@@ -424,7 +424,9 @@ class Pipeline:
             )
             budget = model.predicted_seconds(name)
         trimmed, x_val, y_val = carve_validation(data, self.spec.seed)
-        return trimmed, SearchContext.from_constraints(self.spec.constraints, x_val, y_val, budget)
+        search = SearchContext.from_constraints(self.spec.constraints, x_val, y_val, budget)
+        search.min_trials = DEFAULT_MIN_TRIALS if self.spec.time_budget_s is None else 0
+        return trimmed, search
 
     def _retime(self, backend: FrameworkBackend, report: Report, data: Dataset, out_dir: Path, total: int) -> None:
         """Host latencies re-timed side by side (``edgeopt.host_timing``) so the report's figures compare."""

@@ -33,6 +33,7 @@ DEFAULT_BUDGET_POINTS = 1.0  # accuracy points a result may lose when the user s
 VALIDATION_FRACTION = 0.15  # of the train split, held out from fine-tuning while a technique searches
 MAX_VALIDATION_IMAGES = 1000  # more buys little precision and costs evaluation time at every trial
 MAX_TRIALS = 8  # bisection over a ladder of 8 settings needs at most 4
+DEFAULT_MIN_TRIALS = 3  # enough for bisection to move past the middle of the ladder in both directions
 RECOVERY_EPOCH_FRACTION = 0.5  # short fine-tune of each candidate before it is scored
 MIN_RECOVERY_IMAGES = 256
 
@@ -86,6 +87,9 @@ class SearchContext:
     min_accuracy: float | None = None
     clock: Callable[[], float] = time.monotonic
     max_trials: int = MAX_TRIALS
+    # Trials that run whatever the clock says. 0 when the user set the time budget (it is then kept strictly);
+    # the default budget guarantees DEFAULT_MIN_TRIALS, as its estimate can be far off on a loaded host.
+    min_trials: int = 0
     recovery_images: int | None = None  # train images of each candidate's short recovery; None: see recovery_subset
     trials_run: list[float] = field(default_factory=list)  # settings evaluated, in order (tests count them)
 
@@ -162,7 +166,7 @@ def run_search(
     stopped_by_time = False
     while bad - good > 1 and len(trials) < search.max_trials:
         elapsed = search.clock() - started
-        if trials and elapsed + elapsed / len(trials) > search.time_budget_s:
+        if len(trials) >= max(1, search.min_trials) and elapsed + elapsed / len(trials) > search.time_budget_s:
             stopped_by_time = True
             break
         mid = (good + bad) // 2

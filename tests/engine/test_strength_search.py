@@ -72,6 +72,18 @@ def test_the_time_budget_stops_the_search_by_trial_count() -> None:
     assert record.chosen == search.trials_run[-1]  # the strongest setting tried that met the budget
 
 
+def test_the_default_time_budget_still_allows_the_minimum_trials() -> None:
+    now = [0.0]
+
+    def evaluate(setting: float) -> Candidate:
+        now[0] += 10.0
+        return Candidate(val_accuracy=0.95)
+
+    search = _context(time_budget_s=5.0, clock=lambda: now[0], min_trials=3)
+    record = run_search(search, KNOB, 0.95, evaluate, silent_reporter())
+    assert len(record.trials) == 3 and record.stopped_by_time
+
+
 def test_time_runs_out_before_any_setting_meets_the_budget() -> None:
     now = [0.0]
 

@@ -123,6 +123,7 @@ def test_an_experiment_time_budget_is_shared_by_the_searching_techniques(digits3
     pipeline._searching = ["prune_unstructured", "prune_structured", "distillation"]
     trimmed, search = pipeline._search_context("prune_unstructured", digits32)
     assert search is not None and search.time_budget_s == pytest.approx(30.0)
+    assert search.min_trials == 0  # the user's budget is kept strictly
     assert len(trimmed.y_train) + len(search.y_val) == len(digits32.y_train)
     pipeline._search_left_s = 80.0  # the first search took 10 s: the other two share what is left
     assert pipeline._search_context("prune_structured", digits32)[1].time_budget_s == pytest.approx(40.0)
