@@ -245,6 +245,7 @@ def _source(source: str) -> str:
 
 def search_note(record: StrengthSearch) -> str:
     """The sentence a result's notes start with when its strength was searched."""
+    over = record.seconds > record.time_budget_s  # only the default budget's guaranteed trials go past it
     tried = ", ".join(
         f"{trial.setting:g} ({100 * trial.val_accuracy:.1f} %{'' if trial.within_budget else ', over'})"
         for trial in record.trials
@@ -252,5 +253,11 @@ def search_note(record: StrengthSearch) -> str:
     return (
         f"{record.reason} Settings of {record.knob} tried on {record.validation_images} validation images carved "
         f"from the train split (original {100 * record.baseline_val_accuracy:.1f} %): {tried}; "
-        f"{record.seconds:.0f} s of a {record.time_budget_s:.0f} s search budget."
+        f"{record.seconds:.0f} s of a {record.time_budget_s:.0f} s search budget"
+        + (
+            " (over it: without a budget of yours at least three trials run, and a trial's length is only known "
+            "once it has run)."
+            if over
+            else "."
+        )
     )
