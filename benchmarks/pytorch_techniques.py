@@ -89,7 +89,13 @@ def _print_stage(event: Any) -> None:
 
 
 def run_model(
-    name: str, work: Path, baseline_epochs: int | None, epochs: int | None, seed: int
+    name: str,
+    work: Path,
+    baseline_epochs: int | None,
+    epochs: int | None,
+    seed: int,
+    max_drop_points: float | None = None,
+    time_budget_s: float | None = None,
 ) -> tuple[Report, float]:
     from edgeopt import optimize
 
@@ -103,6 +109,8 @@ def run_model(
         out_dir=work / name,
         epochs=epochs,
         seed=seed,
+        constraints={"max_accuracy_drop": max_drop_points / 100} if max_drop_points is not None else None,
+        time_budget_s=time_budget_s,
         on_progress=_print_stage,
     )
     return report, time.perf_counter() - started
@@ -163,15 +171,16 @@ def table(model: str, report: Report, wall_s: float, latency: dict[str, float]) 
         f"Whole experiment: {wall_s:.0f} s.",
         "",
         "| technique | status | size MB | size ratio | gzip ratio | accuracy % | drop (points) | report latency ms | "
-        "interleaved ms | speed-up vs FP32 | FLOPs ratio | params | sparsity | wall s | targets |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "interleaved ms | speed-up vs FP32 | FLOPs ratio | params | sparsity | wall s | strength | targets |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     for run in report.runs:
         missed = misses(model, run, report, latency)
         verdict = "met" if not missed else "missed: " + "; ".join(missed)
         if run.status != "completed":
-            lines.append(f"| {run.technique} | {run.status} | | | | | | | | | | | | {run.duration_s:.0f} | {verdict} |")
+            empty = "| " * 11
+            lines.append(f"| {run.technique} | {run.status} {empty}| {run.duration_s:.0f} | | {verdict} |")
             continue
         lines.append(
             f"| {run.technique} | {run.status} | {run.size_bytes / 1e6:.3f} | {base.size_bytes / run.size_bytes:.2f} "
@@ -179,10 +188,17 @@ def table(model: str, report: Report, wall_s: float, latency: dict[str, float]) 
             f"| {100 * (base.accuracy - run.accuracy):+.2f} | {run.latency_ms.host:.3f} "
             f"| {latency[run.technique]:.3f} | {latency['baseline'] / latency[run.technique]:.2f}x "
             f"| {base.flops / max(1, run.flops):.2f} "
-            f"| {run.params:,} | {run.sparsity:.3f} | {run.duration_s:.0f} | {verdict} |"
+            f"| {run.params:,} | {run.sparsity:.3f} | {run.duration_s:.0f} | {_strength(run)} | {verdict} |"
         )
         notes.append(f"- `{run.technique}`: {run.notes}")
     return [*lines, "", "Notes (from each result):", "", *notes, ""]
+
+
+def _strength(run: RunResult) -> str:
+    """The setting the run used: searched (knob = value, trials) or the config's fixed one."""
+    if run.search is not None:
+        return f"{run.search.knob}={run.search.chosen:g} (searched, {len(run.search.trials)} trials)"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,6 +209,10 @@ def main(argv: list[str] | None = None) -> None:
         "--baseline-epochs", type=int, default=None, help=f"training of the torchvision baselines ({BASELINE_EPOCHS})"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--max-accuracy-drop", type=float, default=None, help="accuracy budget in points (default: the engine's, 1)"
+    )
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds for all strength searches")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "benchmarks" / "out" / "pytorch")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pytorch.md")
     args = parser.parse_args(argv)
@@ -205,7 +225,9 @@ def main(argv: list[str] | None = None) -> None:
     command = "python benchmarks/pytorch_techniques.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     for model in models:
         print(f"== {model}", file=sys.stderr, flush=True)
-        report, wall_s = run_model(model, args.work_dir, args.baseline_epochs, args.epochs, args.seed)
+        report, wall_s = run_model(
+            model, args.work_dir, args.baseline_epochs, args.epochs, args.seed, args.max_accuracy_drop, args.time_budget
+        )
         section = table(model, report, wall_s, interleaved(model, report, args.work_dir / model))
         section[2:2] = [f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `{command.strip()}`.", ""]
         (args.work_dir / f"{model}.section.md").write_text("\n".join(section))

@@ -92,6 +92,21 @@ def parse_accuracy(option: str, value: str | None) -> float | None:
     return number
 
 
+def parse_duration(option: str, value: str | None) -> float | None:
+    """Seconds from ``300``, ``300s``, ``5m`` or ``1h``; a non-positive or unreadable figure is refused."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    scale = {"s": 1.0, "m": 60.0, "h": 3600.0}.get(text[-1:])
+    try:
+        number = float(text[:-1] if scale else text) * (scale or 1.0)
+    except ValueError as exc:
+        raise InvalidInput(f"{option} takes seconds like 300, 300s or 5m, not {value!r}.") from exc
+    if not number > 0 or number == float("inf"):
+        raise InvalidInput(f"{option} must be a positive time like 300s or 5m, not {value!r}.")
+    return number
+
+
 def parse_preprocessing(
     preset: str | None,
     input_size: str | None,
@@ -235,6 +250,10 @@ def optimize(
     value_range: Annotated[str | None, typer.Option(help="0-1 or 0-255: pixel values the model was trained on")] = None,
     mean: Annotated[str | None, typer.Option(help="Custom per-channel mean, e.g. 0.5,0.5,0.5")] = None,
     std: Annotated[str | None, typer.Option(help="Custom per-channel std, e.g. 0.25,0.25,0.25")] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(help="Time all strength searches may take together: 300, 300s or 5m (default: about 2x in all)"),
+    ] = None,
 ) -> None:
     """Run every chosen technique on MODEL, measure each result, and recommend the best for the board."""
     from edgeopt.pipeline import ExperimentSpec, Pipeline
@@ -266,6 +285,7 @@ def optimize(
         epochs=epochs,
         random_init=random_init,
         seed=seed,
+        time_budget_s=parse_duration("--time-budget", time_budget),
     )
     spec.validate()  # bad input fails before the progress bar draws anything
     log_path = None if verbose else out / "edgeopt.log"

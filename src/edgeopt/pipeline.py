@@ -82,6 +82,9 @@ class ExperimentSpec:
     # Off only for conformance benchmarks and tests of random-initialised models; the CLI, the Python API's
     # ``optimize`` and the service never turn it off, so a user's at-chance model always stops the run.
     check_baseline: bool = True
+    # Seconds all strength searches of the experiment may take together (edgeopt.strength_search); None = each
+    # searching technique may spend about its own predicted duration, so the experiment takes at most ~2x.
+    time_budget_s: float | None = None
 
     def validate(self) -> None:
         _check_choice("framework", self.framework, catalog.FRAMEWORKS)
@@ -99,6 +102,10 @@ class ExperimentSpec:
             raise InvalidInput(f"--epochs must be from 0 to {MAX_EPOCHS}.", field="epochs")
         for name in self.technique_configs:
             _check_choice("technique_configs", name, catalog.TECHNIQUE_NAMES)
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise InvalidInput(
+                "The time budget must be a positive number of seconds (for example 300).", field="time_budget_s"
+            )
 
     @property
     def ordered_techniques(self) -> list[str]:
@@ -296,6 +303,9 @@ class Pipeline:
         self._cancelled = cancelled or (lambda: False)
         self._previous = {run.technique: run for run in previous_runs if run.status == "completed"}
         self._previous_baseline = previous_baseline
+        self._unit_s: float | None = None  # seconds the baseline's export and measurement took (the ETA's unit)
+        self._search_left_s: float | None = spec.time_budget_s
+        self._searching: list[str] = []  # techniques of this run that search their strength, in order
 
     def _event(self, kind: str, technique: str | None, index: int, total: int, **payload: Any) -> None:
         self._emit(
@@ -348,7 +358,9 @@ class Pipeline:
             baseline=None,
             lineage=self._lineage(loaded, data),
         )
+        baseline_started = time.perf_counter()
         report.baseline = self._baseline(backend, loaded, data, out_dir, base_reporter)
+        self._unit_s = time.perf_counter() - baseline_started
         write_report(report, out_dir)
         self._event(
             "baseline_measured",
@@ -361,6 +373,7 @@ class Pipeline:
         if spec.check_baseline:
             check_baseline(report.baseline.accuracy, data.num_classes, report.experiment.dataset)
 
+        self._searching = [name for name in techniques if name not in self._previous and self._searches(name)]
         for index, name in enumerate(techniques):
             if name in self._previous:
                 report.runs.append(self._previous[name])
@@ -378,6 +391,42 @@ class Pipeline:
         log.info("experiment %s finished in %.1f s", spec.experiment_id, time.perf_counter() - started)
         self._event("experiment_completed", None, total, total)
         return report
+
+    def _searches(self, name: str) -> bool:
+        """Whether ``name`` searches its strength: it has a knob, its implementation searches, the user set none."""
+        from edgeopt.strength_search import KNOBS
+
+        knob = KNOBS.get(name)
+        if knob is None or knob.field in self.spec.technique_configs.get(name, {}):
+            return False
+        try:
+            technique = get_technique(name, self.spec.framework)
+        except Exception:  # noqa: BLE001 - the run itself reports a technique that cannot be loaded
+            return False
+        return bool(getattr(technique, "searches_strength", False))
+
+    def _search_context(self, name: str, data: Dataset) -> tuple[Dataset, Any]:
+        """The technique's data (train minus validation) and its ``SearchContext``, or (data, None) if fixed."""
+        from edgeopt import eta
+        from edgeopt.strength_search import DEFAULT_MIN_TRIALS, SearchContext, carve_validation
+
+        if name not in self._searching:
+            return data, None
+        remaining = self._searching[self._searching.index(name) :]
+        if self._search_left_s is not None:
+            budget = max(self._search_left_s, 0.0) / len(remaining)
+        else:
+            model = eta.EtaModel(
+                techniques=[name],
+                epochs={name: self.spec.epochs} if self.spec.epochs is not None else {},
+                framework=self.spec.framework,
+                unit_s=self._unit_s or eta.prior_unit_seconds(self.spec.framework, None),
+            )
+            budget = model.predicted_seconds(name)
+        trimmed, x_val, y_val = carve_validation(data, self.spec.seed)
+        search = SearchContext.from_constraints(self.spec.constraints, x_val, y_val, budget)
+        search.min_trials = DEFAULT_MIN_TRIALS if self.spec.time_budget_s is None else 0
+        return trimmed, search
 
     def _retime(self, backend: FrameworkBackend, report: Report, data: Dataset, out_dir: Path, total: int) -> None:
         """Host latencies re-timed side by side (``edgeopt.host_timing``) so the report's figures compare."""
@@ -459,10 +508,20 @@ class Pipeline:
             if not loaded.transformable:
                 raise Unsupported(loaded.not_transformable_reason)
             technique = get_technique(name, spec.framework)
+            technique_data, search = self._search_context(name, data)
             ctx = TechniqueContext(
-                model=loaded, data=data, work_dir=out_dir, reporter=reporter.sub(0.0, MEASURE_START), seed=spec.seed
+                model=loaded,
+                data=technique_data,
+                work_dir=out_dir,
+                reporter=reporter.sub(0.0, MEASURE_START),
+                seed=spec.seed,
+                search=search,
             )
             output = technique.apply(ctx, config)
+            if self._search_left_s is not None and output.search is not None:
+                self._search_left_s -= output.search.seconds
+            if output.search is not None:
+                config_dump[output.search.knob] = output.search.chosen
             measured = measure_output(backend, loaded, output, data, self.settings, reporter.sub(MEASURE_START, 1.0))
             expected = EXPECTATIONS[spec.framework].get(name)
             notes = output.notes + shortfall_sentence(shortfalls(expected, baseline, measured))
@@ -504,6 +563,7 @@ class Pipeline:
             duration_s=time.perf_counter() - started,
             config=config_dump,
             notes=notes,
+            search=output.search,
         )
 
     def _recommend(self, report: Report) -> Any:
@@ -528,11 +588,16 @@ def optimize(
     random_init: bool = False,
     seed: int = 0,
     preprocessing: Preprocessing | dict[str, Any] | None = None,
+    time_budget_s: float | None = None,
     on_progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
     settings: Settings | None = None,
 ) -> Report:
-    """The Python API: run an experiment and return its report (also written to ``out_dir/report.json``)."""
+    """The Python API: run an experiment and return its report (also written to ``out_dir/report.json``).
+
+    ``time_budget_s`` bounds the seconds all strength searches may take together (None: about each searching
+    technique's own duration); a technique whose strength knob is set in ``technique_configs`` runs no search.
+    """
     if isinstance(constraints, dict):
         try:
             constraints = Constraints(**constraints)
@@ -558,6 +623,7 @@ def optimize(
         random_init=random_init,
         seed=seed,
         preprocessing=preprocessing,
+        time_budget_s=time_budget_s,
     )
     return Pipeline(spec, on_progress=on_progress, cancelled=cancelled, settings=settings).run()
 

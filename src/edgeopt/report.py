@@ -99,6 +99,36 @@ class BaselineResult(_Model):
     notes: str = ""
 
 
+class SearchTrial(_Model):
+    """One strength the search tried, scored on the validation split (carved from the train split)."""
+
+    setting: float = Field(description="Value of the technique's strength knob (see StrengthSearch.knob).")
+    val_accuracy: float = Field(description="Top-1 on the validation split after a short recovery, 0..1.")
+    drop_points: float = Field(description="Validation accuracy points below the original model's.")
+    within_budget: bool
+    params: int | None = None
+    flops: int | None = None
+    size_ratio: float | None = Field(default=None, description="Estimated original weight bytes / this setting's.")
+    seconds: float = 0.0
+
+
+class StrengthSearch(_Model):
+    """How a technique chose its strength: every setting tried, the budget, and why the chosen one won."""
+
+    knob: str = Field(description="The config field searched, e.g. channel_sparsity.")
+    budget_points: float = Field(description="Accuracy points the result may lose on the validation split.")
+    budget_source: str = Field(description="max_accuracy_drop, min_accuracy or default.")
+    baseline_val_accuracy: float
+    validation_images: int
+    trials: list[SearchTrial] = Field(default_factory=list)
+    chosen: float
+    chosen_val_accuracy: float | None = Field(default=None, description="Validation accuracy of the final model.")
+    reason: str = ""
+    time_budget_s: float
+    seconds: float = 0.0
+    stopped_by_time: bool = False
+
+
 class RunResult(_Model):
     technique: str
     status: RunStatus
@@ -122,6 +152,9 @@ class RunResult(_Model):
     duration_s: float = 0.0
     config: dict[str, Any] = Field(default_factory=dict)
     notes: str = ""
+    search: StrengthSearch | None = Field(
+        default=None, description="The settings tried to meet the accuracy budget; null: a fixed strength was used."
+    )
 
 
 class Recommendation(_Model):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,10 @@ from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import InvalidInput
 from edgeopt.progress import StageReporter
+
+if TYPE_CHECKING:
+    from edgeopt.report import StrengthSearch
+    from edgeopt.strength_search import SearchContext
 
 # The most fine-tuning epochs a run may ask for, from the API, the CLI or a technique config alike.
 MAX_EPOCHS = 100
@@ -54,6 +58,12 @@ class PtqInt8Config(TechniqueConfig):
 class PtqInt4Config(TechniqueConfig):
     group_size: int | None = Field(default=None, ge=8, description="None = per output channel")
     symmetric: bool = True
+    int8_layers: int | None = Field(
+        default=None,
+        ge=0,
+        description="How many of the most sensitive layers keep 8-bit weights; None = searched for the accuracy "
+        "budget (0 when no search runs).",
+    )
 
 
 class PruneUnstructuredConfig(FineTuneConfig):
@@ -142,6 +152,9 @@ class TechniqueContext:
     work_dir: Path  # write artifacts here, named after the technique
     reporter: StageReporter
     seed: int = 0
+    # Set when the technique's strength is searched for the accuracy budget (edgeopt.strength_search); ``data``
+    # then holds the train split minus the validation images in ``search``.
+    search: SearchContext | None = None
 
 
 @dataclass
@@ -152,9 +165,12 @@ class TechniqueOutput:
     formats: dict[str, Path] = field(default_factory=dict)  # other downloads: "pt2", "keras"
     notes: str = ""
     extra: dict[str, Any] = field(default_factory=dict)  # e.g. input quantisation parameters for evaluation
+    search: StrengthSearch | None = None  # the settings tried, when the strength was searched
 
 
 class Technique(Protocol):
+    """``searches_strength = True`` on an implementation means it honours ``TechniqueContext.search``."""
+
     name: ClassVar[str]
     framework: ClassVar[str]
     config_class: ClassVar[type[TechniqueConfig]]

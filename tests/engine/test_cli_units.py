@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from edgeopt.cli import parse_accuracy
+from edgeopt.cli import parse_accuracy, parse_duration
 from edgeopt.errors import InvalidInput
 
 
@@ -78,3 +78,14 @@ def test_epochs_outside_the_one_limit_are_refused_by_name(epochs: int, tmp_path:
     )
     with pytest.raises(InvalidInput, match=re.escape(f"--epochs must be from 0 to {MAX_EPOCHS}")):
         spec.validate()
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("300", 300.0), ("300s", 300.0), ("5m", 300.0), ("1.5h", 5400.0)])
+def test_time_budget_reads_seconds_minutes_and_hours(text: str, seconds: float) -> None:
+    assert parse_duration("--time-budget", text) == seconds
+
+
+@pytest.mark.parametrize("text", ["0", "-5m", "soon", "inf"])
+def test_time_budget_refuses_what_is_not_a_positive_time(text: str) -> None:
+    with pytest.raises(InvalidInput, match="--time-budget"):
+        parse_duration("--time-budget", text)

@@ -49,6 +49,7 @@ def test_create_with_every_field(client: TestClient) -> None:
             "epochs": 2,
             "technique_configs": {"ptq_int8": {"calibration_samples": 64}},
             "preprocessing": {"preset": "imagenet", "input_size": [96, 96], "channel_order": "bgr"},
+            "time_budget_s": 120,
         },
     )
     assert response.status_code == 201, response.text
@@ -68,6 +69,7 @@ def test_create_with_every_field(client: TestClient) -> None:
         "std": None,
     }
     assert client.get(f"/api/experiments/{body['id']}").json()["preprocessing"] == body["preprocessing"]
+    assert body["time_budget_s"] == 120  # stored, and handed to the job as the strength searches' time budget
 
 
 @pytest.mark.parametrize(
@@ -88,6 +90,7 @@ def test_create_with_every_field(client: TestClient) -> None:
         ({"constraints": {"max_speed": 1}}, ("constraints", "max_speed")),
         ({"epochs": 101}, ("epochs",)),
         ({"epochs": -1}, ("epochs",)),
+        ({"time_budget_s": 0}, ("time_budget_s",)),
         ({"technique_configs": {"warp": {}}}, ("technique_configs", "warp", "[key]")),
         ({"technique_configs": {"ptq_int8": {"calibration_samples": 0}}}, ("technique_configs",)),
         ({"technique_configs": {"ptq_int8": {"bogus": 1}}}, ("technique_configs",)),

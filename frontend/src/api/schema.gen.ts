@@ -718,6 +718,11 @@ export interface components {
             };
             /** @description The input convention the model expects; empty: the model's own. */
             preprocessing?: components["schemas"]["Preprocessing"] | null;
+            /**
+             * Time Budget S
+             * @description Seconds all strength searches may take together; empty: about each technique's own duration.
+             */
+            time_budget_s?: number | null;
         };
         /** ExperimentInfo */
         ExperimentInfo: {
@@ -763,6 +768,8 @@ export interface components {
             /** Epochs */
             epochs: number | null;
             preprocessing?: components["schemas"]["Preprocessing"] | null;
+            /** Time Budget S */
+            time_budget_s?: number | null;
             /** Technique Configs */
             technique_configs: {
                 [key: string]: {
@@ -1150,6 +1157,45 @@ export interface components {
              * @default
              */
             notes: string;
+            /** @description The settings tried to meet the accuracy budget; null: a fixed strength was used. */
+            search?: components["schemas"]["StrengthSearch"] | null;
+        };
+        /**
+         * SearchTrial
+         * @description One strength the search tried, scored on the validation split (carved from the train split).
+         */
+        SearchTrial: {
+            /**
+             * Setting
+             * @description Value of the technique's strength knob (see StrengthSearch.knob).
+             */
+            setting: number;
+            /**
+             * Val Accuracy
+             * @description Top-1 on the validation split after a short recovery, 0..1.
+             */
+            val_accuracy: number;
+            /**
+             * Drop Points
+             * @description Validation accuracy points below the original model's.
+             */
+            drop_points: number;
+            /** Within Budget */
+            within_budget: boolean;
+            /** Params */
+            params?: number | null;
+            /** Flops */
+            flops?: number | null;
+            /**
+             * Size Ratio
+             * @description Estimated original weight bytes / this setting's.
+             */
+            size_ratio?: number | null;
+            /**
+             * Seconds
+             * @default 0
+             */
+            seconds: number;
         };
         /**
          * StatusesPublic
@@ -1168,6 +1214,57 @@ export interface components {
              * @description Nothing more happens until the user starts it again.
              */
             finished: ("created" | "ready" | "queued" | "running" | "completed" | "failed" | "cancelled" | "interrupted")[];
+        };
+        /**
+         * StrengthSearch
+         * @description How a technique chose its strength: every setting tried, the budget, and why the chosen one won.
+         */
+        StrengthSearch: {
+            /**
+             * Knob
+             * @description The config field searched, e.g. channel_sparsity.
+             */
+            knob: string;
+            /**
+             * Budget Points
+             * @description Accuracy points the result may lose on the validation split.
+             */
+            budget_points: number;
+            /**
+             * Budget Source
+             * @description max_accuracy_drop, min_accuracy or default.
+             */
+            budget_source: string;
+            /** Baseline Val Accuracy */
+            baseline_val_accuracy: number;
+            /** Validation Images */
+            validation_images: number;
+            /** Trials */
+            trials?: components["schemas"]["SearchTrial"][];
+            /** Chosen */
+            chosen: number;
+            /**
+             * Chosen Val Accuracy
+             * @description Validation accuracy of the final model.
+             */
+            chosen_val_accuracy?: number | null;
+            /**
+             * Reason
+             * @default
+             */
+            reason: string;
+            /** Time Budget S */
+            time_budget_s: number;
+            /**
+             * Seconds
+             * @default 0
+             */
+            seconds: number;
+            /**
+             * Stopped By Time
+             * @default false
+             */
+            stopped_by_time: boolean;
         };
         /** TechniqueInfo */
         TechniqueInfo: {

@@ -10,6 +10,7 @@ import { DownloadButton } from "../components/DownloadButton";
 import { GoalConstraintsEditor } from "../components/GoalConstraintsEditor";
 import { ParetoChart } from "../components/ParetoChart";
 import { RecommendationCard } from "../components/RecommendationCard";
+import { StrengthSearchCurves } from "../components/StrengthSearchCurves";
 import { ResultsTable } from "../components/ResultsTable";
 import { EmptyState, ErrorState, Loading } from "../components/States";
 import { StatusBadge } from "../components/StatusBadge";
@@ -157,6 +158,7 @@ export function ResultsPage() {
             />
           </section>
           <ParetoChart points={chartPoints(runs, report.baseline, current, device, titles)} deviceTitle={deviceTitle} />
+          <StrengthSearchCurves runs={runs} titles={titles} />
           <BoardComparison
             runs={runs}
             baseline={report.baseline}

@@ -92,6 +92,7 @@ def worker_main(job: dict[str, Any], events: Any, cancel: Any, parent_pid: int) 
         epochs=job["epochs"],
         technique_configs=job["technique_configs"],
         preprocessing=Preprocessing.model_validate(job["preprocessing"]) if job["preprocessing"] else None,
+        time_budget_s=job.get("time_budget_s"),
         experiment_id=job["experiment_id"],
     )
     pipeline = Pipeline(
@@ -274,6 +275,7 @@ class JobManager:
             "epochs": exp.epochs,
             "technique_configs": dict(exp.technique_configs or {}),
             "preprocessing": exp.preprocessing,
+            "time_budget_s": exp.time_budget_s,
             "previous_runs": kept,
             "baseline": exp.baseline,
         }

@@ -71,6 +71,12 @@ class ExperimentCreate(BaseModel):
     preprocessing: Preprocessing | None = Field(
         default=None, description="The input convention the model expects; empty: the model's own."
     )
+    time_budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=7 * 24 * 3600,
+        description="Seconds all strength searches may take together; empty: about each technique's own duration.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -177,6 +183,7 @@ class ExperimentPublic(BaseModel):
     arch: str | None
     epochs: int | None
     preprocessing: Preprocessing | None = None
+    time_budget_s: float | None = None
     technique_configs: dict[str, dict[str, Any]]
     status: ExperimentStatus
     error: str | None

@@ -15,8 +15,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgeopt.frameworks.pytorch.layout import example_input
-from edgeopt.frameworks.pytorch.pruning import export_fp32, prune_channels, trainable_copy
+from edgeopt.frameworks.pytorch.pruning import export_fp32, prune_channels, removes_channels, trainable_copy
 from edgeopt.frameworks.pytorch.training import LossFn, fine_tune
+from edgeopt.strength_search import KNOBS, Candidate, recovery_subset, search_note
 from edgeopt.techniques import DistillationConfig, TechniqueConfig, TechniqueContext, TechniqueOutput
 
 
@@ -44,20 +45,54 @@ def distillation_loss(teacher: nn.Module, temperature: float, alpha: float) -> L
     return loss
 
 
+def _unfrozen_copy(teacher: nn.Module) -> nn.Module:
+    """The student's starting point: a copy whose weights train (the teacher's are frozen by the loss).
+
+    torch-pruning leaves frozen parameters alone, so the copy is unfrozen before its channels are removed.
+    """
+    student = copy.deepcopy(teacher)
+    for parameter in student.parameters():
+        parameter.requires_grad_(True)
+    return student
+
+
 class Distillation:
     name: ClassVar[str] = "distillation"
     framework: ClassVar[str] = "pytorch"
     config_class: ClassVar[type[TechniqueConfig]] = DistillationConfig
+    searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
+        from edgeopt.frameworks.pytorch.search import choose_strength, finish_record, val_accuracy
+
         assert isinstance(config, DistillationConfig)
-        reporter = ctx.reporter
         teacher = trainable_copy(ctx.model, self.name).eval()
-        reporter.stage(f"Building the student ({config.width_ratio:.0%} of the teacher's channels)", 0.02)
-        student = copy.deepcopy(teacher)
-        summary = prune_channels(
-            student, example_input(ctx.data.image_shape), ratio=1.0 - config.width_ratio, technique=self.name
+        example = example_input(ctx.data.image_shape)
+        loss = distillation_loss(teacher, config.temperature, config.alpha)
+        search_reporter = ctx.reporter.sub(0.0, 0.4)
+        recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images) if ctx.search else ctx.data
+
+        def evaluate(width: float) -> Candidate:
+            student = _unfrozen_copy(teacher)
+            summary = prune_channels(student, example, ratio=1.0 - width, technique=self.name)
+            fine_tune(student, recovery, epochs=1, lr=config.learning_rate, batch_size=config.batch_size,
+                      reporter=search_reporter, stage=f"Searching the strength: short distillation at {width:.0%} "
+                      "width", loss_fn=loss, seed=ctx.seed)  # fmt: skip
+            return Candidate(
+                val_accuracy=val_accuracy(student, ctx.search),  # type: ignore[arg-type]
+                params=summary.params_after,
+                flops=2 * summary.macs_after,
+                size_ratio=summary.params_before / max(1, summary.params_after),
+            )
+
+        ladder = [w for w in KNOBS[self.name].ladder if removes_channels(teacher, 1.0 - w)]
+        width, record = choose_strength(
+            ctx, self.name, config.width_ratio, teacher, evaluate, search_reporter, ladder=ladder
         )
+        reporter = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
+        reporter.stage(f"Building the student ({width:.0%} of the teacher's channels)", 0.02)
+        student = _unfrozen_copy(teacher)
+        summary = prune_channels(student, example, ratio=1.0 - width, technique=self.name)
         fine_tune(
             student,
             ctx.data,
@@ -66,17 +101,20 @@ class Distillation:
             batch_size=config.batch_size,
             reporter=reporter.sub(0.05, 0.8),
             stage="Training the student on the teacher's soft labels",
-            loss_fn=distillation_loss(teacher, config.temperature, config.alpha),
+            loss_fn=loss,
             seed=ctx.seed,
         )
+        finish_record(record, student, ctx)
         pte, pt2 = export_fp32(student, ctx, self.name, reporter.sub(0.8, 1.0))
         return TechniqueOutput(
             artifact=pte,
             precision="fp32",
             model=student,
             formats={"pt2": pt2},
+            search=record,
             notes=(
-                f"Student = the teacher with {1 - config.width_ratio:.0%} of its channels removed structurally "
+                (search_note(record) + " " if record else "")
+                + f"Student = the teacher with {1 - width:.0%} of its channels removed structurally "
                 f"({summary.describe()}), trained {config.epochs} epoch(s) on the "
                 f"train split with KL divergence at T={config.temperature:g} (weight {config.alpha:g}) plus "
                 f"cross-entropy (weight {1 - config.alpha:g})."

@@ -23,6 +23,8 @@ from edgeopt.frameworks.pytorch.graph_modules import editable_module
 from edgeopt.frameworks.pytorch.layout import example_input
 from edgeopt.frameworks.pytorch.training import fine_tune
 from edgeopt.progress import StageReporter
+from edgeopt.report import StrengthSearch
+from edgeopt.strength_search import KNOBS, Candidate, recovery_subset, search_note
 from edgeopt.techniques import (
     PruneStructuredConfig,
     PruneUnstructuredConfig,
@@ -294,6 +296,61 @@ def prune_and_fine_tune(
     return module, summary
 
 
+def search_channel_sparsity(
+    ctx: TechniqueContext,
+    technique: str,
+    fixed: float,
+    *,
+    learning_rate: float,
+    batch_size: int,
+    reporter: StageReporter,
+) -> tuple[float, StrengthSearch | None]:
+    """The channel sparsity to prune at: ``fixed`` without a search, else the strongest within the budget.
+
+    Each candidate is pruned from a fresh copy, recovers for a fraction of an epoch and is scored on validation.
+    """
+    from edgeopt.frameworks.pytorch.search import choose_strength, val_accuracy
+
+    if ctx.search is None:
+        return fixed, None
+    example = example_input(ctx.data.image_shape)
+    recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images)
+
+    def evaluate(ratio: float) -> Candidate:
+        module = trainable_copy(ctx.model, technique)
+        summary = prune_channels(module, example, ratio, technique)
+        fine_tune(
+            module,
+            recovery,
+            epochs=1,
+            lr=learning_rate,
+            batch_size=batch_size,
+            reporter=reporter,
+            stage=f"Searching the strength: short recovery at {ratio:.0%} of the channels",
+            seed=ctx.seed,
+        )
+        return Candidate(
+            val_accuracy=val_accuracy(module, ctx.search),  # type: ignore[arg-type]
+            params=summary.params_after,
+            flops=2 * summary.macs_after,
+            size_ratio=summary.params_before / max(1, summary.params_after),
+        )
+
+    original = trainable_copy(ctx.model, technique)
+    ladder = [ratio for ratio in KNOBS[technique].ladder if removes_channels(original, ratio)]
+    return choose_strength(ctx, technique, fixed, original, evaluate, reporter, ladder=ladder)
+
+
+def removes_channels(module: nn.Module, ratio: float) -> bool:
+    """Whether pruning ``ratio`` per layer removes at least one channel somewhere (torch-pruning rounds down).
+
+    Settings too mild for a narrow model would remove nothing; the search leaves them off its ladder.
+    """
+    layers = [layer for layer in module.modules() if isinstance(layer, PRUNABLE_TYPES)][:-1]  # not the classifier
+    widest = max((getattr(layer, "out_channels", getattr(layer, "out_features", 0)) for layer in layers), default=0)
+    return int(widest * ratio) >= 1
+
+
 def export_fp32(module: nn.Module, ctx: TechniqueContext, name: str, reporter: StageReporter) -> tuple[Path, Path]:
     """Writes ``<name>.pte`` (XNNPACK FP32) and ``<name>.pt2`` from one export of ``module``."""
     example = example_input(ctx.data.image_shape)
@@ -333,29 +390,42 @@ class PruneUnstructured:
     name: ClassVar[str] = "prune_unstructured"
     framework: ClassVar[str] = "pytorch"
     config_class: ClassVar[type[TechniqueConfig]] = PruneUnstructuredConfig
+    searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         from torch.nn.utils import prune
 
+        from edgeopt.frameworks.pytorch.search import choose_strength, finish_record, val_accuracy
+
         assert isinstance(config, PruneUnstructuredConfig)
-        module = trainable_copy(ctx.model, self.name)
-        weights = prunable_weights(module)
-        if not weights:
-            raise TechniqueFailed("The model has no convolution or linear layer to prune.")
-        ctx.reporter.stage(f"Zeroing the {config.sparsity:.0%} smallest weights", 0.02)
-        ranked, amount = ranked_weights(weights, config.sparsity)
-        prune.global_unstructured(ranked, pruning_method=prune.L1Unstructured, amount=amount)
+        lr = config.learning_rate_for("pytorch")
+        recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images) if ctx.search else ctx.data
+        search_reporter = ctx.reporter.sub(0.0, 0.4)
+
+        def evaluate(sparsity: float) -> Candidate:
+            module, _, _ = self._pruned(ctx, sparsity)
+            stage = f"Searching the strength: short recovery at {sparsity:.0%} sparsity"
+            fine_tune(module, recovery, epochs=1, lr=lr, batch_size=config.batch_size, reporter=search_reporter,
+                      stage=stage, seed=ctx.seed)  # fmt: skip
+            return Candidate(val_accuracy=val_accuracy(module, ctx.search))  # type: ignore[arg-type]
+
+        original = trainable_copy(ctx.model, self.name) if ctx.search is not None else None
+        sparsity, record = choose_strength(ctx, self.name, config.sparsity, original, evaluate, search_reporter)  # type: ignore[arg-type]
+        rest = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
+        rest.stage(f"Zeroing the {sparsity:.0%} smallest weights", 0.02)
+        module, weights, ranked = self._pruned(ctx, sparsity)
         # The masks stay attached while fine-tuning: each forward multiplies by them, so pruned weights stay 0.
         fine_tune(
             module,
             ctx.data,
             epochs=config.epochs,
-            lr=config.learning_rate_for("pytorch"),
+            lr=lr,
             batch_size=config.batch_size,
-            reporter=ctx.reporter.sub(0.05, 0.8),
+            reporter=rest.sub(0.05, 0.8),
             stage="Fine-tuning with the pruning mask",
             seed=ctx.seed,
         )
+        finish_record(record, module, ctx)
         for layer, name in ranked:
             prune.remove(layer, name)
         sparsity = zero_fraction(weights)
@@ -367,20 +437,36 @@ class PruneUnstructured:
             if dense
             else ""
         )
-        pte, pt2 = export_fp32(module, ctx, self.name, ctx.reporter.sub(0.8, 1.0))
+        pte, pt2 = export_fp32(module, ctx, self.name, rest.sub(0.8, 1.0))
         return TechniqueOutput(
             artifact=pte,
             precision="fp32",
             model=module,
             formats={"pt2": pt2},
+            search=record,
             notes=(
-                f"{sparsity:.1%} of the convolution and linear weights are exact zeros (global L1 magnitude, "
+                (search_note(record) + " " if record else "")
+                + f"{sparsity:.1%} of the convolution and linear weights are exact zeros (global L1 magnitude, "
                 f"then {config.epochs} fine-tuning epoch(s) with the mask kept). The .pte stores weights densely, "
                 "so the file is no smaller and XNNPACK runs no faster; the zeros only make the file compress "
                 f"better (see the gzip size). No speed-up is claimed.{kept_dense}"
             ),
             extra={"sparsity": sparsity},
         )
+
+    def _pruned(
+        self, ctx: TechniqueContext, sparsity: float
+    ) -> tuple[nn.Module, list[tuple[nn.Module, str]], list[tuple[nn.Module, str]]]:
+        """A fresh copy with the masks of global L1 pruning at ``sparsity`` attached (the weights, those ranked)."""
+        from torch.nn.utils import prune
+
+        module = trainable_copy(ctx.model, self.name)
+        weights = prunable_weights(module)
+        if not weights:
+            raise TechniqueFailed("The model has no convolution or linear layer to prune.")
+        ranked, amount = ranked_weights(weights, sparsity)
+        prune.global_unstructured(ranked, pruning_method=prune.L1Unstructured, amount=amount)
+        return module, weights, ranked
 
 
 class PruneStructured:
@@ -389,25 +475,40 @@ class PruneStructured:
     name: ClassVar[str] = "prune_structured"
     framework: ClassVar[str] = "pytorch"
     config_class: ClassVar[type[TechniqueConfig]] = PruneStructuredConfig
+    searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
+        from edgeopt.frameworks.pytorch.search import finish_record
+
         assert isinstance(config, PruneStructuredConfig)
+        ratio, record = search_channel_sparsity(
+            ctx,
+            self.name,
+            config.channel_sparsity,
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size,
+            reporter=ctx.reporter.sub(0.0, 0.4),
+        )
+        rest = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
         module, summary = prune_and_fine_tune(
             ctx,
-            channel_sparsity=config.channel_sparsity,
+            channel_sparsity=ratio,
             epochs=config.epochs,
             learning_rate=config.learning_rate,
             batch_size=config.batch_size,
-            reporter=ctx.reporter.sub(0.0, 0.8),
+            reporter=rest.sub(0.0, 0.8),
         )
-        pte, pt2 = export_fp32(module, ctx, self.name, ctx.reporter.sub(0.8, 1.0))
+        finish_record(record, module, ctx)
+        pte, pt2 = export_fp32(module, ctx, self.name, rest.sub(0.8, 1.0))
         return TechniqueOutput(
             artifact=pte,
             precision="fp32",
             model=module,
             formats={"pt2": pt2},
+            search=record,
             notes=(
-                f"{config.channel_sparsity:.0%} of the channels of every layer but the classifier removed by "
+                (search_note(record) + " " if record else "")
+                + f"{ratio:.0%} of the channels of every layer but the classifier removed by "
                 "torch-pruning's dependency graph (L2 magnitude), residual and depthwise groups kept consistent; "
                 f"fine-tuned {config.epochs} epoch(s) on the train split. The network is really smaller: "
                 f"{summary.describe()}."

@@ -17,7 +17,9 @@ slower than the FP32 model. No library on this stack offers more: torchao's int4
 
 from __future__ import annotations
 
+import copy
 import operator
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -28,14 +30,19 @@ from torch.fx import GraphModule, Node
 
 from edgeopt.frameworks.pytorch.export import drop_unused_attributes, export_program, save_pt2, to_pte
 from edgeopt.frameworks.pytorch.layout import example_input
+from edgeopt.report import StrengthSearch
+from edgeopt.strength_search import Candidate, search_note
 from edgeopt.techniques import PtqInt4Config, TechniqueConfig, TechniqueContext, TechniqueOutput
 
 QMIN, QMAX = -8, 7
 CLIP_RATIOS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)  # per-row clipping searched to minimise rounding error
 WEIGHTED_OPS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
+SENSITIVITY_IMAGES = 128  # train images whose logits rank the layers' sensitivity to 4 bits
 
 
-def quantize_rows(weight: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_rows(
+    weight: torch.Tensor, group_size: int | None, qmin: int = QMIN, qmax: int = QMAX
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric 4-bit codes (int8 in [-8, 7], shape (rows, padded cols)) and scales (rows, groups).
 
     Each row is the flattened weight of one output channel; with ``group_size`` each run of that many inputs gets
@@ -49,15 +56,15 @@ def quantize_rows(weight: torch.Tensor, group_size: int | None) -> tuple[torch.T
     grouped = nn.functional.pad(rows, (0, padded - cols)).reshape(rows.shape[0], -1, group)
     amax = grouped.abs().amax(dim=2, keepdim=True).clamp_min(1e-12)
     best_err = torch.full(amax.shape, float("inf"))
-    best_scale = amax / QMAX
+    best_scale = amax / qmax
     for ratio in CLIP_RATIOS:
-        scale = amax * ratio / QMAX
-        codes = torch.clamp(torch.round(grouped / scale), QMIN, QMAX)
+        scale = amax * ratio / qmax
+        codes = torch.clamp(torch.round(grouped / scale), qmin, qmax)
         err = ((codes * scale - grouped) ** 2).sum(dim=2, keepdim=True)
         better = err < best_err
         best_err = torch.where(better, err, best_err)
         best_scale = torch.where(better, scale, best_scale)
-    codes = torch.clamp(torch.round(grouped / best_scale), QMIN, QMAX).to(torch.int8)
+    codes = torch.clamp(torch.round(grouped / best_scale), qmin, qmax).to(torch.int8)
     return codes.reshape(rows.shape[0], padded), best_scale.squeeze(2)
 
 
@@ -189,13 +196,20 @@ def _folded_graph(module: nn.Module, example: torch.Tensor) -> GraphModule:
     return graph_module  # type: ignore[return-value]
 
 
-def quantize_int4_xnnpack(module: nn.Module, input_shape: tuple[int, int, int]) -> tuple[ExportedProgram, dict]:
-    """Convs as Linears, then 8-bit dynamic activations x 4-bit per-channel weights on every Linear (XNNPACK)."""
+def quantize_int4_xnnpack(
+    module: nn.Module, input_shape: tuple[int, int, int], keep_int8: Sequence[str] = ()
+) -> tuple[ExportedProgram, dict]:
+    """Convs as Linears, then 8-bit dynamic activations x 4-bit per-channel weights on every Linear (XNNPACK).
+
+    The layers named in ``keep_int8`` (eager module names, see ``int4_layers``) get 8-bit per-channel weights
+    instead (XNNPACK's qd8-f32-qc8w kernels): mixed precision for the layers 4 bits hurt most.
+    """
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
 
     example = example_input(input_shape)
     graph_module = _folded_graph(module, example)
@@ -204,14 +218,85 @@ def quantize_int4_xnnpack(module: nn.Module, input_shape: tuple[int, int, int]) 
     linears = sum(1 for n in graph_module.graph.nodes if n.op == "call_function" and n.target == WEIGHTED_OPS[1])
     linears += counts["converted"]  # conv_as_linear nodes hold their Linear inside
     config = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True, weight_qmin=QMIN, weight_qmax=QMAX)
-    quantizer = XNNPACKQuantizer().set_operator_type(torch.ops.aten.linear.default, config)
+    quantizer: Any = XNNPACKQuantizer().set_operator_type(torch.ops.aten.linear.default, config)
+    if keep_int8:
+        # The graph names a converted convolution's weight "<layer>_weight_as_linear" (dots as underscores) and a
+        # Linear's "<layer>.weight": both are matched to the eager names.
+        wanted = {f"{name.replace('.', '_')}_weight_as_linear" for name in keep_int8}
+        wanted |= {f"{name}.weight" for name in keep_int8}
+
+        def is_int8(node: Node) -> bool:
+            weight = node.args[1] if len(node.args) > 1 else None
+            return isinstance(weight, Node) and weight.op == "get_attr" and str(weight.target) in wanted
+
+        config8 = get_symmetric_quantization_config(is_per_channel=True, is_dynamic=True)
+        quantizer = ComposableQuantizer(
+            [
+                XNNPACKQuantizer()
+                .set_operator_type(torch.ops.aten.linear.default, config8)
+                .set_filter_function(is_int8),
+                quantizer.set_filter_function(lambda node: not is_int8(node)),
+            ]
+        )
     captured = torch.export.export(graph_module, (example,), strict=False).module()
     prepared = prepare_pt2e(captured, quantizer)  # type: ignore[arg-type]
     prepared(example)  # dynamic activations need no calibration; one run initialises the weight observers
     converted = convert_pt2e(prepared)
     drop_unused_attributes(converted)
     counts["layers"] = linears
+    counts["int8_layers"] = len(keep_int8)
     return torch.export.export(converted, (example,), strict=False), counts
+
+
+def int4_layers(module: nn.Module) -> list[str]:
+    """Eager names of the layers the XNNPACK path gives 4-bit weights: Linears and groups=1 convolutions but the first.
+
+    Mirrors ``convs_to_linears`` and ``pack_weights``: the layer that reads the image keeps FP32, and XNNPACK has no
+    4-bit grouped or depthwise convolution.
+    """
+    weighted = [(name, layer) for name, layer in module.named_modules() if isinstance(layer, nn.Conv2d | nn.Linear)]
+    return [
+        name
+        for position, (name, layer) in enumerate(weighted)
+        if position > 0 and (isinstance(layer, nn.Linear) or layer.groups == 1)
+    ]
+
+
+def fake_quantized(module: nn.Module, int4: Sequence[str], int8: Sequence[str]) -> nn.Module:
+    """A copy whose named layers hold their weights rounded to 4 or 8 bits per output channel, as the .pte will.
+
+    Per-output-channel scales make this exact before batch-norm folding too: folding scales each row, and the
+    symmetric codes of a scaled row are the same.
+    """
+    copy_ = copy.deepcopy(module)
+    layers = dict(copy_.named_modules())
+    for names, (qmin, qmax) in ((int4, (QMIN, QMAX)), (int8, (-127, 127))):
+        for name in names:
+            weight = layers[name].weight
+            codes, scales = quantize_rows(weight, None, qmin, qmax)
+            values = codes[:, : weight[0].numel()].float() * scales
+            with torch.no_grad():
+                weight.copy_(values.reshape(weight.shape))
+    return copy_.eval()
+
+
+@torch.no_grad()
+def sensitivity_order(module: nn.Module, layers: Sequence[str], images: Any) -> list[str]:
+    """``layers`` ordered from most to least sensitive to 4-bit weights: logit error with that layer alone at 4 bits.
+
+    Needs no labels, so train images serve: the ranking is the same whether or not the strength is searched.
+    """
+    from edgeopt.frameworks.pytorch.layout import to_nchw
+
+    x = to_nchw(images)
+    reference = module.eval()(x)
+    error = {name: float(((fake_quantized(module, [name], [])(x) - reference) ** 2).mean()) for name in layers}
+    return sorted(layers, key=lambda name: -error[name])
+
+
+def int8_ladder(count: int) -> list[int]:
+    """How many of the most sensitive layers stay at 8 bits, mildest (all) first, down to none."""
+    return sorted({k for k in (count, count // 2, count // 4, count // 8, 3, 2, 1, 0) if 0 <= k <= count}, reverse=True)
 
 
 def quantize_int4_grouped(
@@ -228,7 +313,8 @@ def quantize_int4_grouped(
 
 def _notes_xnnpack(counts: dict[str, int]) -> str:
     return (
-        f"{counts['layers']} conv/linear layers (batch norm folded; convolutions run as patch extraction + Linear) "
+        f"{counts['layers'] - counts.get('int8_layers', 0)} conv/linear layers (batch norm folded; convolutions "
+        "run as patch extraction + Linear) "
         "hold symmetric 4-bit per-channel weights that the XNNPACK delegate stores packed two per byte; at run time "
         "XNNPACK quantizes each activation to 8 bits on the fly and runs its 4-bit-weight GEMM kernels "
         f"(qd8-f32-qc4w). The first convolution and any grouped/depthwise ones ({counts['kept_fp32_weights']} "
@@ -250,6 +336,7 @@ class PtqInt4:
     name: ClassVar[str] = "ptq_int4"
     framework: ClassVar[str] = "pytorch"
     config_class: ClassVar[type[TechniqueConfig]] = PtqInt4Config
+    searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         from edgeopt.errors import Unsupported
@@ -259,18 +346,69 @@ class PtqInt4:
         if not config.symmetric:
             raise Unsupported("ptq_int4 implements symmetric 4-bit weights only; set symmetric=true.")
         module = require_module(ctx.model, self.name)
-        ctx.reporter.stage("Quantizing weights to 4 bits", 0.1)
+        record = None
         if config.group_size:
+            ctx.reporter.stage("Quantizing weights to 4 bits", 0.1)
             program, counts = quantize_int4_grouped(module, ctx.data.image_shape, config.group_size)
             precision, notes = "fp32", _notes_grouped(counts, config.group_size)
         else:
-            program, counts = quantize_int4_xnnpack(module, ctx.data.image_shape)
+            keep, record = self._mixed_precision(ctx, config, module)
+            ctx.reporter.stage("Quantizing weights to 4 bits" + (" and 8 bits" if keep else ""), 0.45)
+            program, counts = quantize_int4_xnnpack(module, ctx.data.image_shape, keep_int8=keep)
             precision, notes = "int4", _notes_xnnpack(counts)
-        ctx.reporter.stage("Lowering to ExecuTorch (XNNPACK)", 0.5)
+            if keep:
+                notes += (
+                    f" Mixed precision: the {len(keep)} layer(s) most sensitive to 4 bits keep 8-bit per-channel "
+                    f"weights (XNNPACK qd8-f32-qc8w): {', '.join(keep)}."
+                )
+            if record is not None:
+                notes = f"{search_note(record)} {notes}"
+        ctx.reporter.stage("Lowering to ExecuTorch (XNNPACK)", 0.6)
         example = example_input(ctx.data.image_shape)
         pte = to_pte(program, example, ctx.work_dir / f"{self.name}.pte")
         pt2 = save_pt2(program, ctx.work_dir / f"{self.name}.pt2")
-        extra: dict[str, Any] = {"int4_layers": counts["layers"]}
+        extra: dict[str, Any] = {"int4_layers": counts["layers"] - counts.get("int8_layers", 0)}
         return TechniqueOutput(
-            artifact=pte, precision=precision, model=module, formats={"pt2": pt2}, notes=notes, extra=extra
+            artifact=pte,
+            precision=precision,
+            model=module,
+            formats={"pt2": pt2},
+            notes=notes,
+            extra=extra,
+            search=record,
         )
+
+    def _mixed_precision(
+        self, ctx: TechniqueContext, config: PtqInt4Config, module: nn.Module
+    ) -> tuple[list[str], StrengthSearch | None]:
+        """Which layers keep 8-bit weights: ``int8_layers`` of the most sensitive, or as many as the budget needs."""
+        from edgeopt.frameworks.pytorch.search import choose_strength, val_accuracy
+
+        layers = int4_layers(module)
+        fixed = config.int8_layers or 0
+        if not layers or (ctx.search is None and not fixed):
+            return [], None
+        reporter = ctx.reporter.sub(0.0, 0.4)
+        reporter.stage("Ranking the layers by their sensitivity to 4 bits", 0.0)
+        ranked = sensitivity_order(module, layers, ctx.data.x_train[:SENSITIVITY_IMAGES])
+        sizes = {name: layer.weight.numel() for name, layer in module.named_modules() if name in layers}
+        total = sum(p.numel() for p in module.parameters())
+
+        def evaluate(k: float) -> Candidate:
+            keep = ranked[: int(k)]
+            candidate = fake_quantized(module, ranked[int(k) :], keep)
+            at8 = sum(sizes[name] for name in keep)
+            at4 = sum(sizes.values()) - at8
+            weight_bytes = 4 * (total - at8 - at4) + at8 + at4 / 2  # FP32 rest, one byte, half a byte
+            return Candidate(
+                val_accuracy=val_accuracy(candidate, ctx.search),  # type: ignore[arg-type]
+                params=total,
+                size_ratio=4 * total / max(1.0, weight_bytes),
+            )
+
+        ladder = [float(k) for k in int8_ladder(len(layers))]
+        chosen, record = choose_strength(ctx, self.name, float(fixed), module, evaluate, reporter, ladder=ladder)
+        if record is not None:  # no training follows: the chosen trial's score is the final model's
+            scores = {trial.setting: trial.val_accuracy for trial in record.trials}
+            record.chosen_val_accuracy = scores.get(chosen)
+        return ranked[: int(chosen)], record

@@ -112,6 +112,7 @@ class Experiment(Base):
     epochs: Mapped[int | None] = mapped_column(Integer, default=None)
     technique_configs: Mapped[dict[str, Any]] = mapped_column(default=dict)
     preprocessing: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # preprocessing.Preprocessing
+    time_budget_s: Mapped[float | None] = mapped_column(Float, default=None)  # strength searches, all together
     status: Mapped[str] = mapped_column(String(16), default="created", index=True)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     baseline: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)  # report.BaselineResult

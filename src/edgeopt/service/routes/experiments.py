@@ -101,6 +101,7 @@ def create_experiment(body: ExperimentCreate, session: SessionDep) -> Experiment
         epochs=body.epochs,
         technique_configs={name: dict(values) for name, values in body.technique_configs.items()},
         preprocessing=body.preprocessing.model_dump(mode="json") if body.preprocessing else None,
+        time_budget_s=body.time_budget_s,
         status="ready" if body.arch else "created",
         files=[],
     )
