@@ -32,7 +32,17 @@ class Settings(BaseSettings):
         default=False, description="Allow loading whole pickled PyTorch modules and Keras Lambda layers."
     )
     redis_url: str | None = Field(default=None, description="Progress channels over Redis when set.")
-    max_concurrent_experiments: int = Field(default=1, ge=1, le=16)
+    max_concurrent_experiments: int = Field(
+        default=1, ge=1, le=16, description="Experiments the embedded runner runs at once (unused with a broker)."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (redis://... or amqp://...). When set, `edgeopt serve` only enqueues and "
+        "`edgeopt worker` processes run the techniques; unset, the service runs experiments itself.",
+    )
+    task_time_limit_s: float = Field(
+        default=3600.0, gt=0.0, le=7 * 24 * 3600.0, description="Longest run of one Celery task (one technique)."
+    )
     threads: int = Field(default=1, ge=1, le=64, description="Threads used for host latency measurement.")
     latency_seconds: float = Field(
         default=0.5,
@@ -91,6 +101,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.storage_dir / 'edgeopt.db'}"
+
+    @property
+    def channel_url(self) -> str | None:
+        """Redis URL of the progress channels: ``redis_url``, else a Redis broker (workers publish there too)."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def models_dir(self) -> Path:
