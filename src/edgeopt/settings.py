@@ -40,6 +40,9 @@ class Settings(BaseSettings):
         description="Celery broker (redis://... or amqp://...). When set, `edgeopt serve` only enqueues and "
         "`edgeopt worker` processes run the techniques; unset, the service runs experiments itself.",
     )
+    task_queue: str = Field(
+        default="edgeopt", min_length=1, max_length=100, description="Celery queue the API and workers share."
+    )
     task_time_limit_s: float = Field(
         default=3600.0, gt=0.0, le=7 * 24 * 3600.0, description="Longest run of one Celery task (one technique)."
     )

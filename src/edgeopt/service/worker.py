@@ -100,7 +100,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": settings.broker_url,
         "broker_connection_retry_on_startup": True,
-        "task_default_queue": "edgeopt",
+        "task_default_queue": settings.task_queue,
         "task_serializer": "json",
         "accept_content": ["json"],
         "task_ignore_result": True,  # results live in the database, never in a result backend
@@ -112,6 +112,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit_s + HARD_LIMIT_MARGIN_S,
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
+        "worker_redirect_stdouts": False,  # native libraries print to stderr directly; not worth a log record each
     }
 
 
