@@ -129,11 +129,9 @@ app = make_celery(get_settings())
 
 @lru_cache(maxsize=4)
 def _sessions(url: str) -> Any:
-    from sqlalchemy.orm import sessionmaker
+    from edgeopt.service.db.session import make_engine, make_session_factory
 
-    from edgeopt.service.db.session import make_engine
-
-    return sessionmaker(make_engine(url), expire_on_commit=False)
+    return make_session_factory(make_engine(url))  # created in the pool child, never inherited across a fork
 
 
 class _Channel:
