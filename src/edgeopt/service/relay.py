@@ -117,40 +117,58 @@ class Relay:
         fraction = event.get("fraction", 0.0) if event["kind"] == "progress" else 0.0
         if event["kind"] in ("technique_completed", "technique_failed"):
             fraction = 1.0
-        update = messages.progress_update(
-            experiment_id=self.id,
-            technique=technique if technique != "baseline" else None,
-            stage=event.get("stage") or messages.default_stage(event["kind"], technique),
-            technique_fraction=fraction,
-            technique_eta=self.eta.technique_eta(),
-            completed=self.completed,
-            total=len(self.techniques),
-            overall_fraction=messages.overall_fraction(self.completed, len(self.techniques), index, fraction, event),
-            overall_eta=self.eta.overall_eta(),
-            baseline=self.baseline,
-            last_run=self.last_run,
-        )
-        # Stored before it is published: a snapshot read after any live message is never older than it.
-        self._write_progress(update)
+        with session_scope(self.sessions) as session:
+            # Other workers finish techniques of this experiment too: the count is the database's, not this relay's.
+            self.completed = self._finished(session)
+            update = messages.progress_update(
+                experiment_id=self.id,
+                technique=technique if technique != "baseline" else None,
+                stage=event.get("stage") or messages.default_stage(event["kind"], technique),
+                technique_fraction=fraction,
+                technique_eta=self.eta.technique_eta(),
+                completed=self.completed,
+                total=len(self.techniques),
+                overall_fraction=messages.overall_fraction(
+                    self.completed, len(self.techniques), index, fraction, event
+                ),
+                overall_eta=self.eta.overall_eta(),
+                baseline=self.baseline,
+                last_run=self.last_run,
+            )
+            # Stored before it is published: a snapshot read after any live message is never older than it.
+            self._write_progress(session, update)
         self.publish(self.id, update)
 
-    def _write_progress(self, update: dict[str, Any]) -> None:
+    def _finished(self, session: Session) -> int:
+        count = session.scalar(
+            select(func.count())
+            .select_from(OptimizationRun)
+            .where(
+                OptimizationRun.experiment_id == self.id,
+                OptimizationRun.technique.in_(self.techniques),
+                OptimizationRun.status.in_(FINISHED_RUN_STATUSES),
+            )
+        )
+        return int(count or 0)
+
+    def _write_progress(self, session: Session, update: dict[str, Any]) -> None:
         current = update["current_technique"]
         overall = update["overall_progress"]
-        with session_scope(self.sessions) as session:
-            row = session.scalar(select(ExperimentProgress).where(ExperimentProgress.experiment_id == self.id))
-            if row is None:
-                row = ExperimentProgress(experiment_id=self.id)
-                session.add(row)
-            row.current_technique = current["name"]
-            row.stage = current["stage"][:200]
-            row.technique_percent = current["progress_percent"]
-            row.technique_eta_s = current["eta_seconds"]
-            row.completed_techniques = overall["completed_techniques"]
-            row.total_techniques = overall["total_techniques"]
-            row.overall_percent = overall["progress_percent"]
-            row.overall_eta_s = overall["eta_seconds"]
-            row.metrics = update["metrics"]
+        row = session.scalar(select(ExperimentProgress).where(ExperimentProgress.experiment_id == self.id))
+        if row is None:
+            if session.get(Experiment, self.id) is None:
+                return  # deleted meanwhile
+            row = ExperimentProgress(experiment_id=self.id)
+            session.add(row)
+        row.current_technique = current["name"]
+        row.stage = current["stage"][:200]
+        row.technique_percent = current["progress_percent"]
+        row.technique_eta_s = current["eta_seconds"]
+        row.completed_techniques = overall["completed_techniques"]
+        row.total_techniques = overall["total_techniques"]
+        row.overall_percent = overall["progress_percent"]
+        row.overall_eta_s = overall["eta_seconds"]
+        row.metrics = update["metrics"]
 
     def store_run(self, run: RunResult) -> None:
         """Store a finished run and count the experiment's finished runs in the same transaction.
@@ -183,16 +201,7 @@ class Relay:
             for name, fmt in files.items():
                 messages.register_artifact(session, settings, self.id, run.technique, out_dir / name, fmt)
             session.flush()
-            finished = session.scalar(
-                select(func.count())
-                .select_from(OptimizationRun)
-                .where(
-                    OptimizationRun.experiment_id == self.id,
-                    OptimizationRun.technique.in_(self.techniques),
-                    OptimizationRun.status.in_(FINISHED_RUN_STATUSES),
-                )
-            )
-        self.completed = int(finished or 0)
+            self.completed = self._finished(session)
         if not already and self.completed == len(self.techniques):
             self.all_done = True
 
