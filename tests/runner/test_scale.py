@@ -173,7 +173,7 @@ def test_two_workers_complete_an_experiment_with_the_websocket_contract_and_reco
     assert final["type"] == "experiment_completed", final
     kinds = [m["type"] for m in stream.messages]
     assert kinds.count("technique_completed") == len(FAST)
-    progress = [m for m in stream.messages if m["type"] == "progress"]
+    progress = [m for m in stream.messages if m["type"] == "progress_update"]
     assert progress and progress[-1]["overall_progress"]["completed_techniques"] == len(FAST)
     assert [r["technique"] for r in final["report"]["runs"]] == FAST
     assert final["report"]["recommendation"] is not None
@@ -196,7 +196,7 @@ def test_kill_9_of_a_worker_mid_technique_retries_it_on_another_and_the_experime
     topology: Topology, torch_demo_file: Path
 ) -> None:
     exp_id, stream = _start(topology, torch_demo_file, ["prune_structured", "ptq_int8"])
-    stream.until(lambda m: m["type"] == "progress" and m["current_technique"]["name"] == "prune_structured", 600)
+    stream.until(lambda m: m["type"] == "progress_update" and m["current_technique"]["name"] == "prune_structured", 600)
     rows = topology.query(
         "SELECT worker_pid FROM optimization_runs WHERE experiment_id = :id AND technique = 'prune_structured'",
         id=exp_id,
@@ -220,7 +220,7 @@ def test_cancel_with_tasks_queued_and_running_leaves_nothing_running_then_delete
 ) -> None:
     techniques = ["ptq_int8", "ptq_int4", "prune_structured", "distillation"]
     exp_id, stream = _start(topology, torch_demo_file, techniques)
-    stream.until(lambda m: m["type"] == "progress" and m["current_technique"]["name"] in techniques, 600)
+    stream.until(lambda m: m["type"] == "progress_update" and m["current_technique"]["name"] in techniques, 600)
     with topology.server.client() as client:
         assert client.post(f"/api/experiments/{exp_id}/cancel").status_code == 202
         final = stream.until(lambda m: m["type"] in TERMINAL, timeout=30)
