@@ -256,7 +256,7 @@ def optimize(
     ] = None,
 ) -> None:
     """Run every chosen technique on MODEL, measure each result, and recommend the best for the board."""
-    from edgeopt.pipeline import ExperimentSpec, Pipeline
+    from edgeopt.pipeline import ExperimentSpec, run_experiment
     from edgeopt.report import Constraints
 
     try:
@@ -293,7 +293,7 @@ def optimize(
         model_bytes = Path(spec.model).stat().st_size if spec.model else None
         on_event, stop = _progress_printer(spec.ordered_techniques, spec.framework, spec.epochs, model_bytes, terminal)
         try:
-            report = Pipeline(spec, on_progress=on_event).run()
+            report = run_experiment(spec, on_progress=on_event)
         finally:
             stop()
     if as_json:
@@ -514,6 +514,19 @@ def serve(
     from edgeopt.service.cli import serve as run_server
 
     run_server(host=host, port=port)
+
+
+@app.command()
+@user_errors
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Techniques this worker runs at once (one process each)")] = 1,
+    hostname: Annotated[str | None, typer.Option(help="Celery node name (default: edgeopt@<host>-<pid>)")] = None,
+    loglevel: Annotated[str, typer.Option()] = "INFO",
+) -> None:
+    """Run techniques from the broker in EDGEOPT_BROKER_URL (a Celery worker); start as many as you like."""
+    from edgeopt.service.cli import worker as run_worker
+
+    run_worker(concurrency=concurrency, hostname=hostname, loglevel=loglevel)
 
 
 def main() -> None:  # pragma: no cover - console entry point

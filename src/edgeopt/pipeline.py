@@ -14,7 +14,7 @@ import platform
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -59,9 +59,13 @@ _VERSIONED_PACKAGES = (
 )
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExperimentSpec:
-    """Everything that defines an experiment; the CLI, the Python API and the job runner all build one."""
+    """Everything that defines an experiment; the CLI, the Python API and the job runner all build one.
+
+    Frozen: once built it is the experiment's one description, sent as it is (``to_payload``) to a worker process or
+    a Celery task and read back there with ``from_payload``.
+    """
 
     framework: str
     dataset: str  # preset name or path to a custom archive
@@ -106,6 +110,26 @@ class ExperimentSpec:
             raise InvalidInput(
                 "The time budget must be a positive number of seconds (for example 300).", field="time_budget_s"
             )
+
+    def to_payload(self) -> dict[str, Any]:
+        """JSON-safe form of every field (paths as strings, models as dicts); ``from_payload`` reverses it."""
+        payload = {f.name: getattr(self, f.name) for f in fields(self)}
+        payload["out_dir"] = str(self.out_dir)
+        payload["model"] = str(self.model) if self.model is not None else None
+        payload["techniques"] = list(self.techniques) if self.techniques is not None else None
+        payload["constraints"] = self.constraints.model_dump(mode="json")
+        payload["preprocessing"] = self.preprocessing.model_dump(mode="json") if self.preprocessing else None
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ExperimentSpec:
+        values = dict(payload)
+        values["out_dir"] = Path(values["out_dir"])
+        values["model"] = Path(values["model"]) if values.get("model") else None
+        values["constraints"] = Constraints(**(values.get("constraints") or {}))
+        raw = values.get("preprocessing")
+        values["preprocessing"] = Preprocessing.model_validate(raw) if raw else None
+        return cls(**values)
 
     @property
     def ordered_techniques(self) -> list[str]:
@@ -306,6 +330,7 @@ class Pipeline:
         self._unit_s: float | None = None  # seconds the baseline's export and measurement took (the ETA's unit)
         self._search_left_s: float | None = spec.time_budget_s
         self._searching: list[str] = []  # techniques of this run that search their strength, in order
+        self._started: float | None = None
 
     def _event(self, kind: str, technique: str | None, index: int, total: int, **payload: Any) -> None:
         self._emit(
@@ -331,13 +356,64 @@ class Pipeline:
             raise
 
     def _run(self) -> Report:
+        report, backend, loaded, data = self._begin()
+        techniques = self.spec.ordered_techniques
+        total = len(techniques)
+        out_dir = Path(self.spec.out_dir)
+        self._plan_searches()
+        for index, name in enumerate(techniques):
+            if name in self._previous:
+                report.runs.append(self._previous[name])
+                self._event("technique_completed", name, index, total, run=self._previous[name].model_dump(mode="json"))
+                continue
+            run = self._technique(backend, loaded, data, report.baseline, name, index, total, out_dir)
+            report.runs.append(run)
+            write_report(report, out_dir)
+        return self._end(report, backend, data)
+
+    # -- the three phases, also run one by one: the Celery worker runs each technique as its own task
+
+    def measure_baseline(self) -> Report:
+        """Load, export and measure the original model; the report holds the baseline and no runs yet."""
+        try:
+            return self._begin()[0]
+        except Cancelled:
+            self._event("experiment_cancelled", None, 0, 0)
+            raise
+        except Exception as exc:
+            self._event("experiment_failed", None, 0, 0, error=_readable_error("The experiment", exc))
+            raise
+
+    def run_technique(self, name: str, baseline: BaselineResult) -> RunResult:
+        """One technique against an already measured baseline (its failure is a failed run, never raised)."""
+        spec = self.spec
+        spec.validate()
+        techniques = spec.ordered_techniques
+        backend = get_backend(spec.framework)
+        data, loaded = self._load(backend)
+        out_dir = Path(spec.out_dir)
+        self._plan_searches()
+        return self._technique(
+            backend, loaded, data, baseline, name, techniques.index(name), len(techniques), out_dir
+        )
+
+    def finish(self, report: Report) -> Report:
+        """Re-time every artifact side by side and recommend; ``report`` holds the baseline and all runs."""
+        spec = self.spec
+        backend = get_backend(spec.framework)
+        data, _loaded = self._load(backend)
+        order = {name: i for i, name in enumerate(catalog.TECHNIQUE_NAMES)}
+        report.runs.sort(key=lambda run: order.get(run.technique, len(order)))
+        return self._end(report, backend, data)
+
+    def _begin(self) -> tuple[Report, FrameworkBackend, LoadedModel, Dataset]:
         spec = self.spec
         spec.validate()
         out_dir = Path(spec.out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         techniques = spec.ordered_techniques
         total = len(techniques)
-        started = time.perf_counter()
+        self._started = time.perf_counter()
         self._event("experiment_started", None, 0, total, techniques=techniques)
 
         backend = get_backend(spec.framework)
@@ -372,23 +448,38 @@ class Pipeline:
         )
         if spec.check_baseline:
             check_baseline(report.baseline.accuracy, data.num_classes, report.experiment.dataset)
+        return report, backend, loaded, data
 
-        self._searching = [name for name in techniques if name not in self._previous and self._searches(name)]
-        for index, name in enumerate(techniques):
-            if name in self._previous:
-                report.runs.append(self._previous[name])
-                self._event("technique_completed", name, index, total, run=self._previous[name].model_dump(mode="json"))
-                continue
-            run = self._run_technique(backend, loaded, data, report.baseline, name, index, total, out_dir)
-            report.runs.append(run)
-            kind = "technique_completed" if run.status != "failed" else "technique_failed"
-            self._event(kind, name, index, total, run=run.model_dump(mode="json"))
-            write_report(report, out_dir)
+    def _technique(
+        self,
+        backend: FrameworkBackend,
+        loaded: LoadedModel,
+        data: Dataset,
+        baseline: BaselineResult,
+        name: str,
+        index: int,
+        total: int,
+        out_dir: Path,
+    ) -> RunResult:
+        run = self._run_technique(backend, loaded, data, baseline, name, index, total, out_dir)
+        kind = "technique_completed" if run.status != "failed" else "technique_failed"
+        self._event(kind, name, index, total, run=run.model_dump(mode="json"))
+        return run
 
+    def _plan_searches(self) -> None:
+        """Which techniques of this run search their strength: they share a user's time budget in that order."""
+        self._searching = [
+            name for name in self.spec.ordered_techniques if name not in self._previous and self._searches(name)
+        ]
+
+    def _end(self, report: Report, backend: FrameworkBackend, data: Dataset) -> Report:
+        out_dir = Path(self.spec.out_dir)
+        total = len(self.spec.ordered_techniques)
         self._retime(backend, report, data, out_dir, total)
         report.recommendation = self._recommend(report)
         write_report(report, out_dir)
-        log.info("experiment %s finished in %.1f s", spec.experiment_id, time.perf_counter() - started)
+        if self._started is not None:
+            log.info("experiment %s finished in %.1f s", self.spec.experiment_id, time.perf_counter() - self._started)
         self._event("experiment_completed", None, total, total)
         return report
 
@@ -625,7 +716,36 @@ def optimize(
         preprocessing=preprocessing,
         time_budget_s=time_budget_s,
     )
-    return Pipeline(spec, on_progress=on_progress, cancelled=cancelled, settings=settings).run()
+    return run_experiment(spec, on_progress=on_progress, cancelled=cancelled, settings=settings)
 
 
-__all__ = ["BASELINE", "ExperimentSpec", "Pipeline", "TechniqueFailed", "measure_output", "optimize", "write_report"]
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancelled: CancelCheck | None = None,
+    settings: Settings | None = None,
+    previous_runs: Sequence[RunResult] = (),
+    previous_baseline: BaselineResult | None = None,
+) -> Report:
+    """Run one experiment in this process: what ``optimize``, the CLI and the service's worker process call."""
+    return Pipeline(
+        spec,
+        on_progress=on_progress,
+        cancelled=cancelled,
+        settings=settings,
+        previous_runs=previous_runs,
+        previous_baseline=previous_baseline,
+    ).run()
+
+
+__all__ = [
+    "BASELINE",
+    "ExperimentSpec",
+    "Pipeline",
+    "TechniqueFailed",
+    "measure_output",
+    "optimize",
+    "run_experiment",
+    "write_report",
+]

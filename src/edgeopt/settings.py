@@ -32,9 +32,22 @@ class Settings(BaseSettings):
         default=False, description="Allow loading whole pickled PyTorch modules and Keras Lambda layers."
     )
     redis_url: str | None = Field(default=None, description="Progress channels over Redis when set.")
-    max_concurrent_experiments: int = Field(default=1, ge=1, le=16)
+    max_concurrent_experiments: int = Field(
+        default=1, ge=1, le=16, description="Experiments the embedded runner runs at once (unused with a broker)."
+    )
     board_lease_s: float = Field(
         default=300.0, gt=0, le=86400, description="How long an agent holds a board measurement job between renewals."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Celery broker (redis://... or amqp://...). When set, `edgeopt serve` only enqueues and "
+        "`edgeopt worker` processes run the techniques; unset, the service runs experiments itself.",
+    )
+    task_queue: str = Field(
+        default="edgeopt", min_length=1, max_length=100, description="Celery queue the API and workers share."
+    )
+    task_time_limit_s: float = Field(
+        default=3600.0, gt=0.0, le=7 * 24 * 3600.0, description="Longest run of one Celery task (one technique)."
     )
     threads: int = Field(default=1, ge=1, le=64, description="Threads used for host latency measurement.")
     latency_seconds: float = Field(
@@ -105,6 +118,15 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.storage_dir / 'edgeopt.db'}"
+
+    @property
+    def channel_url(self) -> str | None:
+        """Redis URL of the progress channels: ``redis_url``, else a Redis broker (workers publish there too)."""
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def models_dir(self) -> Path:

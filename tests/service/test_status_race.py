@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from edgeopt.service.app import create_app
 from edgeopt.service.db.models import Experiment
-from edgeopt.service.jobs import JobManager
+from edgeopt.service.manager import JobManager
 from edgeopt.settings import Settings
 from tests.service.conftest import experiment_body
 

@@ -1,7 +1,7 @@
 """The FastAPI application factory: one app per ``Settings``, everything it needs hung on ``app.state``.
 
 Tests build one app per database; ``edgeopt serve`` builds one from the environment. The job runner's lifespan
-(``edgeopt.service.jobs.lifespan``: channel broker and worker manager) runs inside this app's lifespan.
+(``edgeopt.service.manager.lifespan``: channel broker and job manager) runs inside this app's lifespan.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from edgeopt import __version__, isolated
 from edgeopt.errors import InvalidInput
-from edgeopt.service import jobs, ws
+from edgeopt.service import manager, ws
 from edgeopt.service.db.session import PoolLimits, make_engine, make_session_factory
 from edgeopt.service.gate import RequestGate
 from edgeopt.service.logging import RequestLogMiddleware, configure_logging
@@ -52,7 +52,7 @@ def _lifespan() -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
         if report.removed or report.dangling_rows:
             logger.info("start-up sweep", extra={"removed": report.removed, "dangling_rows": report.dangling_rows})
         try:
-            async with jobs.lifespan(app):
+            async with manager.lifespan(app):
                 yield
         finally:
             app.state.engine.dispose()

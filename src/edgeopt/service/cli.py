@@ -1,6 +1,7 @@
-"""The service's part of the ``edgeopt`` command: ``edgeopt db upgrade`` and ``edgeopt serve``.
+"""The service's part of the ``edgeopt`` command: ``edgeopt db upgrade``, ``edgeopt serve`` and ``edgeopt worker``.
 
-``src/edgeopt/cli.py`` mounts ``db_app`` as the ``db`` group and calls ``serve`` from its ``serve`` command.
+``src/edgeopt/cli.py`` mounts ``db_app`` as the ``db`` group and calls ``serve`` and ``worker`` from its commands
+of those names.
 """
 
 from __future__ import annotations
@@ -44,3 +45,27 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     )
     # The app logs one JSON line per request itself; uvicorn's access log would repeat each one.
     uvicorn.run(create_app(settings), host=host, port=port, access_log=False)
+
+
+def worker(concurrency: int = 1, hostname: str | None = None, loglevel: str = "INFO") -> None:
+    """Migrate, then run a Celery worker on EDGEOPT_BROKER_URL (its tasks: ``edgeopt.service.worker``)."""
+    import os
+
+    from edgeopt.errors import InvalidInput
+
+    settings = get_settings()
+    if not settings.broker_url:
+        raise InvalidInput(
+            "EDGEOPT_BROKER_URL is not set; set it to the broker the API enqueues on "
+            "(redis://host:6379/0 or amqp://user:password@host:5672//) and start the worker again."
+        )
+    upgrade_database(settings.resolved_database_url)
+    from edgeopt.service.worker import app as celery_app
+
+    typer.echo(
+        f"EdgeOpt worker on {_safe_url(settings.broker_url)}, database {_safe_url(settings.resolved_database_url)}"
+    )
+    name = hostname or f"edgeopt@%h-{os.getpid()}"
+    celery_app.worker_main(
+        ["worker", f"--concurrency={concurrency}", f"--hostname={name}", f"--loglevel={loglevel}", "--pool=prefork"]
+    )

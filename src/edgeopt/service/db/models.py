@@ -121,6 +121,7 @@ class Experiment(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(default=None)
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
+    run_token: Mapped[str | None] = mapped_column(String(32), default=None)  # names this start's Celery tasks
 
     files: Mapped[list[ModelFile]] = relationship(
         back_populates="experiment", cascade="all, delete-orphan", passive_deletes=True, order_by="ModelFile.created_at"
@@ -200,6 +201,9 @@ class OptimizationRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(default=None)
     duration_s: Mapped[float | None] = mapped_column(Float, default=None)
     notes: Mapped[str] = mapped_column(Text, default="")
+    worker_host: Mapped[str | None] = mapped_column(String(255), default=None)  # who ran it (service.relay)
+    worker_pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # task deliveries started
 
     experiment: Mapped[Experiment] = relationship(back_populates="runs")
 

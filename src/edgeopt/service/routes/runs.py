@@ -17,7 +17,7 @@ from edgeopt.report import Constraints, Recommendation, Report
 from edgeopt.service import messages
 from edgeopt.service.db.models import ACTIVE_STATUSES, Experiment
 from edgeopt.service.deps import SessionDep, SettingsDep
-from edgeopt.service.jobs import CANCELLED_BEFORE_START, JobManager, artifacts_dir
+from edgeopt.service.manager import CANCELLED_BEFORE_START, JobManager, artifacts_dir
 from edgeopt.service.schemas import BUSY_RESPONSES, ErrorPublic, ExperimentPublic
 from edgeopt.service.status import TRANSITIONS, refusal, require, transition
 
