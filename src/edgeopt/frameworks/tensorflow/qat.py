@@ -9,10 +9,9 @@ Only the layers tfmot's 8-bit registry supports are annotated; the rest train in
 (the INT8 converter still quantizes them from calibrated ranges): preprocessing layers (Rescaling, Normalization,
 Resizing), layers tfmot has no rule for (LayerScale, TFOpLambda, custom layers), models nested inside the model,
 and AveragePooling, whose tfmot 8-bit rule made the INT8 conversion of DenseNet121 fail. Grouped convolutions (RegNet)
-are annotated like any Conv2D: one RegNetX002 run (code of 2026-12-04 16:41, before BatchNormalization was left to
-tfmot's folding transforms, FOLDED below) failed conversion with a CONV_2D filter zero point of -128, but with the
-current code the whole RegNetX002 with its grouped convolutions annotated, trained one epoch and fine-tuned one,
-converts and runs, so keeping them float (as was done) only cost them their QAT.
+are annotated like any Conv2D: keeping them float did not avoid RegNetX002's INT8 conversion failure (a CONV_2D
+filter zero point of -128; still open, benchmarks/results/coverage.md), and a small RegNetX/RegNetY with them
+annotated trains and converts (tests/tensorflow/test_keras_coverage.py).
 """
 
 from __future__ import annotations
