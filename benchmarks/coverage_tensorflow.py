@@ -7,6 +7,7 @@ subprocess with a timeout, so one model that hangs or crashes TensorFlow cannot 
 into ``benchmarks/results/coverage.md`` under "TensorFlow / Keras" (the PyTorch side writes its own section).
 
     python -m benchmarks.coverage_tensorflow [--models regnetx002,densenet121] [--jobs 1] [--timeout 1200]
+        [--techniques qat_int8]  # rerun some cells: their runs replace those in the model's saved row
 """
 
 from __future__ import annotations
@@ -340,7 +341,7 @@ def write_section(lines: list[str], path: Path = RESULTS) -> None:
 # -------------------------------------------------------------------------------------------- processes
 
 
-def _child(key: str, timeout: int, train_epochs: int) -> dict[str, Any]:
+def _child(key: str, timeout: int, train_epochs: int, techniques: tuple[str, ...] = TECHNIQUES) -> dict[str, Any]:
     """Run one model in a fresh Python (own TensorFlow, own memory); a timeout or crash becomes its row."""
     with tempfile.TemporaryDirectory(prefix=f"coverage-{key}-") as work:
         result_file = Path(work) / "result.json"
@@ -354,6 +355,8 @@ def _child(key: str, timeout: int, train_epochs: int) -> dict[str, Any]:
             str(result_file),
             "--train-epochs",
             str(train_epochs),
+            "--techniques",
+            ",".join(techniques),
         ]
         started = time.perf_counter()
         try:
@@ -377,18 +380,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-epochs", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--rewrite", action="store_true", help="only rewrite the table from the saved rows")
+    parser.add_argument(
+        "--techniques",
+        default=",".join(TECHNIQUES),
+        help="comma-separated subset to rerun; their runs replace those in each model's saved row (the rest are kept)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         with tempfile.TemporaryDirectory(prefix="coverage-work-") as work:
-            result = run_model(args.child, Path(work), train_epochs=args.train_epochs)
+            result = run_model(args.child, Path(work), _names(args.techniques), train_epochs=args.train_epochs)
         args.result.write_text(json.dumps(result))
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in FAMILIES]
+    unknown = [m for m in models if m not in FAMILIES] + [t for t in _names(args.techniques) if t not in TECHNIQUES]
     if unknown:
-        parser.error(f"unknown model(s) {unknown}; choose from {', '.join(FAMILIES)}")
+        parser.error(f"unknown model(s) or technique(s) {unknown}; choose from {', '.join((*FAMILIES, *TECHNIQUES))}")
+    techniques = _names(args.techniques)
     command = "python -m benchmarks.coverage_tensorflow " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     rows: dict[str, dict[str, Any]] = json.loads(ROWS.read_text()) if ROWS.exists() and args.out == RESULTS else {}
     if args.rewrite:
@@ -396,10 +405,10 @@ def main(argv: list[str] | None = None) -> int:
     lines = _section(rows, command)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         # The section is rewritten after every model, so a run stopped early still leaves an honest partial table.
-        for result in pool.map(lambda key: _child(key, args.timeout, args.train_epochs), models):
+        for result in pool.map(lambda key: _child(key, args.timeout, args.train_epochs, techniques), models):
             result["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             result["command"] = command.strip()
-            rows[result["model"]] = result
+            rows[result["model"]] = _merge(rows.get(result["model"]), result, techniques)
             lines = _section(rows, command)
             write_section(lines, args.out)
             if args.out == RESULTS:
@@ -408,6 +417,25 @@ def main(argv: list[str] | None = None) -> int:
         write_section(lines, args.out)
     print("\n".join(lines))
     return 0
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _merge(old: dict[str, Any] | None, new: dict[str, Any], techniques: tuple[str, ...]) -> dict[str, Any]:
+    """A rerun of some techniques replaces their runs in the saved row and keeps the others (with their own date);
+    a rerun of all of them, or one that failed before any technique, replaces the row."""
+    if old is None or "error" in new or "error" in old or set(techniques) == set(TECHNIQUES):
+        return new
+    kept = [run for run in old["runs"] if run["technique"] not in techniques]
+    for run in kept:
+        run.setdefault("date", old.get("date", ""))
+    runs = {run["technique"]: run for run in kept + new["runs"]}
+    merged = {**old, "runs": [runs[name] for name in TECHNIQUES if name in runs], "date": new["date"]}
+    merged["command"] = "; ".join(dict.fromkeys(filter(None, (old.get("command"), new["command"]))))
+    merged["seconds"] = round(sum(run.get("seconds", 0) for run in merged["runs"]), 1)
+    return merged
 
 
 def _section(rows: dict[str, dict[str, Any]], command: str) -> list[str]:

@@ -8,8 +8,10 @@ such models are refused with a sentence, and ptq_int8 still handles them.
 Only the layers tfmot's 8-bit registry supports are annotated; the rest train in float and are named in the notes
 (the INT8 converter still quantizes them from calibrated ranges): preprocessing layers (Rescaling, Normalization,
 Resizing), layers tfmot has no rule for (LayerScale, TFOpLambda, custom layers), models nested inside the model,
-AveragePooling, whose tfmot 8-bit rule made the INT8 conversion of DenseNet121 fail, and grouped Conv2D (RegNet),
-whose tfmot weights came out asymmetric and the TFLite int8 convolution refused them.
+and AveragePooling, whose tfmot 8-bit rule made the INT8 conversion of DenseNet121 fail. Grouped convolutions (RegNet)
+are annotated like any Conv2D: keeping them float did not avoid RegNetX002's INT8 conversion failure (a CONV_2D
+filter zero point of -128; still open, benchmarks/results/coverage.md), and a small RegNetX/RegNetY with them
+annotated trains and converts (tests/tensorflow/test_keras_coverage.py).
 """
 
 from __future__ import annotations
@@ -45,8 +47,6 @@ def _float_reason(layer: Any, registry: Any) -> str | None:
         return "input preprocessing, kept float"
     if name in KEEP_FLOAT:
         return "tfmot's 8-bit pooling rule breaks the INT8 conversion, so the converter calibrates it instead"
-    if getattr(layer, "groups", 1) > 1:
-        return "grouped convolution, whose tfmot 8-bit weights the TFLite int8 kernel refuses (zero point != 0)"
     if not registry.supports(layer):
         return "tfmot has no 8-bit rule for this layer type"
     return None
