@@ -111,6 +111,18 @@ class ExperimentSpec:
                 "The time budget must be a positive number of seconds (for example 300).", field="time_budget_s"
             )
 
+    def info(self) -> ExperimentInfo:
+        """What the report says about this experiment (the same for one process or many workers)."""
+        return ExperimentInfo(
+            id=self.experiment_id,
+            framework=self.framework,
+            dataset=self.dataset_label or str(self.dataset),
+            device=self.device,
+            goal=self.goal,
+            constraints=self.constraints.active(),
+            preprocessing=self.preprocessing,
+        )
+
     def to_payload(self) -> dict[str, Any]:
         """JSON-safe form of every field (paths as strings, models as dicts); ``from_payload`` reverses it."""
         payload = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -422,15 +434,7 @@ class Pipeline:
         data, loaded = self._load(backend)
 
         report = Report(
-            experiment=ExperimentInfo(
-                id=spec.experiment_id,
-                framework=spec.framework,
-                dataset=spec.dataset_label or str(spec.dataset),
-                device=spec.device,
-                goal=spec.goal,
-                constraints=spec.constraints.active(),
-                preprocessing=spec.preprocessing,
-            ),
+            experiment=spec.info(),
             baseline=None,
             lineage=self._lineage(loaded, data),
         )

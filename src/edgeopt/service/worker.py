@@ -389,7 +389,7 @@ def _finished_event(run: Any, index: int, total: int) -> dict[str, Any]:
 
 def finish_step(ctx: TaskContext) -> None:
     """Re-time the artifacts side by side, recommend, write report.json and complete the experiment."""
-    from edgeopt.report import BaselineResult, ExperimentInfo, Report
+    from edgeopt.report import BaselineResult, Report
 
     stored, done = ctx.state()
     relay = ctx.relay(stored, set(done))
@@ -402,15 +402,7 @@ def finish_step(ctx: TaskContext) -> None:
             exp = session.get(Experiment, ctx.experiment_id)
             lineage = dict(exp.lineage or {}) if exp is not None else {}
         report = Report(
-            experiment=ExperimentInfo(
-                id=spec.experiment_id,
-                framework=spec.framework,
-                dataset=spec.dataset_label or str(spec.dataset),
-                device=spec.device,
-                goal=spec.goal,
-                constraints=spec.constraints.active(),
-                preprocessing=spec.preprocessing,
-            ),
+            experiment=spec.info(),
             baseline=BaselineResult.model_validate(stored) if stored else None,
             runs=[done[name] for name in spec.ordered_techniques if name in done],
             lineage=lineage,
