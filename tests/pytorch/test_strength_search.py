@@ -76,11 +76,13 @@ def test_an_unmeetable_budget_gives_the_mildest_setting(
     ("name", "knob", "value"), [("prune_structured", "channel_sparsity", 0.5), ("prune_unstructured", "sparsity", 0.5)]
 )
 def test_a_fixed_setting_runs_no_search(name: str, knob: str, value: float, tmp_path: Path) -> None:
+    from dataclasses import replace
+
     from edgeopt.pipeline import ExperimentSpec, Pipeline
 
     spec = ExperimentSpec(framework="pytorch", dataset="digits", device="rpi4", out_dir=tmp_path, arch="resnet18")
     assert Pipeline(spec)._searches(name)
-    spec.technique_configs = {name: {knob: value}}
+    spec = replace(spec, technique_configs={name: {knob: value}})  # the spec is frozen: a new one, as a user's
     assert not Pipeline(spec)._searches(name)
     assert not Pipeline(spec)._searches("ptq_int8")  # no strength knob at all
 
