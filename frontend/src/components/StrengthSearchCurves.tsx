@@ -15,6 +15,7 @@ import {
   YAxis,
 } from "recharts";
 import type { RunResult } from "../api/types";
+import { axisTicks } from "../lib/axisTicks";
 
 type Search = NonNullable<RunResult["search"]>;
 type Trial = NonNullable<Search["trials"]>[number];
@@ -27,6 +28,9 @@ function SearchCurve({ title, search }: { title: string; search: Search }) {
   const chosen = trials.filter((t) => t.setting === search.chosen).map(point);
   const kept = trials.filter((t) => t.within_budget && t.setting !== search.chosen).map(point);
   const over = trials.filter((t) => !t.within_budget && t.setting !== search.chosen).map(point);
+  // Round, evenly spaced ticks (as on the Pareto chart) with padding, so no tick label meets another or the corner.
+  const xAxis = axisTicks(trials.map((t) => t.setting), { lower: 0 });
+  const yAxis = axisTicks([...trials.map((t) => 100 * t.val_accuracy), floor], { lower: 0, upper: 100 });
   return (
     <figure className="space-y-2" aria-labelledby={`${id}-caption`}>
       <figcaption id={`${id}-caption`} className="text-sm font-semibold">
@@ -35,15 +39,28 @@ function SearchCurve({ title, search }: { title: string; search: Search }) {
       <p className="text-xs text-slate-700">{search.reason}</p>
       <div className="h-48 w-full" role="img" aria-label={`Validation accuracy against ${search.knob} for ${title}`}>
         <ResponsiveContainer width="100%" height="100%">
-          <ScatterChart margin={{ top: 10, right: 20, bottom: 25, left: 10 }}>
+          <ScatterChart margin={{ top: 10, right: 20, bottom: 28, left: 10 }}>
             <CartesianGrid strokeDasharray="3 3" />
             <XAxis
               type="number"
               dataKey="x"
-              domain={["auto", "auto"]}
-              label={{ value: search.knob, position: "insideBottom", offset: -12 }}
+              domain={xAxis.domain}
+              ticks={xAxis.ticks}
+              interval={0}
+              padding={{ left: 12, right: 12 }}
+              tickFormatter={(v: number) => v.toFixed(xAxis.decimals)}
+              label={{ value: search.knob, position: "bottom", offset: 4 }}
             />
-            <YAxis type="number" dataKey="y" domain={["auto", "auto"]} tickFormatter={(v: number) => v.toFixed(1)} />
+            <YAxis
+              type="number"
+              dataKey="y"
+              domain={yAxis.domain}
+              ticks={yAxis.ticks}
+              interval={0}
+              width={48}
+              padding={{ top: 8, bottom: 12 }}
+              tickFormatter={(v: number) => v.toFixed(yAxis.decimals)}
+            />
             <Tooltip />
             <ReferenceLine y={floor} stroke="#b45309" strokeDasharray="4 4" label="budget" />
             <Scatter name="Within budget" data={kept} fill="#0369a1" />
