@@ -5,7 +5,7 @@ through all seven techniques at minimal epochs (the same code as ``benchmarks/co
 must complete (or give the expected skip), its ``.tflite`` must reload in LiteRT and classify, and the layers a
 technique left alone must be named in its notes. Each family is built by its own keras.applications
 builder at its smallest depth and width (TINY_FAMILIES: same layer types and wiring, seconds instead of minutes);
-by default two of them run (DEFAULT_FAMILIES: CI time), ``EDGEOPT_TEST_ALL_FAMILIES=1`` runs all of them and
+by default one of them runs (DEFAULT_FAMILIES: CI time), ``EDGEOPT_TEST_ALL_FAMILIES=1`` runs all of them and
 ``EDGEOPT_TEST_FULL_MODELS=1`` the full models of the benchmark instead (minutes each). NASNetMobile and
 Xception have no small configuration (NASNet's cells alone are 360 layers; Xception takes no width or depth): they run
 in the benchmark only.
@@ -162,11 +162,12 @@ TINY_FAMILIES: dict[str, Callable[[tuple[int, int, int], int], Any]] = {
     "custom_layer": FAMILIES["custom_layer"].build,
 }
 
-# make test runs two of them: a tiny family's seven techniques take minutes on the shared 2-core host (RegNetX's
-# qat_int8 alone 98 s under load), more than CI's budget allows for all eleven. RegNetX carries the patterns most
-# often broken (grouped convolutions, Rescaling inside, residual adds), custom_layer a layer class tfmot does not know.
-# EDGEOPT_TEST_ALL_FAMILIES=1 runs every small family; EDGEOPT_TEST_FULL_MODELS=1 the benchmark's full models.
-DEFAULT_FAMILIES = ("regnetx", "custom_layer")
+# make test runs one of them: a tiny family's seven techniques take about two minutes on a quiet 2-core machine
+# (RegNetX's, measured in CI on 2026-12-04), and with the Celery topology and agent tests the suite already sits at
+# CI's 30-minute budget. custom_layer carries a layer class tfmot does not know. EDGEOPT_TEST_ALL_FAMILIES=1 runs
+# every small family (RegNetX: grouped convolutions, Rescaling inside, residual adds); EDGEOPT_TEST_FULL_MODELS=1 the
+# benchmark's full models.
+DEFAULT_FAMILIES = ("custom_layer",)
 FULL = os.environ.get("EDGEOPT_TEST_FULL_MODELS") == "1"
 if FULL:
     FAMILY_KEYS: tuple[str, ...] = tuple(key for key in FAMILIES if key not in REFUSED_FAMILIES)
