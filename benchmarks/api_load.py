@@ -22,6 +22,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -127,6 +129,19 @@ def _drop_schema(server_url: str, schema: str) -> None:
     admin.dispose()
 
 
+@contextmanager
+def service_database(server_url: str | None, storage: Path) -> Iterator[str]:
+    """The database a benchmark's server uses: a private schema on ``server_url`` (dropped afterwards), else SQLite."""
+    if server_url is None:
+        yield f"sqlite:///{storage / 'edgeopt.db'}"
+        return
+    schema, database_url = _private_schema(server_url)
+    try:
+        yield database_url
+    finally:
+        _drop_schema(server_url, schema)
+
+
 def _report(samples: list[Sample], problems: list[str], args: argparse.Namespace, elapsed: float) -> list[str]:
     backend = make_url(args.database_url).get_backend_name() if args.database_url else "sqlite"
     statuses = Counter(status for _, status, _ in samples)
@@ -176,23 +191,17 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="Print the results without appending them.")
     args = parser.parse_args()
 
-    schema = None
-    with tempfile.TemporaryDirectory(prefix="edgeopt-api-load-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="edgeopt-api-load-") as tmp,
+        service_database(args.database_url, Path(tmp)) as database_url,
+    ):
         storage = Path(tmp)
-        if args.database_url:
-            schema, database_url = _private_schema(args.database_url)
-        else:
-            database_url = f"sqlite:///{storage / 'edgeopt.db'}"
         server = LiveServer(storage, server_env(storage, EDGEOPT_DATABASE_URL=database_url)).start()
         try:
             samples, elapsed = asyncio.run(_load(server.url, args.clients, args.seconds))
         finally:
             server.stop()
-        try:
-            problems = _consistency(database_url, storage)
-        finally:
-            if schema is not None:
-                _drop_schema(args.database_url, schema)
+        problems = _consistency(database_url, storage)
     lines = _report(samples, problems, args, elapsed)
     if args.no_write:
         print("\n".join(lines))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from benchmarks.api_load import _drop_schema, _private_schema
+from benchmarks.api_load import service_database
 from benchmarks.results_file import append_section
 from tests.runner.live import LiveServer, server_env
 
@@ -68,13 +68,11 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="Print the results without appending them.")
     args = parser.parse_args()
 
-    schema = None
-    with tempfile.TemporaryDirectory(prefix="edgeopt-fuzz-") as tmp:
+    with (
+        tempfile.TemporaryDirectory(prefix="edgeopt-fuzz-") as tmp,
+        service_database(args.database_url, Path(tmp)) as database_url,
+    ):
         storage = Path(tmp)
-        if args.database_url:
-            schema, database_url = _private_schema(args.database_url)
-        else:
-            database_url = f"sqlite:///{storage / 'edgeopt.db'}"
         server = LiveServer(storage, server_env(storage, EDGEOPT_DATABASE_URL=database_url)).start()
         command = [
             str(SCHEMATHESIS),
@@ -98,8 +96,6 @@ def main() -> None:
             run = subprocess.run(command, capture_output=True, text=True, check=False, cwd=storage)
         finally:
             server.stop()
-            if schema is not None:
-                _drop_schema(args.database_url, schema)
         elapsed = time.monotonic() - started
         statuses = _statuses(storage / "server.log")
         server_log_errors = [
