@@ -908,6 +908,11 @@ export interface components {
              * @description The most fine-tuning epochs an experiment may ask for.
              */
             max_epochs: number;
+            /**
+             * Max Time Budget S
+             * @description The longest time budget the strength searches may be given.
+             */
+            max_time_budget_s: number;
         };
         /** MeasurementBody */
         MeasurementBody: {
