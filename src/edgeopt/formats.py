@@ -272,9 +272,10 @@ def check_model_file(path: Path, framework: str, *, trust_pickles: bool = False)
     """Detect the format and apply the service's policy: right framework, no untrusted pickles, no code.
 
     A Keras architecture may name only built-in Keras classes, and layers that carry code (Lambda) only with
-    ``trust_pickles``; a SavedModel without Keras metadata only operations of ``edgeopt.saved_model_ops``'s
-    allow-list; a ``.pt2`` may hold only pickles PyTorch's safe unpickler reads, whatever the trust. The
-    upload route and the loaders both call this, so a file refused at upload is refused again when loaded.
+    ``trust_pickles``; a SavedModel's graph, with or without Keras metadata, only operations of
+    ``edgeopt.saved_model_ops``'s allow-list; a ``.pt2`` may hold only pickles PyTorch's safe unpickler reads,
+    whatever the trust. The upload route and the loaders both call this, so a file refused at upload is refused
+    again when loaded.
     """
     detected = detect_model_format(path, framework=framework)
     if detected.framework != framework:
@@ -294,10 +295,12 @@ def check_model_file(path: Path, framework: str, *, trust_pickles: bool = False)
         from edgeopt import keras_config
 
         keras_config.check_model_file(path, detected.kind, trust=trust_pickles)
-        if detected.kind == "savedmodel_zip" and not keras_config.saved_model_zip_configs(path):
+        if detected.kind == "savedmodel_zip":
             from edgeopt.saved_model_ops import check_saved_model_zip
 
-            check_saved_model_zip(path)  # a bare graph: TensorFlow runs whatever operations it holds
+            # Keras metadata or not: loading a SavedModel restores its graph functions too, and TensorFlow runs
+            # whatever operations they hold, so the graph is held to the allow-list as well as the Keras config.
+            check_saved_model_zip(path)
     elif detected.kind == "pt2":
         from edgeopt.pt2_archive import check_pt2_archive
 

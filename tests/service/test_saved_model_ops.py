@@ -117,3 +117,21 @@ def test_upload_of_a_bare_saved_model_with_pyfunc_is_refused_naming_the_op(
     assert "'PyFunc'" in response.json()["detail"]
     assert client.get(f"/api/experiments/{experiment['id']}").json()["status"] == "created"
     assert stored_files() == []
+
+
+def test_a_saved_model_with_harmless_keras_metadata_is_still_held_to_the_op_allow_list(
+    client: TestClient, new_experiment: Callable[..., dict[str, Any]], stored_files: Callable[[], list[Any]]
+) -> None:
+    """Loading restores the graph's functions as well as the Keras layers: a clean config must not wave a PyFunc in."""
+    from tests.service.test_formats import DENSE, _keras_metadata, _sequential
+
+    experiment = new_experiment(framework="tensorflow")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("m/saved_model.pb", graph_with(node("call_python", "PyFunc")))
+        archive.writestr("m/keras_metadata.pb", _keras_metadata(_sequential(DENSE)))
+        archive.writestr("m/variables/variables.index", b"")
+    response = client.post(f"/api/experiments/{experiment['id']}/upload", files={"file": ("m.zip", buffer.getvalue())})
+    assert response.status_code == 400, response.text
+    assert "'PyFunc'" in response.json()["detail"]
+    assert stored_files() == []

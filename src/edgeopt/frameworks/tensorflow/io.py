@@ -164,6 +164,11 @@ def load_saved_model(path: Path, source: ModelSource, trust: bool) -> LoadedMode
 def _load_saved_model_dir(
     directory: Path, path: Path, source: ModelSource, trust: bool, cleanup: Path | None
 ) -> LoadedModel:
+    # Whatever the upload route checked, the graph is checked here again before TensorFlow reads it (fail closed):
+    # a SavedModel with Keras metadata is restored with its graph functions too.
+    graph_file = directory / "saved_model.pb"
+    if graph_file.is_file():
+        saved_model_ops.check_graph(graph_file.read_bytes(), path.name)
     metadata = directory / "keras_metadata.pb"
     if metadata.is_file():
         if metadata.stat().st_size > keras_config.MAX_CONFIG_BYTES:
@@ -184,10 +189,6 @@ def _load_saved_model_dir(
             "converts, evaluates and measures it; rebuild it as a Functional or Sequential model to optimize it."
         )
         return _graph_loaded(path, directory, cleanup, source, reason)
-    # A bare graph runs whatever operations it holds: checked here again, before TensorFlow reads it (fail closed).
-    graph_file = directory / "saved_model.pb"
-    if graph_file.is_file():
-        saved_model_ops.check_graph(graph_file.read_bytes(), path.name)
     return _graph_loaded(path, directory, cleanup, source, None)
 
 
