@@ -2,7 +2,7 @@
 import { useId, useState, type FormEvent } from "react";
 import type { NamedInfo } from "../api/catalog";
 import type { Constraints } from "../api/types";
-import { MODEL_DEFAULT_PREPROCESSING, constraintsFromInputs, validateSetup, type ConstraintInputs } from "../lib/setupForm";
+import { constraintsFromInputs, initialSetupValues, validateSetup, type ConstraintInputs } from "../lib/setupForm";
 import { ConstraintFields } from "./ConfigurationForm";
 import type { Catalog } from "../api/catalog";
 
@@ -20,25 +20,7 @@ type ConstraintErrors = Partial<Record<keyof ConstraintInputs, string>>;
 
 /** Reuses the setup form's rules for the four limits, so both forms accept and refuse the same input. */
 function constraintErrors(catalog: Catalog, inputs: ConstraintInputs): ConstraintErrors {
-  const all = validateSetup(
-    {
-      name: "",
-      source: "architecture",
-      modelFile: null,
-      arch: catalog.architectures[0]?.name ?? "",
-      framework: catalog.frameworks[0] ?? "",
-      device: catalog.devices[0]?.name ?? "",
-      datasetMode: "preset",
-      dataset: catalog.datasets[0]?.name ?? "",
-      datasetFile: null,
-      goal: catalog.goals[0]?.name ?? "",
-      constraints: inputs,
-      techniques: catalog.techniques.map((t) => t.name),
-      epochs: "",
-      preprocessing: { ...MODEL_DEFAULT_PREPROCESSING },
-    },
-    catalog,
-  );
+  const all = validateSetup({ ...initialSetupValues(catalog), source: "architecture", constraints: inputs }, catalog);
   const picked: ConstraintErrors = {};
   for (const key of ["min_accuracy", "max_accuracy_drop", "max_size_mb", "max_latency_ms"] as const) {
     if (all[key]) picked[key] = all[key];
