@@ -3,13 +3,16 @@ import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   BackendMissing,
+  EDGEOPT,
   OUT_DIR,
+  REPO,
   SCREENSHOTS,
   layoutProblems,
   requirePaths,
   runEdgeopt,
   seriousAxeViolations,
   sleep,
+  startProcess,
 } from "./harness.mjs";
 
 const RUN_TIMEOUT_MS = Number(process.env.E2E_RUN_TIMEOUT_S ?? 1200) * 1000;
@@ -125,6 +128,37 @@ async function apiJson(ctx, path, init) {
   return response.json();
 }
 
+/**
+ * A real `edgeopt agent` on this host (not a Pi, so started with --accept-any-device) measures the experiment's
+ * artifacts; the results page then shows the figure under the estimate, marked with this host's own name (issue 16).
+ */
+async function boardMeasurementShows(ctx, experimentId) {
+  const { page } = ctx;
+  const args = ["agent", "--server", ctx.stack.apiUrl, "--accept-any-device", "--poll-seconds", "0.5"];
+  const agent = startProcess("edgeopt agent", EDGEOPT, args, { cwd: REPO, env: ctx.stack.env });
+  try {
+    const deadline = Date.now() + 180_000;
+    let measured = [];
+    while (measured.length === 0) {
+      check(!agent.exited, `edgeopt agent exited:\n${agent.tail()}`);
+      check(Date.now() < deadline, `the agent measured nothing within 180 s:\n${agent.tail()}`);
+      await sleep(1000);
+      const report = await apiJson(ctx, `/api/experiments/${experimentId}/results`);
+      measured = report.runs.filter((r) => r.board_latency);
+    }
+    const board = measured[0].board_latency;
+    check(!board.is_raspberry_pi && /not a Raspberry Pi/.test(board.board), `this host was labelled "${board.board}"`);
+    await page.reload();
+    const line = page.getByTestId("board-measurement").first();
+    await line.waitFor({ timeout: 30_000 });
+    const text = (await line.textContent()) ?? "";
+    check(text.includes(`measured on ${board.board}`), `the page shows "${text}"; the API says measured on ${board.board}`);
+    await shot(ctx, "results-measured-on-board");
+  } finally {
+    await agent.stop();
+  }
+}
+
 /** Runs the whole flow for one framework and checks what a user would check. */
 async function fullFlow(ctx, framework) {
   const { page } = ctx;
@@ -208,6 +242,7 @@ async function fullFlow(ctx, framework) {
   const expectedOriginal = originalExt === "tflite" ? "TFL3" : originalExt === "pte" ? "ET12" : null;
   check(statSync(savedOriginal).size > 0, `${framework}: the original model downloaded empty`);
   if (expectedOriginal) check(originalMagic === expectedOriginal, `${framework}: ${savedOriginal} is not a .${originalExt} file`);
+  if (framework === "pytorch") await boardMeasurementShows(ctx, experimentId);
   await shot(ctx, `results-${framework}-phone`, { phone: true });
 }
 

@@ -54,7 +54,7 @@ async function waitForHttp(url, timeoutMs, processInfo) {
 }
 
 /** Starts a child process in its own process group, keeping the tail of its output for error messages. */
-function startProcess(name, command, args, options) {
+export function startProcess(name, command, args, options) {
   const child = spawn(command, args, { ...options, detached: true, stdio: ["ignore", "pipe", "pipe"] });
   const lines = [];
   const keep = (chunk) => {

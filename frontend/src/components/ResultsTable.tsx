@@ -91,7 +91,7 @@ function MeasuredOnBoard({ board }: { board?: BoardLatency | null }) {
   if (!board) return null;
   const day = new Date(board.measured_at).toISOString().slice(0, 10);
   return (
-    <span className="block text-xs font-normal text-slate-700" data-testid="board-measurement">
+    <span className="ml-auto block max-w-[12rem] whitespace-normal text-xs font-normal text-slate-700" data-testid="board-measurement">
       {formatMs(board.latency_ms)} measured on {board.board} {day}
     </span>
   );
