@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
 
 from edgeopt.techniques import (
     DistillationConfig,
@@ -25,8 +24,6 @@ from edgeopt.techniques import (
     QatInt8Config,
     TechniqueConfig,
 )
-
-Precision = Literal["fp32", "int8", "int4"]
 
 
 @dataclass(frozen=True)
@@ -90,7 +87,7 @@ class TechniqueSpec:
     summary: str  # "{span}" is replaced by the knob's searched range (``Knob.span``)
     config_class: type[TechniqueConfig]
     knob: Knob | None  # the strength the accuracy-budget search turns; None: the technique has no strength
-    precision: Precision  # what the board runtime executes with the default config, for the estimator
+    precision: str  # what the board runtime executes with the default config: one of the estimator's PRECISIONS
     needs_training_data: bool
     # Per framework: the implementation ("module:Class", imported lazily), its ETA cost model, its usual outcome.
     implementations: dict[str, str]
