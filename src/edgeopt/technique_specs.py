@@ -12,7 +12,7 @@ views of it. This module imports neither torch nor TensorFlow: implementations a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edgeopt.techniques import (
     DistillationConfig,
@@ -82,6 +82,8 @@ class Expectation:
 
 @dataclass(frozen=True)
 class TechniqueSpec:
+    """One technique's facts; its fine-tuning epochs and other defaults are its config class's field defaults."""
+
     name: str
     title: str
     summary: str  # "{span}" is replaced by the knob's searched range (``Knob.span``)
@@ -92,7 +94,7 @@ class TechniqueSpec:
     # Per framework: the implementation ("module:Class", imported lazily), its ETA cost model, its usual outcome.
     implementations: dict[str, str]
     cost: dict[str, CostModel]
-    expected: dict[str, Expectation] = field(default_factory=dict)
+    expected: dict[str, Expectation]
 
     def __post_init__(self) -> None:
         if self.knob is not None and self.knob.field not in self.config_class.model_fields:
