@@ -56,6 +56,11 @@ class DeviceEstimate(_Model):
     input_shape: list[int] | None = Field(
         default=None, description="The input the estimate assumed, as batch, height, width, channels."
     )
+    corrected_latency_ms: float | None = Field(
+        default=None,
+        description="latency_ms corrected by measurements on the user's own board of this device (BoardCorrection); "
+        "null until an agent has measured some artifact on one.",
+    )
 
 
 class BoardLatency(_Model):
@@ -70,6 +75,25 @@ class BoardLatency(_Model):
     threads: int
     runtime: str
     measured_at: datetime
+
+
+class BoardCorrection(_Model):
+    """How far the estimator was off on the user's own boards of one device, and the factors that correct it."""
+
+    device: str
+    measurements: int = Field(description="Artifacts measured on real boards of this device (the latest 200).")
+    factors: dict[str, float] = Field(
+        description="precision -> measured / estimated (geometric median); 'all' over every precision, used for a "
+        "precision not measured yet."
+    )
+    median_error: float = Field(description="Median factor (>= 1) between estimate and measurement, uncorrected.")
+    worst_error: float
+    corrected_median_error: float | None = Field(
+        default=None,
+        description="The same after correction, each measurement predicted from the others (leave-one-out); null "
+        "with a single measurement.",
+    )
+    corrected_worst_error: float | None = None
 
 
 class ExperimentInfo(_Model):
@@ -179,4 +203,7 @@ class Report(_Model):
     recommendation: Recommendation | None = None
     lineage: dict[str, Any] = Field(
         default_factory=dict, description="Model source, seed, library versions: what reproduces this report."
+    )
+    board_correction: BoardCorrection | None = Field(
+        default=None, description="The target board's estimates corrected by measurements on the user's own boards."
     )

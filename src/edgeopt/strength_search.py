@@ -31,6 +31,7 @@ from edgeopt.report import Constraints, SearchTrial, StrengthSearch
 from edgeopt.technique_specs import SPECS, Knob
 
 DEFAULT_BUDGET_POINTS = 1.0  # accuracy points a result may lose when the user set no accuracy constraint
+MAX_TIME_BUDGET_S = 7 * 24 * 3600  # the longest search time budget an experiment may ask for (API, web form)
 VALIDATION_FRACTION = 0.15  # of the train split, held out from fine-tuning while a technique searches
 MAX_VALIDATION_IMAGES = 1000  # more buys little precision and costs evaluation time at every trial
 MAX_TRIALS = 8  # bisection over a ladder of 8 settings needs at most 4

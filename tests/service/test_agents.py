@@ -142,3 +142,31 @@ def test_registration_refuses_a_non_pi_claiming_a_pi_device_and_unknown_agents(c
     assert fake.status_code == 422 and "Raspberry Pi" in fake.json()["detail"]
     assert client.post("/api/agents", json={**PI5, "device": "rpi9"}).status_code == 422
     assert client.post("/api/agents/nope/jobs/next").status_code == 404
+
+
+def test_measurements_on_the_users_own_pi_correct_that_boards_estimates_and_report_the_error(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    measured = new_experiment(device="rpi5")
+    _completed_run(app, measured["id"])  # estimated 3.0 ms on every board
+    pi5 = _register(client, PI5)
+    job = client.post(f"/api/agents/{pi5}/jobs/next").json()
+    result = {"latency_ms": 1.5, "latency_p90_ms": 1.6, "threads": 4, "runtime": "executorch-xnnpack"}
+    assert client.post(f"/api/agents/{pi5}/jobs/{job['id']}/result", json=result).status_code == 200
+
+    other = new_experiment(device="rpi5")  # not measured itself: corrected by the board's other figures
+    _completed_run(app, other["id"])
+    laptop = _register(client, LAPTOP, accept_any_device=True)
+    job = client.post(f"/api/agents/{laptop}/jobs/next").json()
+    assert job["experiment_id"] == other["id"]
+    slow = {**result, "latency_ms": 30.0, "latency_p90_ms": 31.0}  # not a Pi: must not correct a Pi's estimates
+    assert client.post(f"/api/agents/{laptop}/jobs/{job['id']}/result", json=slow).status_code == 200
+
+    report = client.get(f"/api/experiments/{other['id']}/results").json()
+    correction = report["board_correction"]
+    assert (correction["device"], correction["measurements"]) == ("rpi5", 1)
+    assert correction["factors"]["int8"] == 0.5 and correction["median_error"] == 2.0
+    estimates = report["runs"][0]["estimates"]
+    assert estimates["rpi5"]["latency_ms"] == 3.0 and estimates["rpi5"]["corrected_latency_ms"] == 1.5
+    assert estimates["rpi4"]["corrected_latency_ms"] is None  # no rpi4 board measured anything
+    assert report["runs"][0]["board_latency"]["is_raspberry_pi"] is False  # the laptop's figure stays, as its own

@@ -91,11 +91,12 @@ def test_the_socket_snapshot_is_a_contract_message(client: TestClient) -> None:
 
 def test_catalog_carries_the_services_statuses_and_limits(client: TestClient) -> None:
     from edgeopt.service.db.models import ACTIVE_STATUSES, EXPERIMENT_STATUSES
+    from edgeopt.strength_search import MAX_TIME_BUDGET_S
     from edgeopt.techniques import MAX_EPOCHS
 
     body = client.get("/api/catalog").json()
     assert body["statuses"]["all"] == list(EXPERIMENT_STATUSES)
     assert set(body["statuses"]["active"]) == ACTIVE_STATUSES
-    assert body["limits"] == {"max_epochs": MAX_EPOCHS}
+    assert body["limits"] == {"max_epochs": MAX_EPOCHS, "max_time_budget_s": MAX_TIME_BUDGET_S}
     too_many = {"framework": "pytorch", "dataset": "digits", "device": "rpi4", "epochs": MAX_EPOCHS + 1}
     assert client.post("/api/experiments", json=too_many).status_code == 422

@@ -38,7 +38,7 @@ export function parseCatalog(value: unknown): Catalog {
   if (!statuses || !["all", "active", "finished"].every((key) => Array.isArray(statuses[key]))) {
     throw new Error('The service\'s catalog has no valid "statuses"; the web app and the service may be out of step.');
   }
-  if (!limits || typeof limits.max_epochs !== "number") {
+  if (!limits || typeof limits.max_epochs !== "number" || typeof limits.max_time_budget_s !== "number") {
     throw new Error('The service\'s catalog has no valid "limits"; the web app and the service may be out of step.');
   }
   return {

@@ -476,6 +476,40 @@ export interface components {
              */
             notes: string;
         };
+        /**
+         * BoardCorrection
+         * @description How far the estimator was off on the user's own boards of one device, and the factors that correct it.
+         */
+        BoardCorrection: {
+            /** Device */
+            device: string;
+            /**
+             * Measurements
+             * @description Artifacts measured on real boards of this device (the latest 200).
+             */
+            measurements: number;
+            /**
+             * Factors
+             * @description precision -> measured / estimated (geometric median); 'all' over every precision, used for a precision not measured yet.
+             */
+            factors: {
+                [key: string]: number;
+            };
+            /**
+             * Median Error
+             * @description Median factor (>= 1) between estimate and measurement, uncorrected.
+             */
+            median_error: number;
+            /** Worst Error */
+            worst_error: number;
+            /**
+             * Corrected Median Error
+             * @description The same after correction, each measurement predicted from the others (leave-one-out); null with a single measurement.
+             */
+            corrected_median_error?: number | null;
+            /** Corrected Worst Error */
+            corrected_worst_error?: number | null;
+        };
         /** BoardJob */
         BoardJob: {
             /** Id */
@@ -636,6 +670,11 @@ export interface components {
              * @description The input the estimate assumed, as batch, height, width, channels.
              */
             input_shape?: number[] | null;
+            /**
+             * Corrected Latency Ms
+             * @description latency_ms corrected by measurements on the user's own board of this device (BoardCorrection); null until an agent has measured some artifact on one.
+             */
+            corrected_latency_ms?: number | null;
         };
         /** DeviceInfo */
         DeviceInfo: {
@@ -869,6 +908,11 @@ export interface components {
              * @description The most fine-tuning epochs an experiment may ask for.
              */
             max_epochs: number;
+            /**
+             * Max Time Budget S
+             * @description The longest time budget the strength searches may be given.
+             */
+            max_time_budget_s: number;
         };
         /** MeasurementBody */
         MeasurementBody: {
@@ -1097,6 +1141,8 @@ export interface components {
             lineage?: {
                 [key: string]: unknown;
             };
+            /** @description The target board's estimates corrected by measurements on the user's own boards. */
+            board_correction?: components["schemas"]["BoardCorrection"] | null;
         };
         /** RunResult */
         RunResult: {

@@ -9,6 +9,7 @@ export type BaselineResult = Schemas["BaselineResult"];
 export type Recommendation = Schemas["Recommendation"];
 export type DeviceEstimate = Schemas["DeviceEstimate"];
 export type BoardLatency = Schemas["BoardLatency"];
+export type BoardCorrection = Schemas["BoardCorrection"];
 export type Constraints = Schemas["Constraints"];
 export type ExperimentCreate = Schemas["ExperimentCreate"];
 export type ExperimentPublic = Schemas["ExperimentPublic"];

@@ -326,6 +326,28 @@ export function ConfigurationForm({ catalog, values, errors, onChange, disabled 
         </p>
         <FieldError id={`${id}-epochs-error`} message={errors.epochs} />
       </div>
+
+      <div className="max-w-xs">
+        <label htmlFor={`${id}-budget`} className="field-label">
+          Search time, minutes (optional)
+        </label>
+        <input
+          id={`${id}-budget`}
+          type="text"
+          inputMode="decimal"
+          className="field-input"
+          placeholder="about the techniques' own time"
+          value={values.timeBudgetMin}
+          aria-invalid={Boolean(errors.timeBudgetMin)}
+          aria-describedby={`${id}-budget-help${errors.timeBudgetMin ? ` ${id}-budget-error` : ""}`}
+          onChange={(event) => onChange({ timeBudgetMin: event.target.value })}
+        />
+        <p id={`${id}-budget-help`} className="mt-1 text-xs text-slate-600">
+          Pruning, distillation and INT4 search for the strongest setting that keeps your accuracy limit (1 point when
+          none is set). This bounds the time all those searches take together.
+        </p>
+        <FieldError id={`${id}-budget-error`} message={errors.timeBudgetMin} />
+      </div>
     </fieldset>
   );
 }

@@ -140,4 +140,22 @@ describe("ResultsTable", () => {
     expect(within(int4).getByText("does not fit")).toBeInTheDocument();
     expect(screen.getByText("The student did not converge.")).toBeInTheDocument();
   });
+
+  it("shows the estimate corrected by the user's own boards under it, only where there is one", () => {
+    const r = report();
+    const runs = (r.runs ?? []).map((run) => {
+      const estimate = run.estimates?.rpi4;
+      return run.technique === "ptq_int8" && estimate
+        ? { ...run, estimates: { ...run.estimates, rpi4: { ...estimate, corrected_latency_ms: 4.5 } } }
+        : run;
+    });
+    render(
+      <ResultsTable runs={runs} baseline={r.baseline} recommendation={recommendation()} device="rpi4"
+        deviceTitle="Raspberry Pi 4 Model B" techniques={catalog.techniques} />,
+    );
+    const lines = screen.getAllByTestId("board-corrected");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toHaveTextContent("4.50 ms by your boards");
+    expect(lines[0]?.closest("tr")).toHaveTextContent(/Post-training INT8/);
+  });
 });

@@ -5,7 +5,7 @@
  */
 import { useState } from "react";
 import type { TechniqueInfo } from "../api/catalog";
-import type { BaselineResult, BoardLatency, Recommendation, RunResult } from "../api/types";
+import type { BaselineResult, BoardLatency, DeviceEstimate, Recommendation, RunResult } from "../api/types";
 import {
   formatBytes,
   formatDrop,
@@ -72,6 +72,16 @@ function NoisyMark({ latency }: { latency?: { host: number; host_p90: number; no
   return (
     <span className="ml-1 text-xs font-semibold text-amber-800" title={`p90 was ${spread}x the median while timed`}>
       rough
+    </span>
+  );
+}
+
+/** The estimate corrected by measurements on the user's own boards of this device (report.board_correction). */
+function CorrectedEstimate({ estimate }: { estimate?: DeviceEstimate | null | undefined }) {
+  if (estimate?.corrected_latency_ms == null) return null;
+  return (
+    <span className="block text-xs font-normal text-slate-700" data-testid="board-corrected">
+      {formatMs(estimate.corrected_latency_ms)} by your boards
     </span>
   );
 }
@@ -176,7 +186,10 @@ export function ResultsTable(props: ResultsTableProps) {
                 {formatMs(baseline.latency_ms.host)}
                 <NoisyMark latency={baseline.latency_ms} />
               </td>
-              <td className="px-2 py-2 text-right tabular-nums">{formatMs(baseline.estimates?.[device]?.latency_ms)}</td>
+              <td className="px-2 py-2 text-right tabular-nums">
+                {formatMs(baseline.estimates?.[device]?.latency_ms)}
+                <CorrectedEstimate estimate={baseline.estimates?.[device]} />
+              </td>
               <td className="px-2 py-2 text-right tabular-nums">{formatMegabytes(baseline.estimates?.[device]?.memory_mb)}</td>
               <td className="px-2 py-2 text-right tabular-nums">{formatEnergy(baseline.estimates?.[device]?.energy_mj)}</td>
               <td className="px-2 py-2">{props.renderBaselineActions?.()}</td>
@@ -221,6 +234,7 @@ export function ResultsTable(props: ResultsTableProps) {
                 </Cell>
                 <Cell numeric verdict={verdict("board_latency")}>
                   {formatMs(estimate?.latency_ms)}
+                  <CorrectedEstimate estimate={estimate} />
                   <MeasuredOnBoard board={run.board_latency} />
                 </Cell>
                 <Cell numeric>

@@ -55,6 +55,15 @@ describe("setup form rules", () => {
     });
   });
 
+  it("sends the search time in seconds, and refuses a time that is not a positive number of minutes", () => {
+    const values = { ...initialSetupValues(catalog), timeBudgetMin: "2.5" };
+    expect(toCreateBody(values, catalog).time_budget_s).toBe(150);
+    expect(toCreateBody(initialSetupValues(catalog), catalog).time_budget_s).toBeNull();
+    for (const bad of ["0", "-3", "soon", "20000"]) {
+      expect(validateSetup({ ...values, timeBudgetMin: bad }, catalog).timeBudgetMin).toMatch(/minutes above 0 and at most 10080/);
+    }
+  });
+
   it("builds the API body: architecture instead of a file, epochs as a number", () => {
     const values = { ...initialSetupValues(catalog), source: "architecture" as const, arch: "resnet18", epochs: "2" };
     const body = toCreateBody(values, catalog);

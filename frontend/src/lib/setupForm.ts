@@ -52,6 +52,8 @@ export interface SetupValues {
   techniques: string[];
   /** Fine-tuning epochs; blank keeps each technique's default. */
   epochs: string;
+  /** Minutes all strength searches may take together; blank: about as long as the techniques themselves. */
+  timeBudgetMin: string;
   preprocessing: PreprocessingInputs;
 }
 
@@ -66,6 +68,7 @@ export type SetupField =
   | "goal"
   | "techniques"
   | "epochs"
+  | "timeBudgetMin"
   | "inputSize"
   | "mean"
   | "std"
@@ -96,6 +99,7 @@ export function initialSetupValues(catalog: Catalog): SetupValues {
     constraints: { ...EMPTY_CONSTRAINTS },
     techniques: catalog.techniques.map((t) => t.name),
     epochs: "",
+    timeBudgetMin: "",
     preprocessing: { ...MODEL_DEFAULT_PREPROCESSING },
   };
 }
@@ -191,6 +195,11 @@ export function validateSetup(values: SetupValues, catalog: Catalog): SetupError
   const maxEpochs = catalog.limits.max_epochs;
   if (epochs === "invalid" || (typeof epochs === "number" && (!Number.isInteger(epochs) || epochs < 0 || epochs > maxEpochs))) {
     errors.epochs = `Epochs must be a whole number from 0 to ${maxEpochs}, or blank for the defaults.`;
+  }
+  const budget = parseNumber(values.timeBudgetMin);
+  const maxMinutes = catalog.limits.max_time_budget_s / 60;
+  if (budget === "invalid" || (typeof budget === "number" && (budget <= 0 || budget > maxMinutes))) {
+    errors.timeBudgetMin = `The search time is a number of minutes above 0 and at most ${maxMinutes}, or blank for the default.`;
   }
 
   Object.assign(errors, preprocessingErrors(values.preprocessing));
@@ -288,6 +297,7 @@ export function toCreateBody(values: SetupValues, catalog: Catalog): ExperimentC
     catalog.techniques.filter((t) => supportsFramework(t, values.framework)).map((t) => t.name),
   );
   const epochs = parseNumber(values.epochs);
+  const budgetMin = parseNumber(values.timeBudgetMin);
   // A custom archive replaces the dataset after creation (POST /dataset); the create body needs a preset name.
   const dataset = values.datasetMode === "preset" ? values.dataset : (catalog.datasets[0]?.name ?? values.dataset);
   return {
@@ -300,6 +310,7 @@ export function toCreateBody(values: SetupValues, catalog: Catalog): ExperimentC
     techniques: values.techniques.filter((t) => available.has(t)) as TechniqueName[],
     arch: values.source === "architecture" ? (values.arch as NonNullable<ExperimentCreate["arch"]>) : null,
     epochs: typeof epochs === "number" ? epochs : null,
+    time_budget_s: typeof budgetMin === "number" ? budgetMin * 60 : null,
     preprocessing: preprocessingFromInputs(values.preprocessing),
   };
 }

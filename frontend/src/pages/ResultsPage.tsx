@@ -6,6 +6,7 @@ import { titleOf } from "../api/catalog";
 import { errorMessage } from "../api/errors";
 import type { Constraints, GoalName, Recommendation, Report } from "../api/types";
 import { BoardComparison } from "../components/BoardComparison";
+import { BoardCorrectionNote } from "../components/BoardCorrectionNote";
 import { DownloadButton } from "../components/DownloadButton";
 import { GoalConstraintsEditor } from "../components/GoalConstraintsEditor";
 import { ParetoChart } from "../components/ParetoChart";
@@ -126,6 +127,7 @@ export function ResultsPage() {
             <h2 id="table-heading" className="h-section">
               All results
             </h2>
+            <BoardCorrectionNote correction={report.board_correction} deviceTitle={deviceTitle} />
             <ResultsTable
               runs={runs}
               baseline={report.baseline}

@@ -46,5 +46,5 @@ export const catalog: Catalog = {
     active: ["queued", "running"],
     finished: ["completed", "failed", "cancelled", "interrupted"],
   },
-  limits: { max_epochs: 100 },
+  limits: { max_epochs: 100, max_time_budget_s: 604800 },
 };

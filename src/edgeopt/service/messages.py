@@ -23,10 +23,10 @@ from sqlalchemy.orm import Session, object_session
 
 from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.measure import file_sha256
-from edgeopt.report import BaselineResult, BoardLatency, ExperimentInfo, Report, RunResult
+from edgeopt.report import BaselineResult, ExperimentInfo, Report, RunResult
 from edgeopt.report import Recommendation as RecommendationBody
+from edgeopt.service.board_results import BoardFigures
 from edgeopt.service.db.models import (
-    BoardMeasurement,
     Experiment,
     ExperimentProgress,
     ExperimentStatus,
@@ -293,41 +293,12 @@ def store_report(session: Session, exp: Experiment, report: dict[str, Any]) -> N
         exp.lineage = report["lineage"]
 
 
-def finished_runs(exp: Experiment) -> list[RunResult]:
+def finished_runs(exp: Experiment, figures: BoardFigures | None = None) -> list[RunResult]:
+    """The finished runs in catalog order, with what real boards measured and the estimates they correct."""
     order = {name: i for i, name in enumerate(TECHNIQUE_NAMES)}
     rows = [run for run in exp.runs if run.status in FINISHED_RUN_STATUSES]
-    measured = board_latencies(exp)
-    results = [run.to_result() for run in sorted(rows, key=lambda r: order.get(r.technique, 99))]
-    return [
-        r.model_copy(update={"board_latency": measured[r.technique]}) if r.technique in measured else r for r in results
-    ]
-
-
-def board_latencies(exp: Experiment) -> dict[str, BoardLatency]:
-    """technique -> the latency an agent measured on a board (routes/agents.py), for the runs that have one."""
-    session = object_session(exp)
-    if session is None:
-        return {}
-    rows = session.scalars(
-        select(BoardMeasurement).where(
-            BoardMeasurement.experiment_id == exp.id, BoardMeasurement.status == "completed"
-        )
-    ).all()
-    return {
-        row.technique: BoardLatency(
-            board=row.board,
-            device=row.device,
-            is_raspberry_pi=row.is_raspberry_pi,
-            latency_ms=row.latency_ms,
-            latency_p90_ms=row.latency_p90_ms,
-            noisy=row.noisy,
-            threads=row.threads,
-            runtime=row.runtime or "",
-            measured_at=row.measured_at,
-        )
-        for row in rows
-        if row.latency_ms is not None and row.latency_p90_ms is not None and row.threads and row.measured_at
-    }
+    figures = figures or BoardFigures(object_session(exp), exp)
+    return [figures.run(run.to_result()) for run in sorted(rows, key=lambda r: order.get(r.technique, 99))]
 
 
 def build_report(exp: Experiment) -> Report:
@@ -335,6 +306,7 @@ def build_report(exp: Experiment) -> Report:
     recommendation = None
     if exp.recommendation is not None and exp.recommendation.body:
         recommendation = RecommendationBody.model_validate(exp.recommendation.body)
+    figures = BoardFigures(object_session(exp), exp)
     return Report(
         experiment=ExperimentInfo(
             id=exp.id,
@@ -345,10 +317,11 @@ def build_report(exp: Experiment) -> Report:
             constraints={k: v for k, v in (exp.constraints or {}).items() if v is not None},
             preprocessing=exp.preprocessing,
         ),
-        baseline=exp.baseline_result(),
-        runs=finished_runs(exp),
+        baseline=figures.baseline(exp.baseline_result()),
+        runs=finished_runs(exp, figures),
         recommendation=recommendation,
         lineage=exp.lineage or {},
+        board_correction=figures.corrections.get(exp.device),
     )
 
 

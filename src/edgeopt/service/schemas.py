@@ -26,6 +26,7 @@ from edgeopt.preprocessing import Preprocessing
 from edgeopt.recommend import BASELINE
 from edgeopt.report import Constraints
 from edgeopt.service.db.models import ACTIVE_STATUSES, EXPERIMENT_STATUSES, FINISHED_STATUSES, ExperimentStatus
+from edgeopt.strength_search import MAX_TIME_BUDGET_S
 from edgeopt.technique_specs import technique_spec
 from edgeopt.techniques import MAX_EPOCHS
 
@@ -75,7 +76,7 @@ class ExperimentCreate(BaseModel):
     time_budget_s: float | None = Field(
         default=None,
         gt=0,
-        le=7 * 24 * 3600,
+        le=MAX_TIME_BUDGET_S,
         description="Seconds all strength searches may take together; empty: about each technique's own duration.",
     )
 
@@ -254,6 +255,7 @@ class StatusesPublic(BaseModel):
 
 class LimitsPublic(BaseModel):
     max_epochs: int = Field(description="The most fine-tuning epochs an experiment may ask for.")
+    max_time_budget_s: float = Field(description="The longest time budget the strength searches may be given.")
 
 
 class CatalogPublic(BaseModel):
@@ -282,6 +284,6 @@ class CatalogPublic(BaseModel):
                     "active": ordered(ACTIVE_STATUSES),
                     "finished": ordered(FINISHED_STATUSES),
                 },
-                "limits": {"max_epochs": MAX_EPOCHS},
+                "limits": {"max_epochs": MAX_EPOCHS, "max_time_budget_s": MAX_TIME_BUDGET_S},
             }
         )
