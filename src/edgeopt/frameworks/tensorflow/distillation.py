@@ -81,6 +81,8 @@ def teacher_logits(teacher: Any, x: np.ndarray, batch_size: int = 256) -> np.nda
 
 class Distillation:
     name: ClassVar[str] = "distillation"
+    framework: ClassVar[str] = "tensorflow"
+    config_class: ClassVar[type[TechniqueConfig]] = DistillationConfig
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

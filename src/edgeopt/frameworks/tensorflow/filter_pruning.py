@@ -476,6 +476,8 @@ class PruneStructured:
     """``prune_structured``: half of the filters removed physically, fine-tuned, exported to FP32 ``.tflite``."""
 
     name: ClassVar[str] = "prune_structured"
+    framework: ClassVar[str] = "tensorflow"
+    config_class: ClassVar[type[TechniqueConfig]] = PruneStructuredConfig
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

@@ -19,6 +19,8 @@ from edgeopt.techniques import HybridPruneInt8Config, TechniqueConfig, Technique
 
 class HybridPruneInt8:
     name: ClassVar[str] = "hybrid_prune_int8"
+    framework: ClassVar[str] = "tensorflow"
+    config_class: ClassVar[type[TechniqueConfig]] = HybridPruneInt8Config
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

@@ -100,6 +100,8 @@ def _wrap(model: Any, sparsity: float) -> tuple[Any, dict[str, list[Any]]]:
 
 class PruneUnstructured:
     name: ClassVar[str] = "prune_unstructured"
+    framework: ClassVar[str] = "tensorflow"
+    config_class: ClassVar[type[TechniqueConfig]] = PruneUnstructuredConfig
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

@@ -95,6 +95,8 @@ def _first_line(exc: Exception) -> str:
 
 class PtqInt4:
     name: ClassVar[str] = "ptq_int4"
+    framework: ClassVar[str] = "tensorflow"
+    config_class: ClassVar[type[TechniqueConfig]] = PtqInt4Config
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
