@@ -24,26 +24,19 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.data.dataset import Dataset
 from edgeopt.expectations import EXPECTATIONS, shortfalls
 from edgeopt.frameworks import LoadedModel, get_backend
 from edgeopt.pipeline import measure_output
 from edgeopt.progress import ProgressEvent, StageReporter
 from edgeopt.settings import get_settings
+from edgeopt.technique_specs import SPECS, technique_spec
 from edgeopt.techniques import TechniqueContext, TechniqueOutput, get_technique, make_config
 
-TECHNIQUES = TECHNIQUE_NAMES
 
-PRECISION = {
-    "ptq_int8": "int8",
-    "ptq_int4": "int4",
-    "prune_unstructured": "fp32",
-    "prune_structured": "fp32",
-    "distillation": "fp32",
-    "qat_int8": "int8",
-    "hybrid_prune_int8": "int8",
-}
+def implemented(framework: str) -> tuple[str, ...]:
+    """The techniques the catalog offers on ``framework``: each subclass runs every one of them."""
+    return tuple(spec.name for spec in SPECS if framework in spec.implementations)
 
 
 @dataclass
@@ -157,7 +150,7 @@ class TechniqueContract:
     # --- what the result claims --------------------------------------------------------------------------------
 
     def test_precision_and_notes(self, technique_result: TechniqueResult) -> None:
-        assert technique_result.output.precision == PRECISION[technique_result.technique]
+        assert technique_result.output.precision == technique_spec(technique_result.technique).precision
         assert len(technique_result.output.notes) > 40, "notes must say what was done, in a sentence"
 
     def test_progress_is_reported_in_order(self, technique_result: TechniqueResult) -> None:

@@ -1,13 +1,16 @@
 """The capability manifest: every name a user can choose, as data.
 
 The API schemas, the CLI options, the web app's dropdowns (through ``GET /api/catalog``), the recommender and the
-docs all read these tables, so a name is added or described in exactly one place.
+docs all read these tables, so a name is added or described in exactly one place. Techniques are described in
+``edgeopt.technique_specs``; their table here is a view of it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
+
+from edgeopt.technique_specs import SPECS, relative_cost
 
 Framework = Literal["pytorch", "tensorflow"]
 TechniqueName = Literal[
@@ -35,75 +38,25 @@ class TechniqueInfo:
     frameworks: tuple[Framework, ...]
     needs_training_data: bool
     fine_tunes: bool
-    relative_cost: float  # expected wall time relative to ptq_int8 on the same model; seeds the overall ETA
+    relative_cost: float  # expected wall time relative to ptq_int8 on the same model, from the ETA's cost model
 
 
-TECHNIQUES: tuple[TechniqueInfo, ...] = (
+# A view of the technique specs (edgeopt.technique_specs), where each technique's facts are stated once.
+TECHNIQUES: tuple[TechniqueInfo, ...] = tuple(
     TechniqueInfo(
-        "ptq_int8",
-        "Post-training INT8",
-        "Converts weights and activations to 8-bit integers using a few hundred calibration images; no training.",
-        FRAMEWORKS,
-        needs_training_data=True,
-        fine_tunes=False,
-        relative_cost=1.0,
-    ),
-    TechniqueInfo(
-        "ptq_int4",
-        "Post-training INT4 weights",
-        "Stores weights as 4-bit integers packed two per byte; the smallest file, with some accuracy risk.",
-        FRAMEWORKS,
-        needs_training_data=False,
-        fine_tunes=False,
-        relative_cost=0.8,
-    ),
-    TechniqueInfo(
-        "prune_unstructured",
-        "Unstructured pruning",
-        "Zeroes the 50 % smallest weights and fine-tunes; the file compresses well but does not run faster.",
-        FRAMEWORKS,
-        needs_training_data=True,
-        fine_tunes=True,
-        relative_cost=2.5,
-    ),
-    TechniqueInfo(
-        "prune_structured",
-        "Structured pruning",
-        "Removes half of the channels so the network is really smaller and faster, then fine-tunes.",
-        FRAMEWORKS,
-        needs_training_data=True,
-        fine_tunes=True,
-        relative_cost=2.5,
-    ),
-    TechniqueInfo(
-        "distillation",
-        "Knowledge distillation",
-        "Trains a half-width copy of the model to imitate the original's outputs.",
-        FRAMEWORKS,
-        needs_training_data=True,
-        fine_tunes=True,
-        relative_cost=4.0,
-    ),
-    TechniqueInfo(
-        "qat_int8",
-        "Quantization-aware training",
-        "Fine-tunes with simulated INT8 rounding so the 8-bit model keeps more accuracy.",
-        FRAMEWORKS,
-        needs_training_data=True,
-        fine_tunes=True,
-        relative_cost=3.0,
-    ),
-    TechniqueInfo(
-        "hybrid_prune_int8",
-        "Prune then quantize",
-        "Structured pruning and fine-tuning, then INT8: the smallest and fastest, with the most accuracy risk.",
-        FRAMEWORKS,
-        needs_training_data=True,
-        fine_tunes=True,
-        relative_cost=3.0,
-    ),
+        spec.name,  # type: ignore[arg-type]  # checked against TechniqueName below
+        spec.title,
+        spec.catalog_summary(),
+        tuple(fw for fw in FRAMEWORKS if fw in spec.implementations),
+        needs_training_data=spec.needs_training_data,
+        fine_tunes=spec.fine_tunes,
+        relative_cost=relative_cost(spec.name),
+    )
+    for spec in SPECS
 )
 TECHNIQUE_NAMES: tuple[str, ...] = tuple(t.name for t in TECHNIQUES)
+if get_args(TechniqueName) != TECHNIQUE_NAMES:  # the Literal is for type checkers and the API schema
+    raise TypeError(f"TechniqueName {get_args(TechniqueName)} differs from the technique specs {TECHNIQUE_NAMES}")
 
 
 @dataclass(frozen=True)
@@ -161,9 +114,7 @@ DATASETS: tuple[DatasetInfo, ...] = (
         True,
     ),
     DatasetInfo("mnist", "MNIST", "70,000 handwritten 28x28 digits.", 10, (28, 28, 1), False),
-    DatasetInfo(
-        "fashion_mnist", "Fashion-MNIST", "70,000 28x28 greyscale clothing images.", 10, (28, 28, 1), False
-    ),
+    DatasetInfo("fashion_mnist", "Fashion-MNIST", "70,000 28x28 greyscale clothing images.", 10, (28, 28, 1), False),
     DatasetInfo("cifar10", "CIFAR-10", "60,000 32x32 colour images in 10 classes.", 10, (32, 32, 3), False),
     DatasetInfo("cifar100", "CIFAR-100", "60,000 32x32 colour images in 100 classes.", 100, (32, 32, 3), False),
 )

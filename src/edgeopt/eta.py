@@ -3,10 +3,10 @@
 Two parts, one per bar:
 - the current technique: its measured rate (elapsed time / fraction done) blended with what the cost model
   predicted for it, trusting the measured rate more as the technique advances;
-- the rest of the experiment: a cost model per technique (a fixed part for export and measurement plus fine-tuning
-  epochs weighted by how expensive an epoch of that technique is) in units measured on this very run: the
-  baseline's export-and-measure time is the unit, and each finished technique corrects the whole model by the
-  ratio of actual to predicted durations so far.
+- the rest of the experiment: a cost model per technique (``TechniqueSpec.cost``: a fixed part for export and
+  measurement plus fine-tuning epochs weighted by how expensive an epoch of that technique is) in units measured on
+  this very run: the baseline's export-and-measure time is the unit, and each finished technique corrects the
+  whole model by the ratio of actual to predicted durations so far.
 Figures from a real run through the service are in ``benchmarks/results/eta.md`` (``benchmarks/eta_quality.py``).
 ETAs are never negative, and a new estimate can move the previous one only so far, so the number a user watches
 does not jump to nonsense when a slow stage starts.
@@ -19,39 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edgeopt.progress import ProgressEvent
+from edgeopt.technique_specs import SPEC_NAMES, UNKNOWN_COST, technique_spec
 
-# Per framework and technique: (fixed units, cost of one fine-tuning epoch relative to a plain epoch). One fixed
-# unit is the time the baseline took to load, export and measure (for TensorFlow it includes importing it). Fitted
-# on full runs of each demo model on a quiet 2-core host (benchmarks/results/eta.md). PyTorch: exporting and
-# lowering dominate and a QAT epoch runs a graph full of fake-quantize nodes (about 12x a plain epoch). TensorFlow:
-# conversion is cheap next to its import, so the fine-tuning techniques dominate.
-COST_MODELS: dict[str, dict[str, tuple[float, float]]] = {
-    "pytorch": {
-        "ptq_int8": (0.75, 0.0),
-        "ptq_int4": (0.85, 0.0),
-        "prune_unstructured": (0.5, 1.0),
-        "prune_structured": (0.3, 0.35),
-        "distillation": (0.3, 0.9),
-        "qat_int8": (0.8, 12.0),
-        "hybrid_prune_int8": (0.7, 0.3),
-    },
-    "tensorflow": {
-        "ptq_int8": (0.2, 0.0),
-        "ptq_int4": (0.35, 0.0),
-        "prune_unstructured": (0.2, 4.0),
-        "prune_structured": (0.2, 1.05),
-        "distillation": (0.2, 1.45),
-        "qat_int8": (0.3, 5.9),
-        "hybrid_prune_int8": (0.25, 0.9),
-    },
-}
-DEFAULT_EPOCHS: dict[str, int] = {
-    "prune_unstructured": 2,
-    "prune_structured": 4,
-    "distillation": 8,
-    "qat_int8": 2,
-    "hybrid_prune_int8": 4,
-}
 # Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
 # model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: 89 s over 8.8 units for PyTorch, 41 s over
 # 6.6 for TensorFlow), grown with the model file's size (export, lowering and measurement scale with the weights:
@@ -66,11 +35,6 @@ def prior_unit_seconds(framework: str, model_bytes: int | None) -> float:
     mb = (model_bytes or 0) / 1e6 or PRIOR_REFERENCE_MB
     growth = (1.0 + mb / PRIOR_MB_SCALE) / (1.0 + PRIOR_REFERENCE_MB / PRIOR_MB_SCALE)
     return PRIOR_UNIT_S.get(framework, PRIOR_UNIT_S["pytorch"]) * growth
-
-
-# One plain fine-tuning epoch of the demo CNN in baseline units (about 0.1 on a quiet host; a loaded host slows
-# training more than export); the run's own correction factor rescales the whole model as techniques finish.
-EPOCH_UNITS = 0.1
 
 
 @dataclass
@@ -95,13 +59,16 @@ class EtaModel:
     _last_technique: float | None = None
     _last_time: float = 0.0
 
-    def _epochs(self, technique: str) -> int:
-        return self.epochs.get(technique, DEFAULT_EPOCHS.get(technique, 0))
+    def _units(self, technique: str) -> float:
+        """The technique's cost model (``TechniqueSpec.cost``) at this run's epochs, in baseline units."""
+        epochs = self.epochs.get(technique)
+        if technique not in SPEC_NAMES:
+            return UNKNOWN_COST.units(epochs or 0)
+        return technique_spec(technique).units(self.framework, epochs)
 
     def predicted_seconds(self, technique: str) -> float:
-        fixed, epoch_weight = COST_MODELS.get(self.framework, COST_MODELS["pytorch"]).get(technique, (1.0, 1.0))
         unit = self.unit_s or prior_unit_seconds(self.framework, self.model_bytes)
-        return self._correction * unit * (fixed + self._epochs(technique) * epoch_weight * EPOCH_UNITS)
+        return self._correction * unit * self._units(technique)
 
     def observe(self, event: ProgressEvent) -> None:
         now = self.clock()
@@ -161,9 +128,7 @@ class EtaModel:
             # The original model's export and measurement is a step of its own: one unit, by the prior until known.
             started = self._technique_start if self._technique == "baseline" else now
             current += max(prior_unit_seconds(self.framework, self.model_bytes) - (now - started), 0.0)
-        remaining = [
-            name for name in self.techniques if name not in self._completed and name != self._technique
-        ]
+        remaining = [name for name in self.techniques if name not in self._completed and name != self._technique]
         raw = current + sum(self.predicted_seconds(name) for name in remaining)
         self._last_overall = _damped(self._last_overall, raw, now - self._last_time)
         self._last_time = now

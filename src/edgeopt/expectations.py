@@ -1,48 +1,24 @@
 """What each technique normally achieves, and the check that tells a user when their result falls short of it.
 
 These are the targets of the techniques' acceptance table (size ratio, accuracy drop, gzip ratio, sparsity, FLOPs,
-params). The pipeline appends every shortfall to the result's notes, so a user sees "this INT8 file is only 3.6x
-smaller, usually at least 3.8x" next to the figure instead of having to know the table; the technique tests and
-the benchmarks check the same numbers with the same function.
+params), set in each technique's spec (``TechniqueSpec.expected``). The pipeline appends every shortfall to the
+result's notes, so a user sees "this INT8 file is only 3.6x smaller, usually at least 3.8x" next to the figure
+instead of having to know the table; the technique tests and the benchmarks check the same numbers with the same
+function.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import Protocol
 
+from edgeopt.catalog import FRAMEWORKS
+from edgeopt.technique_specs import SPECS, Expectation
 
-@dataclass(frozen=True)
-class Expectation:
-    """A technique's usual outcome; ``None`` means "nothing promised"."""
-
-    min_compression: float | None = None  # baseline size / artifact size
-    max_drop_points: float | None = None  # accuracy points below the baseline
-    min_gzip_ratio: float | None = None  # baseline gzip size / artifact gzip size
-    dense_file: bool = False  # the file keeps its size (unstructured zeros are stored densely)
-    sparsity: tuple[float, float] | None = None  # (low, high) fraction of zero weights
-    min_flops_ratio: float | None = None  # baseline FLOPs / result FLOPs
-    max_params_fraction: float | None = None  # result params / baseline params
-
-
-_PYTORCH: dict[str, Expectation] = {
-    "ptq_int8": Expectation(min_compression=3.8, max_drop_points=0.5),
-    "ptq_int4": Expectation(min_compression=6.5, max_drop_points=1.5),
-    "prune_unstructured": Expectation(max_drop_points=1.0, min_gzip_ratio=1.6, dense_file=True, sparsity=(0.49, 0.51)),
-    "prune_structured": Expectation(min_compression=2.0, max_drop_points=1.5, min_flops_ratio=2.0),
-    "distillation": Expectation(min_compression=2.0, max_drop_points=2.0, max_params_fraction=0.5),
-    "qat_int8": Expectation(min_compression=3.8, max_drop_points=1.0),
-    "hybrid_prune_int8": Expectation(min_compression=7.0, max_drop_points=2.0),
+# Per framework and technique, from the specs (edgeopt.technique_specs), where each technique's usual outcome is set.
+EXPECTATIONS: dict[str, dict[str, Expectation]] = {
+    framework: {spec.name: spec.expected[framework] for spec in SPECS if framework in spec.expected}
+    for framework in FRAMEWORKS
 }
-# Against an FP32 .tflite, whose flatbuffer overhead differs from a .pte's, the TensorFlow issue asks for less.
-_TENSORFLOW: dict[str, Expectation] = {
-    **_PYTORCH,
-    "ptq_int8": replace(_PYTORCH["ptq_int8"], min_compression=3.5),
-    "ptq_int4": replace(_PYTORCH["ptq_int4"], min_compression=6.0),
-    "qat_int8": replace(_PYTORCH["qat_int8"], min_compression=3.5),
-    "hybrid_prune_int8": replace(_PYTORCH["hybrid_prune_int8"], min_compression=6.0),
-}
-EXPECTATIONS: dict[str, dict[str, Expectation]] = {"pytorch": _PYTORCH, "tensorflow": _TENSORFLOW}
 
 
 class Measurement(Protocol):

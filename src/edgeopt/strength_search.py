@@ -28,6 +28,7 @@ from edgeopt.data.dataset import Dataset
 from edgeopt.data.split import train_test_indices
 from edgeopt.progress import StageReporter
 from edgeopt.report import Constraints, SearchTrial, StrengthSearch
+from edgeopt.technique_specs import SPECS, Knob
 
 DEFAULT_BUDGET_POINTS = 1.0  # accuracy points a result may lose when the user set no accuracy constraint
 MAX_TIME_BUDGET_S = 7 * 24 * 3600  # the longest search time budget an experiment may ask for (API, web form)
@@ -39,32 +40,8 @@ RECOVERY_EPOCH_FRACTION = 0.5  # short fine-tune of each candidate before it is 
 MIN_RECOVERY_IMAGES = 256
 
 
-@dataclass(frozen=True)
-class Knob:
-    """A technique's strength knob: the config field and the settings tried, mildest first."""
-
-    field: str
-    ladder: tuple[float, ...]
-    label: str  # how a note names one setting, formatted with the value: "{:.0%} of the channels removed"
-
-    def describe(self, value: float) -> str:
-        return self.label.format(value)
-
-
-# Ladders: prune_structured needs ~0.2 of the channels for 1.5x fewer FLOPs (both sides of each layer shrink),
-# distillation ~0.75 width for 0.6x the parameters; the strongest ends are today's fixed strengths and beyond.
-KNOBS: dict[str, Knob] = {
-    "prune_unstructured": Knob("sparsity", (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9), "{:.0%} of the weights zeroed"),
-    "prune_structured": Knob(
-        "channel_sparsity", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), "{:.0%} of the channels removed"
-    ),
-    "hybrid_prune_int8": Knob(
-        "channel_sparsity", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), "{:.0%} of the channels removed"
-    ),
-    "distillation": Knob("width_ratio", (0.9, 0.8, 0.75, 0.7, 0.6, 0.5, 0.4, 0.3), "a student of {:.0%} width"),
-    # The ladder depends on the model (how many layers it has): the technique builds it.
-    "ptq_int4": Knob("int8_layers", (), "{:.0f} most sensitive layer(s) kept at 8 bits"),
-}
+# The knob of each technique that has a strength, from its spec (edgeopt.technique_specs).
+KNOBS: dict[str, Knob] = {spec.name: spec.knob for spec in SPECS if spec.knob is not None}
 
 
 @dataclass

@@ -1,5 +1,8 @@
 """The technique interface, each technique's typed config, and the registry ``(technique, framework) -> impl``.
 
+The registry reads ``edgeopt.technique_specs``, where each technique's facts (config class, implementation per
+framework, ...) are stated once.
+
 A technique receives a loaded model and the adapted dataset, writes its deployable artifact (and any other formats)
 into a work folder and returns them. It does not measure: the pipeline measures every artifact the same way, so
 no technique can grade its own homework.
@@ -14,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import InvalidInput
 from edgeopt.progress import StageReporter
@@ -105,18 +107,6 @@ class HybridPruneInt8Config(FineTuneConfig):
     calibration_samples: int = Field(default=256, ge=1, le=5000)
 
 
-CONFIG_CLASSES: dict[str, type[TechniqueConfig]] = {
-    "ptq_int8": PtqInt8Config,
-    "ptq_int4": PtqInt4Config,
-    "prune_unstructured": PruneUnstructuredConfig,
-    "prune_structured": PruneStructuredConfig,
-    "distillation": DistillationConfig,
-    "qat_int8": QatInt8Config,
-    "hybrid_prune_int8": HybridPruneInt8Config,
-}
-assert tuple(CONFIG_CLASSES) == TECHNIQUE_NAMES  # noqa: S101 - import-time invariant of this module, not input
-
-
 def make_config(
     technique: str, overrides: dict[str, Any] | None = None, epochs: int | None = None, seed: int | None = None
 ) -> TechniqueConfig:
@@ -125,7 +115,9 @@ def make_config(
     ``seed`` is the experiment's seed: every technique gets it, so one ``--seed`` reproduces every result. A seed
     set in a technique's own overrides is refused when it disagrees: two seeds for one result cannot both hold.
     """
-    cls = CONFIG_CLASSES[technique]
+    from edgeopt.technique_specs import technique_spec  # the specs import this module's config classes
+
+    cls = technique_spec(technique).config_class
     values = dict(overrides or {})
     if epochs is not None and "epochs" in cls.model_fields:
         values.setdefault("epochs", epochs)
@@ -169,37 +161,25 @@ class TechniqueOutput:
 
 
 class Technique(Protocol):
-    """``searches_strength = True`` on an implementation means it honours ``TechniqueContext.search``."""
+    """One technique on one framework; its spec (``edgeopt.technique_specs``) names it and holds its config class.
+
+    ``searches_strength = True`` on an implementation means it honours ``TechniqueContext.search``.
+    """
 
     name: ClassVar[str]
-    framework: ClassVar[str]
-    config_class: ClassVar[type[TechniqueConfig]]
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput: ...
 
 
-# (technique, framework) -> "module:Class"; imported lazily so the service starts without torch or TensorFlow.
-REGISTRY: dict[tuple[str, str], str] = {
-    ("ptq_int8", "pytorch"): "edgeopt.frameworks.pytorch.ptq_int8:PtqInt8",
-    ("ptq_int4", "pytorch"): "edgeopt.frameworks.pytorch.ptq_int4:PtqInt4",
-    ("prune_unstructured", "pytorch"): "edgeopt.frameworks.pytorch.pruning:PruneUnstructured",
-    ("prune_structured", "pytorch"): "edgeopt.frameworks.pytorch.pruning:PruneStructured",
-    ("distillation", "pytorch"): "edgeopt.frameworks.pytorch.distillation:Distillation",
-    ("qat_int8", "pytorch"): "edgeopt.frameworks.pytorch.qat:QatInt8",
-    ("hybrid_prune_int8", "pytorch"): "edgeopt.frameworks.pytorch.hybrid:HybridPruneInt8",
-    ("ptq_int8", "tensorflow"): "edgeopt.frameworks.tensorflow.ptq_int8:PtqInt8",
-    ("ptq_int4", "tensorflow"): "edgeopt.frameworks.tensorflow.ptq_int4:PtqInt4",
-    ("prune_unstructured", "tensorflow"): "edgeopt.frameworks.tensorflow.pruning:PruneUnstructured",
-    ("prune_structured", "tensorflow"): "edgeopt.frameworks.tensorflow.filter_pruning:PruneStructured",
-    ("distillation", "tensorflow"): "edgeopt.frameworks.tensorflow.distillation:Distillation",
-    ("qat_int8", "tensorflow"): "edgeopt.frameworks.tensorflow.qat:QatInt8",
-    ("hybrid_prune_int8", "tensorflow"): "edgeopt.frameworks.tensorflow.hybrid:HybridPruneInt8",
-}
-
-
 def get_technique(technique: str, framework: str) -> Technique:
+    """The implementation of ``technique`` on ``framework`` named in its spec, imported only now.
+
+    Lazily, so the service starts without torch or TensorFlow.
+    """
+    from edgeopt.technique_specs import technique_spec
+
     try:
-        target = REGISTRY[(technique, framework)]
+        target = technique_spec(technique).implementations[framework]
     except KeyError as exc:
         raise InvalidInput(f"Unknown technique {technique!r} for framework {framework!r}.") from exc
     module_name, class_name = target.split(":")

@@ -33,7 +33,7 @@ from edgeopt.frameworks.pytorch.layout import to_nchw
 from edgeopt.frameworks.pytorch.training import accuracy, fine_tune
 from edgeopt.progress import StageReporter
 from edgeopt.techniques import TechniqueContext, get_technique, make_config
-from tests.techniques_template import TECHNIQUES
+from tests.techniques_template import implemented
 
 pytestmark = pytest.mark.slow
 
@@ -49,7 +49,7 @@ DEFAULT_CASES = [
     ("static", "prune_structured"),
     ("dynamic", "ptq_int8"),
 ]
-CASES = [(style, technique) for style in STYLES for technique in TECHNIQUES] if ALL else DEFAULT_CASES
+CASES = [(style, technique) for style in STYLES for technique in implemented("pytorch")] if ALL else DEFAULT_CASES
 MINIMAL = {"epochs": 1}
 CALIBRATION = {"calibration_samples": 32}
 

@@ -22,10 +22,10 @@ from edgeopt.frameworks.pytorch.pruning import prunable_weights
 from edgeopt.frameworks.pytorch.runtime import load_pte
 from edgeopt.techniques import TechniqueOutput
 from tests.techniques_template import (
-    TECHNIQUES,
     Metrics,
     TechniqueContract,
     TechniqueResult,
+    implemented,
     measure_baseline,
     run_technique,
 )
@@ -69,7 +69,7 @@ def results() -> dict[str, TechniqueResult]:
     return {}
 
 
-@pytest.fixture(scope="module", params=TECHNIQUES)
+@pytest.fixture(scope="module", params=implemented("pytorch"))
 def technique(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -18,10 +18,10 @@ from edgeopt.frameworks import LoadedModel
 from edgeopt.frameworks.tensorflow.runtime import load_tflite
 from edgeopt.techniques import TechniqueOutput
 from tests.techniques_template import (
-    TECHNIQUES,
     Metrics,
     TechniqueContract,
     TechniqueResult,
+    implemented,
     measure_baseline,
     run_technique,
 )
@@ -46,7 +46,7 @@ def results() -> dict[str, TechniqueResult]:
     return {}
 
 
-@pytest.fixture(scope="module", params=TECHNIQUES)
+@pytest.fixture(scope="module", params=implemented("tensorflow"))
 def technique(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -27,7 +27,8 @@ from edgeopt.recommend import BASELINE
 from edgeopt.report import Constraints
 from edgeopt.service.db.models import ACTIVE_STATUSES, EXPERIMENT_STATUSES, FINISHED_STATUSES, ExperimentStatus
 from edgeopt.strength_search import MAX_TIME_BUDGET_S
-from edgeopt.techniques import CONFIG_CLASSES, MAX_EPOCHS
+from edgeopt.technique_specs import technique_spec
+from edgeopt.techniques import MAX_EPOCHS
 
 if TYPE_CHECKING:
     from edgeopt.service.db.models import Experiment
@@ -109,7 +110,7 @@ class ExperimentCreate(BaseModel):
         """Check overrides against each technique's config class now, not minutes later inside the job."""
         for technique, overrides in value.items():
             try:
-                CONFIG_CLASSES[technique].model_validate(overrides)
+                technique_spec(technique).config_class.model_validate(overrides)
             except ValidationError as exc:
                 problems = "; ".join(
                     f"technique_configs.{technique}.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"

@@ -58,8 +58,6 @@ def _unfrozen_copy(teacher: nn.Module) -> nn.Module:
 
 class Distillation:
     name: ClassVar[str] = "distillation"
-    framework: ClassVar[str] = "pytorch"
-    config_class: ClassVar[type[TechniqueConfig]] = DistillationConfig
     searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

@@ -16,8 +16,6 @@ from edgeopt.techniques import HybridPruneInt8Config, TechniqueConfig, Technique
 
 class HybridPruneInt8:
     name: ClassVar[str] = "hybrid_prune_int8"
-    framework: ClassVar[str] = "pytorch"
-    config_class: ClassVar[type[TechniqueConfig]] = HybridPruneInt8Config
     searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

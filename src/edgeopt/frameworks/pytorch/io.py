@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.errors import InvalidInput, Unsupported
 from edgeopt.frameworks import LoadedModel, ModelSource
 from edgeopt.frameworks.pytorch.demo import DEMO_ARCH, METADATA_FILE, build_demo
@@ -27,7 +28,7 @@ from edgeopt.settings import Settings
 ARCHITECTURES: tuple[str, ...] = ("resnet18", "vgg16", "vgg19", "mobilenet_v2")
 DEFAULT_ARCH_INPUT = (224, 224)
 IMAGENET_NORMALIZATION = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-GRAPH_TECHNIQUES = "ptq_int8, ptq_int4, prune_unstructured, prune_structured, distillation, qat_int8, hybrid_prune_int8"
+GRAPH_TECHNIQUES = ", ".join(TECHNIQUE_NAMES)
 TORCHSCRIPT_REASON = (
     "TorchScript models can be evaluated and measured but not transformed: every technique "
     f"({GRAPH_TECHNIQUES}) needs the torch.export graph or the eager module. Upload a .pt2 "

@@ -388,8 +388,6 @@ class PruneUnstructured:
     """Global L1 magnitude pruning: the smallest weights of all layers together become exact zeros."""
 
     name: ClassVar[str] = "prune_unstructured"
-    framework: ClassVar[str] = "pytorch"
-    config_class: ClassVar[type[TechniqueConfig]] = PruneUnstructuredConfig
     searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
@@ -473,8 +471,6 @@ class PruneStructured:
     """Channel pruning with torch-pruning: the network physically loses half its channels, then fine-tunes."""
 
     name: ClassVar[str] = "prune_structured"
-    framework: ClassVar[str] = "pytorch"
-    config_class: ClassVar[type[TechniqueConfig]] = PruneStructuredConfig
     searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

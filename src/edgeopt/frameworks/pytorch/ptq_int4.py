@@ -334,8 +334,6 @@ def _notes_grouped(counts: dict[str, int], group_size: int) -> str:
 
 class PtqInt4:
     name: ClassVar[str] = "ptq_int4"
-    framework: ClassVar[str] = "pytorch"
-    config_class: ClassVar[type[TechniqueConfig]] = PtqInt4Config
     searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

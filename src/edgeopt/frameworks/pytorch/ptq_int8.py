@@ -83,8 +83,6 @@ def write_quantized(program: ExportedProgram, ctx: TechniqueContext, name: str) 
 
 class PtqInt8:
     name: ClassVar[str] = "ptq_int8"
-    framework: ClassVar[str] = "pytorch"
-    config_class: ClassVar[type[TechniqueConfig]] = PtqInt8Config
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         from edgeopt.frameworks.pytorch.io import require_module

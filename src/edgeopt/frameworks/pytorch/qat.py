@@ -17,8 +17,6 @@ CALIBRATION_SAMPLES = 256  # observers see these train images before the first s
 
 class QatInt8:
     name: ClassVar[str] = "qat_int8"
-    framework: ClassVar[str] = "pytorch"
-    config_class: ClassVar[type[TechniqueConfig]] = QatInt8Config
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         import copy

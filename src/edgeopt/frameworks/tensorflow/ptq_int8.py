@@ -35,8 +35,6 @@ def int8_output(
 
 class PtqInt8:
     name: ClassVar[str] = "ptq_int8"
-    framework: ClassVar[str] = "tensorflow"
-    config_class: ClassVar[type[TechniqueConfig]] = PtqInt8Config
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

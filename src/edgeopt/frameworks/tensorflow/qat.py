@@ -100,8 +100,6 @@ def _refuse_lambda_layers(model: object) -> None:
 
 class QatInt8:
     name: ClassVar[str] = "qat_int8"
-    framework: ClassVar[str] = "tensorflow"
-    config_class: ClassVar[type[TechniqueConfig]] = QatInt8Config
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
