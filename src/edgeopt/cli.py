@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -19,6 +19,9 @@ from edgeopt import catalog
 from edgeopt.errors import Cancelled, InvalidInput
 from edgeopt.library_output import library_output_to
 from edgeopt.service.cli import db_app
+
+if TYPE_CHECKING:
+    from edgeopt.pipeline import ExperimentSpec
 
 app = typer.Typer(
     name="edgeopt",
@@ -151,7 +154,7 @@ def parse_preprocessing(
 
 
 def _progress_printer(
-    techniques: list[str], framework: str, epochs: int | None, model_bytes: int | None, stream: Any
+    spec: ExperimentSpec, model_bytes: int | None, stream: Any
 ) -> tuple[Callable[[Any], None], Callable[[], None]]:
     """A live display on ``stream`` (the terminal's stderr) driven by the engine's events: which technique of how
     many, its stage, elapsed time and the same ETA model the web app shows. stdout stays clean for ``--json``."""
@@ -160,12 +163,8 @@ def _progress_printer(
 
     from edgeopt.eta import EtaModel
 
-    eta = EtaModel(
-        techniques=techniques,
-        epochs={t: epochs for t in techniques} if epochs is not None else {},
-        framework=framework,
-        model_bytes=model_bytes,
-    )
+    techniques = spec.ordered_techniques
+    eta = EtaModel.for_experiment(spec.to_payload(), techniques, model_bytes)
     progress = Progress(
         TextColumn("[bold]{task.fields[position]}"),
         BarColumn(bar_width=16),
@@ -291,7 +290,7 @@ def optimize(
     log_path = None if verbose else out / "edgeopt.log"
     with library_output_to(log_path) as terminal:
         model_bytes = Path(spec.model).stat().st_size if spec.model else None
-        on_event, stop = _progress_printer(spec.ordered_techniques, spec.framework, spec.epochs, model_bytes, terminal)
+        on_event, stop = _progress_printer(spec, model_bytes, terminal)
         try:
             report = run_experiment(spec, on_progress=on_event)
         finally:

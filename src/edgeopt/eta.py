@@ -7,6 +7,8 @@ Two parts, one per bar:
   measurement plus fine-tuning epochs weighted by how expensive an epoch of that technique is) in units measured on
   this very run: the baseline's export-and-measure time is the unit, and each finished technique corrects the
   whole model by the ratio of actual to predicted durations so far.
+- a technique that searches its strength for the accuracy budget (``edgeopt.strength_search``) takes its own time
+  once more by default (that is the search's default time budget), or its share of the user's time budget.
 Figures from a real run through the service are in ``benchmarks/results/eta.md`` (``benchmarks/eta_quality.py``).
 ETAs are never negative, and a new estimate can move the previous one only so far, so the number a user watches
 does not jump to nonsense when a slow stage starts.
@@ -17,9 +19,10 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from edgeopt.progress import ProgressEvent
-from edgeopt.technique_specs import SPEC_NAMES, UNKNOWN_COST, technique_spec
+from edgeopt.technique_specs import SPEC_NAMES, UNKNOWN_COST, searched_techniques, technique_spec
 
 # Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
 # model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: 89 s over 8.8 units for PyTorch, 41 s over
@@ -45,6 +48,8 @@ class EtaModel:
     clock: Callable[[], float] = time.monotonic
     model_bytes: int | None = None  # size of the uploaded model file, for the prior before the baseline is measured
     baseline_done: bool = False  # True when a restarted experiment already has its baseline
+    searching: frozenset[str] = frozenset()  # techniques whose strength is searched for the accuracy budget
+    search_budget_s: float | None = None  # the user's time budget for all searches; None: each its own time
 
     unit_s: float | None = None  # seconds of one fixed unit (the baseline's export + measurement)
     _correction: float = 1.0
@@ -66,9 +71,31 @@ class EtaModel:
             return UNKNOWN_COST.units(epochs or 0)
         return technique_spec(technique).units(self.framework, epochs)
 
+    @classmethod
+    def for_experiment(cls, spec_payload: dict[str, Any], techniques: list[str], model_bytes: int | None) -> EtaModel:
+        """The model for ``techniques`` of an experiment (``ExperimentSpec.to_payload()``): its epochs, framework,
+        which techniques search their strength and the user's time budget for those searches."""
+        epochs = spec_payload.get("epochs")
+        return cls(
+            techniques=techniques,
+            epochs={t: epochs for t in techniques} if epochs is not None else {},
+            framework=spec_payload["framework"],
+            model_bytes=model_bytes,
+            searching=searched_techniques(techniques, spec_payload.get("technique_configs") or {}),
+            search_budget_s=spec_payload.get("time_budget_s"),
+        )
+
     def predicted_seconds(self, technique: str) -> float:
+        return self._predicted(technique, self._correction)
+
+    def _predicted(self, technique: str, correction: float) -> float:
         unit = self.unit_s or prior_unit_seconds(self.framework, self.model_bytes)
-        return self._correction * unit * self._units(technique)
+        own = correction * unit * self._units(technique)
+        if technique not in self.searching:
+            return own
+        if self.search_budget_s is None:
+            return 2.0 * own  # the search's default budget is about the technique's own duration
+        return own + self.search_budget_s / len(self.searching)  # shared in order; the share is a fair guess
 
     def observe(self, event: ProgressEvent) -> None:
         now = self.clock()
@@ -98,7 +125,7 @@ class EtaModel:
             return  # the baseline, or a run kept from before a restart: neither says how fast this run goes
         self._completed.add(technique)
         actual = now - self._technique_start
-        predicted = self.predicted_seconds(technique) / self._correction
+        predicted = self._predicted(technique, 1.0)
         self._predicted_done += predicted
         self._actual_done += actual
         self._correction = min(3.0, max(0.33, self._actual_done / max(self._predicted_done, 1e-6)))

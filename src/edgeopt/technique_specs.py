@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from edgeopt.techniques import (
     DistillationConfig,
@@ -288,3 +289,19 @@ def relative_cost(name: str, reference: str = "ptq_int8") -> float:
     spec, ref = technique_spec(name), technique_spec(reference)
     ratios = [spec.units(fw) / ref.units(fw) for fw in spec.frameworks if fw in ref.implementations]
     return round(math.exp(sum(math.log(r) for r in ratios) / len(ratios)), 1)
+
+
+def searched_techniques(techniques: list[str], technique_configs: dict[str, dict[str, Any]]) -> frozenset[str]:
+    """Which of ``techniques`` search their strength for the accuracy budget: those with a knob the user left unset.
+
+    Every implementation of a technique with a knob searches (``searches_strength``); the pipeline decides the same
+    way from the implementation itself (``pipeline._searches``), this answer is for estimates made without importing
+    a framework (the ETA).
+    """
+    return frozenset(
+        name
+        for name in techniques
+        if name in SPEC_NAMES
+        and (knob := technique_spec(name).knob) is not None
+        and knob.field not in technique_configs.get(name, {})
+    )

@@ -111,3 +111,21 @@ def test_prior_grows_with_the_model_file() -> None:
     small, large = prior_unit_seconds("pytorch", 1_500_000), prior_unit_seconds("pytorch", 45_000_000)
     assert 3.0 < large / small < 5.0  # ResNet18's unit was about 4x the demo's
     assert prior_unit_seconds("tensorflow", None) < prior_unit_seconds("pytorch", None)
+
+
+def test_a_searching_technique_is_expected_to_take_its_search_too() -> None:
+    """By default a search may take about the technique's own time; with the user's budget, its share of it."""
+    payload = {"framework": "pytorch", "epochs": None, "technique_configs": {}, "time_budget_s": None}
+    plain = EtaModel(techniques=TECHNIQUES, unit_s=2.0)
+    default = EtaModel.for_experiment(payload, TECHNIQUES, None)
+    default.unit_s = 2.0
+    assert default.searching == {"prune_structured"}  # the only one of the three with a strength knob
+    assert default.predicted_seconds("prune_structured") == 2 * plain.predicted_seconds("prune_structured")
+    assert default.predicted_seconds("ptq_int8") == plain.predicted_seconds("ptq_int8")
+
+    budget = EtaModel.for_experiment({**payload, "time_budget_s": 90.0}, ["prune_structured", "distillation"], None)
+    budget.unit_s = 2.0
+    assert budget.predicted_seconds("distillation") == plain.predicted_seconds("distillation") + 45.0
+
+    fixed = {**payload, "technique_configs": {"prune_structured": {"channel_sparsity": 0.5}}}
+    assert EtaModel.for_experiment(fixed, TECHNIQUES, None).searching == frozenset()  # the user fixed the strength

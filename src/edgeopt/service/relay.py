@@ -72,12 +72,8 @@ class Relay:
         self.stopping = stopping
         chosen = spec_payload.get("techniques") or TECHNIQUE_NAMES
         self.techniques: list[str] = [t for t in TECHNIQUE_NAMES if t in chosen]
-        epochs = spec_payload.get("epochs")
-        self.eta = EtaModel(
-            techniques=[t for t in self.techniques if t not in done],
-            epochs={t: epochs for t in self.techniques} if epochs is not None else {},
-            framework=spec_payload["framework"],
-            model_bytes=_file_size(spec_payload.get("model")),
+        self.eta = EtaModel.for_experiment(
+            spec_payload, [t for t in self.techniques if t not in done], _file_size(spec_payload.get("model"))
         )
         self.completed = len(done & set(self.techniques))
         self.baseline = baseline
