@@ -25,6 +25,7 @@ from edgeopt.errors import TechniqueFailed, Unsupported
 from edgeopt.frameworks.tensorflow import keras_compat, layer_support
 from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.ptq_int8 import int8_output
+from edgeopt.frameworks.tensorflow.split_activations import split_multi_op_activations
 from edgeopt.frameworks.tensorflow.training import fine_tune
 from edgeopt.techniques import QatInt8Config, TechniqueConfig, TechniqueContext, TechniqueOutput
 
@@ -33,6 +34,12 @@ CALIBRATION_SAMPLES = 256  # the converter still wants a representative dataset 
 
 # Layer types tfmot registers but which must stay float (see the module docstring).
 KEEP_FLOAT = frozenset({"AveragePooling1D", "AveragePooling2D", "AveragePooling3D"})
+# Layers tfmot has no rule for (Multiply, custom layers, LayerScale, TFOpLambda) still get their output
+# fake-quantized: a tensor with no range in a quantization-aware model is written with scale 0 by the converter, which
+# XNNPACK refuses (EfficientNet's squeeze-and-excite Multiply feeding a convolution).
+OUTPUT_ONLY = "tfmot has no 8-bit rule for this layer type: its weights train in float, its output is fake-quantized"
+# TensorFlow functions called on Keras tensors (x + y): tfmot's wrapper cannot call them, so they stay float.
+UNWRAPPABLE = frozenset({"TFOpLambda", "SlicingOpLambda"})
 BATCH_NORMS = frozenset({"BatchNormalization", "SyncBatchNormalization"})
 # Layers whose BatchNorm tfmot's layout transforms fold: the fake-quantization then sits after the BatchNorm, where
 # TFLite's fused kernel quantizes, not between the two (tfmot's Conv2DBatchNormQuantize / DenseBatchNormQuantize).
@@ -89,7 +96,7 @@ def _float_reason(layer: Any, registry: Any) -> str | None:
     if name in KEEP_FLOAT:
         return "tfmot's 8-bit pooling rule breaks the INT8 conversion, so the converter calibrates it instead"
     if not registry.supports(layer):
-        return "tfmot has no 8-bit rule for this layer type"
+        return OUTPUT_ONLY
     return None
 
 
@@ -101,9 +108,11 @@ def quantize_supported_layers(model: Any) -> tuple[Any, dict[str, list[Any]]]:
     """
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs,
         default_8bit_quantize_registry,
     )
 
+    model, _ = split_multi_op_activations(model, layer_support.custom_objects(model))
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     left: dict[str, list[Any]] = {}
     annotated = 0
@@ -116,6 +125,13 @@ def quantize_supported_layers(model: Any) -> tuple[Any, dict[str, list[Any]]]:
                 return tfmot.quantization.keras.quantize_annotate_layer(layer)
             return layer  # float; the converter folds or calibrates it
         reason = _float_reason(layer, registry)
+        if reason == OUTPUT_ONLY and type(layer).__name__ in UNWRAPPABLE:
+            reason = "tfmot has no 8-bit rule for this layer type and cannot wrap a TensorFlow function call"
+        if reason == OUTPUT_ONLY and type(layer).__name__ not in layer_support.PLUMBING:
+            left.setdefault(reason, []).append(layer)
+            return tfmot.quantization.keras.quantize_annotate_layer(
+                layer, default_8bit_quantize_configs.Default8BitOutputQuantizeConfig()
+            )
         if reason is not None:
             left.setdefault(reason, []).append(layer)
             return layer
