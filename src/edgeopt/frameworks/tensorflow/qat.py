@@ -5,11 +5,13 @@ A freshly wrapped model scores near chance until its quantizer ranges have seen 
 ``tf_keras`` models only, and it cannot simulate quantization inside Lambda layers (their code is opaque to it):
 such models are refused with a sentence, and ptq_int8 still handles them.
 
-Only the layers tfmot's 8-bit registry supports are annotated; the rest train in float and are named in the notes
-(the INT8 converter still quantizes them from calibrated ranges): preprocessing layers (Rescaling, Normalization,
-Resizing), layers tfmot has no rule for (LayerScale, TFOpLambda, custom layers), models nested inside the model,
-and AveragePooling, whose tfmot 8-bit rule made the INT8 conversion of DenseNet121 fail. Grouped convolutions (RegNet)
-are annotated like any Conv2D. A BatchNorm right after an annotated convolution is annotated too, so tfmot folds it
+The layers tfmot's 8-bit registry supports are annotated with its rules. Layers it has no rule for (Multiply,
+LayerScale, custom layers) keep float weights but get their output fake-quantized (:data:`OUTPUT_ONLY`); the rest
+train in float: preprocessing layers (Rescaling, Normalization, Resizing), TensorFlow function calls (TFOpLambda),
+models nested inside the model, and AveragePooling, whose tfmot 8-bit rule made the INT8 conversion of DenseNet121
+fail. All of these are named in the notes. Grouped convolutions (RegNet) are annotated like any Conv2D; a fused swish
+is split into its own layer first (:mod:`split_activations`).
+A BatchNorm right after an annotated convolution is annotated too, so tfmot folds it
 and fake-quantizes after it, as TFLite's fused kernel will (:func:`_folded_batch_norms` says what went wrong
 without it). A fine-tune that still leaves NaN weights stops with a sentence instead of reaching the converter.
 """
@@ -34,8 +36,8 @@ CALIBRATION_SAMPLES = 256  # the converter still wants a representative dataset 
 
 # Layer types tfmot registers but which must stay float (see the module docstring).
 KEEP_FLOAT = frozenset({"AveragePooling1D", "AveragePooling2D", "AveragePooling3D"})
-# Layers tfmot has no rule for (Multiply, custom layers, LayerScale, TFOpLambda) still get their output
-# fake-quantized: a tensor with no range in a quantization-aware model is written with scale 0 by the converter, which
+# Layers tfmot has no rule for (Multiply, custom layers, LayerScale) still get their output fake-quantized: a tensor
+# with no range in a quantization-aware model is written with scale 0 by the converter, which
 # XNNPACK refuses (EfficientNet's squeeze-and-excite Multiply feeding a convolution).
 OUTPUT_ONLY = "tfmot has no 8-bit rule for this layer type: its weights train in float, its output is fake-quantized"
 # TensorFlow functions called on Keras tensors (x + y): tfmot's wrapper cannot call them, so they stay float.
