@@ -272,7 +272,9 @@ def table(results: list[dict[str, Any]], command: str, partial: str) -> list[str
         SECTION,
         "",
         f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Command (latest): `{command}`; each row gives the time it ran (reruns of some models replace their rows).",
+        f"- Command (latest): `{command}`; each row gives the time it ran, the commit it measured and the host's "
+        "15-minute load average when it finished (reruns of some models replace their rows; a rerun of some "
+        "techniques replaces only those cells, so the rest of such a row is older: see the json's per-run dates).",
         f"- Models random-init, trained 1 epoch on {TRAIN_IMAGES} digits images (3 channels), each technique at "
         f"minimal epochs ({', '.join(f'{k} {v}' for k, v in CONFIGS.items() if v)}); completed means the "
         f".tflite reloaded in LiteRT and classified {TEST_IMAGES} test images. Accuracy is not the point here.",
@@ -291,7 +293,8 @@ def table(results: list[dict[str, Any]], command: str, partial: str) -> list[str
             runs = {run["technique"]: run for run in result["runs"]}
             cells = [_cell(runs.get(name), notes) for name in TECHNIQUES]
         title = FAMILIES[result["model"]].title if result["model"] in FAMILIES else result["model"]
-        timing = f" | {result.get('seconds', '-')} | {result.get('date', '')} |"
+        measured = f" on {result['code']}, load {result['load']}" if "code" in result else ""
+        timing = f" | {result.get('seconds', '-')} | {result.get('date', '')}{measured} |"
         lines.append(f"| {title} | " + " | ".join(cells) + timing)
     lines += ["", *totals(results), ""]
     if notes:
@@ -408,6 +411,8 @@ def main(argv: list[str] | None = None) -> int:
         for result in pool.map(lambda key: _child(key, args.timeout, args.train_epochs, techniques), models):
             result["date"] = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
             result["command"] = command.strip()
+            result["code"] = code_version()
+            result["load"] = round(os.getloadavg()[2], 1)  # 15-minute average: the host is shared
             rows[result["model"]] = _merge(rows.get(result["model"]), result, techniques)
             lines = _section(rows, command)
             write_section(lines, args.out)
@@ -417,6 +422,23 @@ def main(argv: list[str] | None = None) -> int:
         write_section(lines, args.out)
     print("\n".join(lines))
     return 0
+
+
+def code_version() -> str:
+    """The commit the measured code is at, ``-dirty`` when the code (not the results files) differs from it."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=Path(__file__).parent.parent
+        ).stdout.strip()
+
+    try:
+        changed = git(
+            "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks", ":!benchmarks/results"
+        )
+        return git("rev-parse", "--short", "HEAD") + ("-dirty" if changed else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -433,6 +455,11 @@ def _merge(old: dict[str, Any] | None, new: dict[str, Any], techniques: tuple[st
         run.setdefault("date", old.get("date", ""))
     runs = {run["technique"]: run for run in kept + new["runs"]}
     merged = {**old, "runs": [runs[name] for name in TECHNIQUES if name in runs], "date": new["date"]}
+    for key in ("code", "load"):  # the rerun's; the kept runs keep their own date and, where recorded, code
+        merged[key] = new.get(key)
+        for run in kept:
+            if key in old:
+                run.setdefault(key, old[key])
     merged["command"] = "; ".join(dict.fromkeys(filter(None, (old.get("command"), new["command"]))))
     merged["seconds"] = round(sum(run.get("seconds", 0) for run in merged["runs"]), 1)
     return merged

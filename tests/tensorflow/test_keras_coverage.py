@@ -63,9 +63,7 @@ NAMED_IN_NOTES: dict[str, dict[str, str]] = {
 # Techniques that cannot apply to a family, and a phrase their skip sentence must contain.
 EXPECTED_SKIPS: dict[str, dict[str, str]] = {}
 # Known failures of the full models (benchmarks/results/coverage.md), with their measured cause; xfail without running.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("regnetx002", "qat_int8"): "TFLite INT8 conversion of the tfmot model: a CONV_2D gets filter zero point -128",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 # --------------------------------------------------------------------- one small model per family (make test)
@@ -242,6 +240,58 @@ def test_qat_keeps_preprocessing_and_average_pooling_float_and_says_so(digits_ke
     assert "Rescaling (to_unit_range)" in output.notes and "Normalization (normalize)" in output.notes
     assert "AveragePooling2D (avg_pool)" in output.notes
     assert load_tflite(output.artifact)(digits_keras.x_test[:4]).shape == (4, 10)
+
+
+def _rescaled_squeeze_excite_model() -> Any:
+    """The two patterns that broke keras.applications QAT, in a few layers.
+
+    RegNet: Rescaling(1/255) (fed [0, 1] images) -> Conv2D -> BatchNorm: the convolution's output stays under 0.02.
+    EfficientNet: squeeze-and-excite with a fused swish and a Multiply (no tfmot rule) feeding a convolution.
+    """
+    layers = tf_keras.layers
+    inputs = tf_keras.Input((32, 32, 3))
+    x = layers.Rescaling(1 / 255, name="prestem_rescaling")(inputs)
+    x = layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    se = layers.GlobalAveragePooling2D(keepdims=True, name="se_squeeze")(x)
+    se = layers.Conv2D(2, 1, activation="swish", name="se_reduce")(se)
+    se = layers.Conv2D(8, 1, activation="sigmoid", name="se_expand")(se)
+    x = layers.Multiply(name="se_excite")([x, se])
+    x = layers.Conv2D(16, 1, name="project_conv")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return tf_keras.Model(inputs, layers.Dense(10, activation="softmax", name="predictions")(x))
+
+
+def test_qat_fake_quantizes_after_the_batch_norm_not_the_tiny_convolution_output_before_it() -> None:
+    """Unannotated BatchNorms left tfmot's fake-quant on the stem convolution's raw output: after Rescaling(1/255)
+    every value rounded to zero in its initial [-6, 6] range, the fine-tune went NaN and RegNetX002's INT8 file got
+    a filter zero point of -128."""
+    from edgeopt.frameworks.tensorflow.qat import quantize_supported_layers
+
+    tf_keras.utils.set_random_seed(0)
+    model, _ = quantize_supported_layers(_rescaled_squeeze_excite_model())
+    images = np.random.default_rng(0).random((8, 32, 32, 3), dtype=np.float32)
+    stem = tf_keras.Model(model.inputs, model.get_layer("quant_stem_relu").output)
+    assert np.abs(stem(images, training=True).numpy()).max() > 0  # BatchNorm on batch statistics, as in training
+
+
+def test_qat_file_of_a_squeeze_excite_model_runs_in_xnnpack_and_names_the_output_only_layer(tmp_path: Path) -> None:
+    """EfficientNet's squeeze-and-excite: the Multiply tfmot has no rule for and the input of a fused swish had no
+    quantization range, the converter wrote them with scale 0 and XNNPACK refused the file."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    data = digits_at(32, train_images=32, test_images=8)
+    tf_keras.utils.set_random_seed(0)
+    run = run_technique("qat_int8", _loaded(_rescaled_squeeze_excite_model()), data, tmp_path, MINIMAL["qat_int8"])
+    assert run["status"] == "completed", run  # run_technique reloads the file in LiteRT with XNNPACK and classifies
+    assert "Multiply (se_excite)" in run["notes"] and "its output is fake-quantized" in run["notes"]
+    scales = [
+        detail["quantization_parameters"]["scales"]
+        for detail in Interpreter(model_path=str(tmp_path / "qat_int8.tflite")).get_tensor_details()
+        if detail["dtype"] == np.int8
+    ]
+    assert all(len(s) and (np.asarray(s) > 0).all() for s in scales)
 
 
 def test_pruning_never_touches_preprocessing_layers(digits_keras: Dataset, tmp_work: Path) -> None:

@@ -17,7 +17,7 @@ PREPROCESSING = frozenset(
     {"Rescaling", "Normalization", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom"}
 )
 # Layers with no tensor of their own: never worth naming as "left out".
-_PLUMBING = frozenset({"InputLayer", "Dropout", "SpatialDropout2D", "Reshape", "Flatten", "Permute"})
+PLUMBING = frozenset({"InputLayer", "Dropout", "SpatialDropout2D", "Reshape", "Flatten", "Permute"})
 MAX_NAMES = 3
 
 
@@ -45,7 +45,7 @@ def left_out_sentence(left: dict[str, list[Any]], what: str) -> str:
     """
     parts = []
     for reason, layers in left.items():
-        shown = [layer for layer in layers if type(layer).__name__ not in _PLUMBING]
+        shown = [layer for layer in layers if type(layer).__name__ not in PLUMBING]
         if not shown:
             continue
         by_class: dict[str, list[str]] = {}

@@ -5,13 +5,15 @@ A freshly wrapped model scores near chance until its quantizer ranges have seen 
 ``tf_keras`` models only, and it cannot simulate quantization inside Lambda layers (their code is opaque to it):
 such models are refused with a sentence, and ptq_int8 still handles them.
 
-Only the layers tfmot's 8-bit registry supports are annotated; the rest train in float and are named in the notes
-(the INT8 converter still quantizes them from calibrated ranges): preprocessing layers (Rescaling, Normalization,
-Resizing), layers tfmot has no rule for (LayerScale, TFOpLambda, custom layers), models nested inside the model,
-and AveragePooling, whose tfmot 8-bit rule made the INT8 conversion of DenseNet121 fail. Grouped convolutions (RegNet)
-are annotated like any Conv2D: keeping them float did not avoid RegNetX002's INT8 conversion failure (a CONV_2D
-filter zero point of -128; still open, benchmarks/results/coverage.md), and a small RegNetX/RegNetY with them
-annotated trains and converts (tests/tensorflow/test_keras_coverage.py).
+The layers tfmot's 8-bit registry supports are annotated with its rules. Layers it has no rule for (Multiply,
+LayerScale, custom layers) keep float weights but get their output fake-quantized (:data:`OUTPUT_ONLY`); the rest
+train in float: preprocessing layers (Rescaling, Normalization, Resizing), TensorFlow function calls (TFOpLambda),
+models nested inside the model, and AveragePooling, whose tfmot 8-bit rule made the INT8 conversion of DenseNet121
+fail. All of these are named in the notes. Grouped convolutions (RegNet) are annotated like any Conv2D; a fused swish
+is split into its own layer first (:mod:`split_activations`).
+A BatchNorm right after an annotated convolution is annotated too, so tfmot folds it
+and fake-quantizes after it, as TFLite's fused kernel will (:func:`_folded_batch_norms` says what went wrong
+without it). A fine-tune that still leaves NaN weights stops with a sentence instead of reaching the converter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from edgeopt.errors import TechniqueFailed, Unsupported
 from edgeopt.frameworks.tensorflow import keras_compat, layer_support
 from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.ptq_int8 import int8_output
+from edgeopt.frameworks.tensorflow.split_activations import split_multi_op_activations
 from edgeopt.frameworks.tensorflow.training import fine_tune
 from edgeopt.techniques import QatInt8Config, TechniqueConfig, TechniqueContext, TechniqueOutput
 
@@ -33,9 +36,56 @@ CALIBRATION_SAMPLES = 256  # the converter still wants a representative dataset 
 
 # Layer types tfmot registers but which must stay float (see the module docstring).
 KEEP_FLOAT = frozenset({"AveragePooling1D", "AveragePooling2D", "AveragePooling3D"})
-# Not annotated, and not named as left float: tfmot's layout transforms fold a BatchNorm that follows a convolution
-# into it and quantize its output (annotating one directly makes quantize_apply fail when no convolution precedes it).
-FOLDED = frozenset({"BatchNormalization", "SyncBatchNormalization"})
+# Layers tfmot has no rule for (Multiply, custom layers, LayerScale) still get their output fake-quantized: a tensor
+# with no range in a quantization-aware model is written with scale 0 by the converter, which
+# XNNPACK refuses (EfficientNet's squeeze-and-excite Multiply feeding a convolution).
+OUTPUT_ONLY = "tfmot has no 8-bit rule for this layer type: its weights train in float, its output is fake-quantized"
+# TensorFlow functions called on Keras tensors (x + y): tfmot's wrapper cannot call them, so they stay float.
+UNWRAPPABLE = frozenset({"TFOpLambda", "SlicingOpLambda"})
+BATCH_NORMS = frozenset({"BatchNormalization", "SyncBatchNormalization"})
+# Layers whose BatchNorm tfmot's layout transforms fold: the fake-quantization then sits after the BatchNorm, where
+# TFLite's fused kernel quantizes, not between the two (tfmot's Conv2DBatchNormQuantize / DenseBatchNormQuantize).
+FOLDS_BATCH_NORM = frozenset({"Conv2D", "DepthwiseConv2D", "Dense"})
+
+
+def _inbound_layers(layer: Any) -> list[Any]:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if len(nodes) != 1:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, list | tuple) else [inbound]
+
+
+def _folded_batch_norms(model: Any, annotated: Any) -> set[str]:
+    """Names of the BatchNorms tfmot will fold into the layer before them, so they must be annotated too.
+
+    tfmot transforms only annotated layers: with a convolution annotated and its BatchNorm not, the convolution's
+    raw output is fake-quantized before the BatchNorm. That output's range can be far from the BatchNorm's (a
+    convolution after Rescaling(1/255) on [0, 1] images gives values under 0.02, all rounded to zero in the initial
+    [-6, 6] range); the fine-tune then produced NaN weights, and the converter a filter zero point of -128 that
+    TFLite refuses (RegNetX002). An annotated BatchNorm that no transform folds makes quantize_apply fail, so only
+    those matching tfmot's patterns are annotated: a BatchNorm whose only input is an annotated Conv2D, DepthwiseConv2D
+    or Dense with a linear activation, used by nothing else.
+    """
+    output_layers = {id(tensor._keras_history.layer) for tensor in model.outputs}  # noqa: SLF001
+    folded = set()
+    for layer in model.layers:
+        if type(layer).__name__ not in BATCH_NORMS:
+            continue
+        producers = _inbound_layers(layer)
+        if len(producers) != 1:
+            continue
+        producer = producers[0]
+        if (
+            type(producer).__name__ in FOLDS_BATCH_NORM
+            and annotated(producer)
+            and getattr(producer.activation, "__name__", "") == "linear"
+            and len(producer._outbound_nodes) == 1  # noqa: SLF001 - Keras keeps the graph there
+            and len(producer._inbound_nodes) == 1  # noqa: SLF001
+            and id(producer) not in output_layers
+        ):
+            folded.add(layer.name)
+    return folded
 
 
 def _float_reason(layer: Any, registry: Any) -> str | None:
@@ -48,7 +98,7 @@ def _float_reason(layer: Any, registry: Any) -> str | None:
     if name in KEEP_FLOAT:
         return "tfmot's 8-bit pooling rule breaks the INT8 conversion, so the converter calibrates it instead"
     if not registry.supports(layer):
-        return "tfmot has no 8-bit rule for this layer type"
+        return OUTPUT_ONLY
     return None
 
 
@@ -60,18 +110,30 @@ def quantize_supported_layers(model: Any) -> tuple[Any, dict[str, list[Any]]]:
     """
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs,
         default_8bit_quantize_registry,
     )
 
+    model, _ = split_multi_op_activations(model, layer_support.custom_objects(model))
     registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
     left: dict[str, list[Any]] = {}
     annotated = 0
+    folded = _folded_batch_norms(model, lambda layer: _float_reason(layer, registry) is None)
 
     def annotate(layer: Any) -> Any:
         nonlocal annotated
-        if type(layer).__name__ in FOLDED:
-            return layer
+        if type(layer).__name__ in BATCH_NORMS:
+            if layer.name in folded:
+                return tfmot.quantization.keras.quantize_annotate_layer(layer)
+            return layer  # float; the converter folds or calibrates it
         reason = _float_reason(layer, registry)
+        if reason == OUTPUT_ONLY and type(layer).__name__ in UNWRAPPABLE:
+            reason = "tfmot has no 8-bit rule for this layer type and cannot wrap a TensorFlow function call"
+        if reason == OUTPUT_ONLY and type(layer).__name__ not in layer_support.PLUMBING:
+            left.setdefault(reason, []).append(layer)
+            return tfmot.quantization.keras.quantize_annotate_layer(
+                layer, default_8bit_quantize_configs.Default8BitOutputQuantizeConfig()
+            )
         if reason is not None:
             left.setdefault(reason, []).append(layer)
             return layer
@@ -95,6 +157,18 @@ def _refuse_lambda_layers(model: object) -> None:
         raise Unsupported(
             f"qat_int8 cannot simulate quantization inside Lambda layer(s) {', '.join(lambdas)}: their Python code "
             "is opaque to TensorFlow Model Optimization. Replace them with built-in Keras layers, or use ptq_int8."
+        )
+
+
+def _refuse_non_finite_weights(model: Any) -> None:
+    """Stop with a sentence when fine-tuning diverged: NaN weights convert to parameters LiteRT refuses."""
+    import numpy as np
+
+    broken = [w.name.split("/")[0] for w in model.weights if not np.isfinite(w.numpy()).all()]
+    if broken:
+        raise TechniqueFailed(
+            f"Quantization-aware fine-tuning diverged: {len(broken)} weight tensor(s) became NaN or infinite (first in "
+            f"layer {broken[0]}). Try a lower learning rate for qat_int8, or use ptq_int8, which needs no training."
         )
 
 
@@ -126,6 +200,7 @@ class QatInt8:
             seed=config.seed,
             cosine=True,
         )
+        _refuse_non_finite_weights(model)
         notes = (
             "tfmot quantize_apply on the layers it supports (8-bit weights per channel, 8-bit activations), fine-tuned "
             f"{epochs} epoch(s) from lr {lr:g} (cosine decay) on the train split, then TFLite "

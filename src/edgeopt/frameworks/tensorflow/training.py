@@ -28,11 +28,18 @@ def _keras_of(model: Any) -> Any:
 
 
 def outputs_probabilities(model: Any) -> bool:
-    """True when the model ends in a softmax, so the loss must not treat its outputs as logits."""
+    """True when the model ends in a softmax, so the loss must not treat its outputs as logits.
+
+    Looks through tfmot's wrappers (quantization, pruning: ``.layer``) and its quantization-aware activation
+    (``.activation``), so a quantization-aware keras.applications model is still trained on its probabilities.
+    """
     last = model.layers[-1]
+    while hasattr(getattr(last, "layer", None), "get_config"):  # a Keras Wrapper: the wrapped layer decides
+        last = last.layer
     if type(last).__name__ == "Softmax":
         return True
     activation = getattr(last, "activation", None)
+    activation = getattr(activation, "activation", activation)  # tfmot's QuantizeAwareActivation keeps the original
     return getattr(activation, "__name__", "") == "softmax"
 
 
