@@ -146,7 +146,9 @@ _CHANNELS = Knob("channel_sparsity", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6),
 # Cost models, (fixed units, epoch weight) per framework. PyTorch: exporting and lowering dominate and a QAT epoch runs
 # a graph full of fake-quantize nodes (about 12x a plain epoch). TensorFlow: conversion is cheap next to its import,
 # so the fine-tuning techniques dominate. Expectations: the techniques' acceptance table; against an FP32 .tflite,
-# whose flatbuffer overhead differs from a .pte's, the TensorFlow issue asks for less compression.
+# whose flatbuffer overhead differs from a .pte's, the TensorFlow issue asks for less compression. The techniques
+# with a knob search their strength, so theirs are issue 14's floors for a searched result within a 1-point budget
+# (at least 30 % sparsity, 1.5x fewer FLOPs, 0.6x the parameters, 5x smaller), not the old fixed-50 % figures.
 SPECS: tuple[TechniqueSpec, ...] = (
     TechniqueSpec(
         name="ptq_int8",
@@ -182,10 +184,7 @@ SPECS: tuple[TechniqueSpec, ...] = (
             TENSORFLOW: "edgeopt.frameworks.tensorflow.ptq_int4:PtqInt4",
         },
         cost={PYTORCH: CostModel(0.85), TENSORFLOW: CostModel(0.35)},
-        expected={
-            PYTORCH: Expectation(min_compression=6.5, max_drop_points=1.5),
-            TENSORFLOW: Expectation(min_compression=6.0, max_drop_points=1.5),
-        },
+        expected=_both(Expectation(min_compression=5.0, max_drop_points=1.5)),
     ),
     TechniqueSpec(
         name="prune_unstructured",
@@ -201,7 +200,7 @@ SPECS: tuple[TechniqueSpec, ...] = (
             TENSORFLOW: "edgeopt.frameworks.tensorflow.pruning:PruneUnstructured",
         },
         cost={PYTORCH: CostModel(0.5, 1.0), TENSORFLOW: CostModel(0.2, 4.0)},
-        expected=_both(Expectation(max_drop_points=1.0, min_gzip_ratio=1.6, dense_file=True, sparsity=(0.49, 0.51))),
+        expected=_both(Expectation(max_drop_points=1.0, min_gzip_ratio=1.2, dense_file=True, sparsity=(0.3, 0.95))),
     ),
     TechniqueSpec(
         name="prune_structured",
@@ -217,7 +216,7 @@ SPECS: tuple[TechniqueSpec, ...] = (
             TENSORFLOW: "edgeopt.frameworks.tensorflow.filter_pruning:PruneStructured",
         },
         cost={PYTORCH: CostModel(0.3, 0.35), TENSORFLOW: CostModel(0.2, 1.05)},
-        expected=_both(Expectation(min_compression=2.0, max_drop_points=1.5, min_flops_ratio=2.0)),
+        expected=_both(Expectation(min_compression=1.4, max_drop_points=1.5, min_flops_ratio=1.5)),
     ),
     TechniqueSpec(
         name="distillation",
@@ -233,7 +232,7 @@ SPECS: tuple[TechniqueSpec, ...] = (
             TENSORFLOW: "edgeopt.frameworks.tensorflow.distillation:Distillation",
         },
         cost={PYTORCH: CostModel(0.3, 0.9), TENSORFLOW: CostModel(0.2, 1.45)},
-        expected=_both(Expectation(min_compression=2.0, max_drop_points=2.0, max_params_fraction=0.5)),
+        expected=_both(Expectation(min_compression=1.6, max_drop_points=2.0, max_params_fraction=0.6)),
     ),
     TechniqueSpec(
         name="qat_int8",
@@ -267,10 +266,7 @@ SPECS: tuple[TechniqueSpec, ...] = (
             TENSORFLOW: "edgeopt.frameworks.tensorflow.hybrid:HybridPruneInt8",
         },
         cost={PYTORCH: CostModel(0.7, 0.3), TENSORFLOW: CostModel(0.25, 0.9)},
-        expected={
-            PYTORCH: Expectation(min_compression=7.0, max_drop_points=2.0),
-            TENSORFLOW: Expectation(min_compression=6.0, max_drop_points=2.0),
-        },
+        expected=_both(Expectation(min_compression=5.0, max_drop_points=2.0)),
     ),
 )
 SPEC_NAMES: tuple[str, ...] = tuple(spec.name for spec in SPECS)

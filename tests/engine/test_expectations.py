@@ -44,19 +44,19 @@ def test_unstructured_pruning_checks_sparsity_gzip_and_a_dense_file() -> None:
     expected = EXPECTATIONS["pytorch"]["prune_unstructured"]
     good = result(sparsity=0.5, compressed_size_bytes=4_000_000)
     assert shortfalls(expected, BASE, good) == []
-    bad = result(sparsity=0.3, compressed_size_bytes=6_000_000, size_bytes=4_000_000)
+    bad = result(sparsity=0.2, compressed_size_bytes=6_000_000, size_bytes=4_000_000)
     assert shortfalls(expected, BASE, bad) == [
         "the file changed size 2.00x although zeros are stored densely",
-        "the gzip size is 1.17x smaller (usually at least 1.6x)",
-        "30.0% of the weights are zero (expected 49%-51%)",
+        "the gzip size is 1.17x smaller (usually at least 1.2x)",
+        "20.0% of the weights are zero (expected 30%-95%)",
     ]
 
 
 def test_structural_shortfalls_name_flops_and_params() -> None:
     pruned = result(size_bytes=2_000_000, flops=8_000, params=800)
-    assert "it needs 1.25x fewer FLOPs (usually at least 2x)" in shortfalls(
+    assert "it needs 1.25x fewer FLOPs (usually at least 1.5x)" in shortfalls(
         EXPECTATIONS["pytorch"]["prune_structured"], BASE, pruned
     )
     assert shortfalls(EXPECTATIONS["pytorch"]["distillation"], BASE, pruned) == [
-        "it keeps 80% of the parameters (usually at most 50%)"
+        "it keeps 80% of the parameters (usually at most 60%)"
     ]
