@@ -66,6 +66,11 @@ KNOBS: dict[str, Knob] = {
 }
 
 
+def int8_ladder(count: int) -> list[int]:
+    """ptq_int4's ladder: how many of the ``count`` most sensitive layers stay at 8 bits, all first, down to none."""
+    return sorted({k for k in (count, count // 2, count // 4, count // 8, 3, 2, 1, 0) if 0 <= k <= count}, reverse=True)
+
+
 @dataclass
 class Candidate:
     """What a technique's ``evaluate`` returns for one setting."""
