@@ -214,6 +214,26 @@ def run_search(
     return record
 
 
+def choose_strength(
+    search: SearchContext | None,
+    technique: str,
+    fixed: float,
+    score_original: Callable[[], float],
+    evaluate: Callable[[float], Candidate],
+    reporter: StageReporter,
+    ladder: Sequence[float] | None = None,
+) -> tuple[float, StrengthSearch | None]:
+    """The setting to build: ``fixed`` (the config's) when no search runs, else the search's choice and record.
+
+    ``score_original`` gives the user's model's validation accuracy (each framework scores its own models).
+    """
+    if search is None or (ladder is not None and not ladder):
+        return fixed, None  # no search, or no setting on the ladder changes this (narrow) model
+    reporter.stage("Scoring the original model on the validation split", 0.0)
+    record = run_search(search, KNOBS[technique], score_original(), evaluate, reporter, ladder=ladder)
+    return record.chosen, record
+
+
 def _reason(record: StrengthSearch, knob: Knob, steps: Sequence[float], good: int, bad: int) -> str:
     budget = f"{record.budget_points:.2g}-point budget ({_source(record.budget_source)})"
     scored = {trial.setting: trial for trial in record.trials}
