@@ -132,6 +132,29 @@ def sensitivity_order(
     return sorted(names, key=lambda name: -error[name])
 
 
+def weight_types(path: Path) -> dict[str, tuple[str, str]]:
+    """Per weighted op (by output tensor name): its kind and the stored type of its weights (INT4, INT8, FLOAT32).
+
+    Read from the file itself, so notes count what the recipe really quantized: LiteRT's dynamic recipe, for one,
+    leaves depthwise convolutions in float.
+    """
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(path.read_bytes(), 0)
+    graph = model.Subgraphs(0)
+    types = {value: key for key, value in vars(schema.TensorType).items() if not key.startswith("_")}
+    ops = {value: key for key, value in vars(schema.BuiltinOperator).items() if not key.startswith("_")}
+    found: dict[str, tuple[str, str]] = {}
+    for index in range(graph.OperatorsLength()):
+        op = graph.Operators(index)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        kind = ops.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "")
+        if kind in WEIGHTED_OPS and op.InputsLength() > 1:
+            weight, output = graph.Tensors(op.Inputs(1)), graph.Tensors(op.Outputs(0))
+            found[output.Name().decode()] = (kind, types.get(weight.Type(), "?"))
+    return found
+
+
 def layer_label(tensor_name: str) -> str:
     """A readable name for an op's output tensor: the layer that produced it (``model/Conv_1/Conv2D`` -> Conv_1)."""
     last = tensor_name.split(";")[-1].split("/")
@@ -234,7 +257,11 @@ class PtqInt4:
         reporter = ctx.reporter.sub(0.1, 0.9)
         artifact = ctx.work_dir / f"{self.name}.tflite"
         candidate_file = ctx.work_dir / f"{self.name}.candidate.tflite"
-        names = weighted_op_names(fp32)
+        # Only the ops the recipe really gives 4-bit weights are ranked and counted (it leaves some in float).
+        quantize_weights(fp32, candidate_file, MIXED_RECIPE)
+        names = [name for name, (_, kind) in weight_types(candidate_file).items() if kind == "INT4"]
+        if not names:
+            raise TechniqueFailed(f"ai-edge-quantizer's {MIXED_RECIPE} gave no layer of this model 4-bit weights.")
         reporter.stage("Ranking the layers by their sensitivity to 4 bits", 0.0)
         x, _ = _selection_slice(ctx.data.x_train, ctx.data.y_train, config.seed)
         ranked = sensitivity_order(fp32, names, x[:SENSITIVITY_IMAGES], candidate_file)
@@ -260,16 +287,17 @@ class PtqInt4:
             artifact=artifact,
             precision="int4",
             model=ctx.model.model,
-            notes=_mixed_notes(record, names, keep),
+            notes=_mixed_notes(record, weight_types(artifact), keep),
             search=record,
             extra={"recipe": MIXED_RECIPE, "int8_layers": [layer_label(name) for name in keep]},
         )
 
 
-def _mixed_notes(record: StrengthSearch | None, names: Sequence[str], keep: Sequence[str]) -> str:
+def _mixed_notes(record: StrengthSearch | None, stored: dict[str, tuple[str, str]], keep: Sequence[str]) -> str:
+    counts = {kind: sum(1 for _, t in stored.values() if t == kind) for kind in ("INT4", "INT8", "FLOAT32")}
     notes = (search_note(record) + " " if record else "") + (
-        f"ai-edge-quantizer {MIXED_RECIPE}, per-channel symmetric weights: {len(names) - len(keep)} of "
-        f"{len(names)} weighted layers at 4 bits, packed two per byte; {RUNTIME_NOTE[MIXED_RECIPE]}."
+        f"ai-edge-quantizer {MIXED_RECIPE}, per-channel symmetric weights: {counts['INT4']} of {len(stored)} weighted "
+        f"layers hold 4-bit weights packed two per byte; {RUNTIME_NOTE[MIXED_RECIPE]}."
     )
     if keep:
         labels = [layer_label(name) for name in keep]
@@ -277,5 +305,11 @@ def _mixed_notes(record: StrengthSearch | None, names: Sequence[str], keep: Sequ
         notes += (
             f" Mixed precision: the {len(keep)} layer(s) most sensitive to 4 bits (each ranked by how far 4 bits on "
             f"it alone move the logits, on train images) keep 8-bit weights: {shown}."
+        )
+    floats = sorted({kind for kind, t in stored.values() if t == "FLOAT32"})
+    if counts["FLOAT32"]:
+        notes += (
+            f" {counts['FLOAT32']} layer(s) keep float weights because the recipe does not quantize them "
+            f"({', '.join(floats)})."
         )
     return notes
