@@ -44,6 +44,11 @@ MIN_RECOVERY_IMAGES = 256
 KNOBS: dict[str, Knob] = {spec.name: spec.knob for spec in SPECS if spec.knob is not None}
 
 
+def int8_ladder(count: int) -> list[int]:
+    """ptq_int4's ladder: how many of the ``count`` most sensitive layers stay at 8 bits, all first, down to none."""
+    return sorted({k for k in (count, count // 2, count // 4, count // 8, 3, 2, 1, 0) if 0 <= k <= count}, reverse=True)
+
+
 @dataclass
 class Candidate:
     """What a technique's ``evaluate`` returns for one setting."""
@@ -185,6 +190,26 @@ def run_search(
     )
     record.reason = _reason(record, knob, steps, good, bad)
     return record
+
+
+def choose_strength(
+    search: SearchContext | None,
+    technique: str,
+    fixed: float,
+    score_original: Callable[[], float],
+    evaluate: Callable[[float], Candidate],
+    reporter: StageReporter,
+    ladder: Sequence[float] | None = None,
+) -> tuple[float, StrengthSearch | None]:
+    """The setting to build: ``fixed`` (the config's) when no search runs, else the search's choice and record.
+
+    ``score_original`` gives the user's model's validation accuracy (each framework scores its own models).
+    """
+    if search is None or (ladder is not None and not ladder):
+        return fixed, None  # no search, or no setting on the ladder changes this (narrow) model
+    reporter.stage("Scoring the original model on the validation split", 0.0)
+    record = run_search(search, KNOBS[technique], score_original(), evaluate, reporter, ladder=ladder)
+    return record.chosen, record
 
 
 def _reason(record: StrengthSearch, knob: Knob, steps: Sequence[float], good: int, bad: int) -> str:

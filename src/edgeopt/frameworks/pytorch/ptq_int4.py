@@ -31,7 +31,7 @@ from torch.fx import GraphModule, Node
 from edgeopt.frameworks.pytorch.export import drop_unused_attributes, export_program, save_pt2, to_pte
 from edgeopt.frameworks.pytorch.layout import example_input
 from edgeopt.report import StrengthSearch
-from edgeopt.strength_search import Candidate, search_note
+from edgeopt.strength_search import Candidate, int8_ladder, search_note
 from edgeopt.techniques import PtqInt4Config, TechniqueConfig, TechniqueContext, TechniqueOutput
 
 QMIN, QMAX = -8, 7
@@ -292,11 +292,6 @@ def sensitivity_order(module: nn.Module, layers: Sequence[str], images: Any) -> 
     reference = module.eval()(x)
     error = {name: float(((fake_quantized(module, [name], [])(x) - reference) ** 2).mean()) for name in layers}
     return sorted(layers, key=lambda name: -error[name])
-
-
-def int8_ladder(count: int) -> list[int]:
-    """How many of the most sensitive layers stay at 8 bits, mildest (all) first, down to none."""
-    return sorted({k for k in (count, count // 2, count // 4, count // 8, 3, 2, 1, 0) if 0 <= k <= count}, reverse=True)
 
 
 def quantize_int4_grouped(

@@ -11,10 +11,11 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from edgeopt import strength_search
 from edgeopt.frameworks.pytorch.training import accuracy
 from edgeopt.progress import StageReporter
 from edgeopt.report import StrengthSearch
-from edgeopt.strength_search import KNOBS, Candidate, SearchContext, run_search
+from edgeopt.strength_search import Candidate, SearchContext
 from edgeopt.techniques import TechniqueContext
 
 
@@ -32,12 +33,12 @@ def choose_strength(
     ladder: Sequence[float] | None = None,
 ) -> tuple[float, StrengthSearch | None]:
     """The setting to build: ``fixed`` (the config's) when no search runs, else the search's choice and record."""
-    if ctx.search is None or (ladder is not None and not ladder):
-        return fixed, None  # no search, or no setting on the ladder changes this (narrow) model
-    reporter.stage("Scoring the original model on the validation split", 0.0)
-    baseline = val_accuracy(original, ctx.search)
-    record = run_search(ctx.search, KNOBS[technique], baseline, evaluate, reporter, ladder=ladder)
-    return record.chosen, record
+    search = ctx.search
+
+    def score() -> float:  # called only when a search runs
+        return val_accuracy(original, search)  # type: ignore[arg-type]
+
+    return strength_search.choose_strength(search, technique, fixed, score, evaluate, reporter, ladder)
 
 
 def finish_record(record: StrengthSearch | None, module: nn.Module, ctx: TechniqueContext) -> None:

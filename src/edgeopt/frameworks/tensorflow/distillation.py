@@ -18,10 +18,21 @@ import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
 from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite  # noqa: E402
-from edgeopt.frameworks.tensorflow.filter_pruning import kept_whole_note, prune_filters  # noqa: E402
-from edgeopt.frameworks.tensorflow.training import outputs_probabilities, progress_callback  # noqa: E402
+from edgeopt.frameworks.tensorflow.filter_pruning import (  # noqa: E402
+    kept_whole_note,
+    protected_note,
+    prune_filters,
+    removes_filters,
+)
+from edgeopt.frameworks.tensorflow.training import (  # noqa: E402
+    outputs_probabilities,
+    progress_callback,
+    recalibrate_batchnorm,
+)
 from edgeopt.errors import Unsupported  # noqa: E402
 from edgeopt.frameworks.tensorflow.failures import readable_failures  # noqa: E402
+from edgeopt.progress import StageReporter  # noqa: E402
+from edgeopt.strength_search import KNOBS, Candidate, recovery_subset, search_note  # noqa: E402
 from edgeopt.techniques import DistillationConfig, TechniqueConfig, TechniqueContext, TechniqueOutput  # noqa: E402
 
 _EPS = 1e-7
@@ -79,54 +90,103 @@ def teacher_logits(teacher: Any, x: np.ndarray, batch_size: int = 256) -> np.nda
     return np.asarray(_logits(tf.constant(out), probabilities), dtype=np.float32)
 
 
+def distill(
+    student: Any, x: np.ndarray, y: np.ndarray, targets: np.ndarray, config: DistillationConfig, epochs: int,
+    reporter: StageReporter, stage: str,
+) -> None:  # fmt: skip
+    """Train ``student`` in place on the teacher's soft ``targets`` (logits for ``x``) plus the labels ``y``."""
+    if epochs <= 0:
+        return
+    tf_keras.utils.set_random_seed(config.seed)
+    distiller = Distiller(
+        student, temperature=config.temperature, alpha=config.alpha, probabilities=outputs_probabilities(student)
+    )
+    distiller.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=config.learning_rate))
+    steps = int(np.ceil(len(x) / config.batch_size))
+    distiller.fit(
+        x,
+        (y, targets),
+        epochs=epochs,
+        batch_size=config.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=[progress_callback(tf_keras, reporter, stage, epochs, steps)],
+    )
+
+
 class Distillation:
+    """The student's width is searched for the accuracy budget unless the config sets ``width_ratio``."""
+
     name: ClassVar[str] = "distillation"
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = DistillationConfig
+    searches_strength: ClassVar[bool] = True
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
+        from edgeopt.estimate import profile_keras
+        from edgeopt.frameworks.tensorflow.search import choose_strength, finish_record, val_accuracy
+
         if not isinstance(config, DistillationConfig):
             config = DistillationConfig.model_validate(config.model_dump())
         if not getattr(ctx.model, "transformable", True):
             raise Unsupported(ctx.model.not_transformable_reason or "This model can be evaluated but not transformed.")
         teacher = ctx.model.model
-        ctx.reporter.stage(f"Building the student: the teacher with {config.width_ratio:.0%} of its filters", 0.0)
-        pruned = prune_filters(teacher, 1.0 - config.width_ratio)
-        student = pruned.model
-        ctx.reporter.stage("Computing the teacher's soft targets on the train split", 0.04)
+        search_reporter = ctx.reporter.sub(0.0, 0.4)
+        search_reporter.stage("Computing the teacher's soft targets on the train split", 0.0)
         targets = teacher_logits(teacher, ctx.data.x_train)
+
+        if ctx.search is not None:
+            recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images)
+            recovery_targets = teacher_logits(teacher, recovery.x_train)  # the few images a candidate trains on
+        params_before = int(teacher.count_params())
+
+        def evaluate(width: float) -> Candidate:
+            pruned = prune_filters(teacher, 1.0 - width, protect=True)
+            recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
+            stage = f"Searching the strength: short distillation at {width:.0%} width"
+            distill(pruned.model, recovery.x_train, recovery.y_train, recovery_targets, config, 1,
+                    search_reporter, stage)  # fmt: skip
+            recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
+            params = int(pruned.model.count_params())
+            return Candidate(
+                val_accuracy=val_accuracy(pruned.model, ctx.search),  # type: ignore[arg-type]
+                params=params,
+                flops=int(profile_keras(pruned.model).flops),
+                size_ratio=params_before / max(1, params),
+            )
+
+        ladder = [w for w in KNOBS[self.name].ladder if removes_filters(teacher, 1.0 - w)] if ctx.search else None
+        width, record = choose_strength(
+            ctx, self.name, config.width_ratio, teacher, evaluate, search_reporter, ladder=ladder
+        )
+        reporter = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
+        reporter.stage(f"Building the student: the teacher with {width:.0%} of its filters", 0.0)
+        pruned = prune_filters(teacher, 1.0 - width, protect=True)
+        student = pruned.model
+        recalibrate_batchnorm(student, ctx.data.x_train, config.seed)
+        stage = f"Distilling into the student (T={config.temperature:g}, alpha={config.alpha:g})"
+        distill(student, ctx.data.x_train, ctx.data.y_train, targets, config, config.epochs, reporter.sub(0.05, 0.9),
+                stage)  # fmt: skip
         if config.epochs > 0:
-            tf_keras.utils.set_random_seed(config.seed)
-            distiller = Distiller(
-                student,
-                temperature=config.temperature,
-                alpha=config.alpha,
-                probabilities=outputs_probabilities(student),
-            )
-            distiller.compile(optimizer=tf_keras.optimizers.Adam(learning_rate=config.learning_rate))
-            steps = int(np.ceil(len(ctx.data.x_train) / config.batch_size))
-            stage = f"Distilling into the student (T={config.temperature:g}, alpha={config.alpha:g})"
-            distiller.fit(
-                ctx.data.x_train,
-                (ctx.data.y_train, targets),
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                shuffle=True,
-                verbose=0,
-                callbacks=[progress_callback(tf_keras, ctx.reporter.sub(0.08, 0.9), stage, config.epochs, steps)],
-            )
-        ctx.reporter.stage("Exporting the student to .tflite", 0.92)
+            recalibrate_batchnorm(student, ctx.data.x_train, config.seed)
+        finish_record(record, student, ctx)
+        reporter.stage("Exporting the student to .tflite", 0.92)
         artifact = to_tflite(student, ctx.work_dir / f"{self.name}.tflite")
         keras_file = save_keras(student, ctx.work_dir / f"{self.name}.keras")
-        ctx.reporter.stage("Exported", 1.0)
-        notes = (
-            f"Student = the teacher structurally pruned to {config.width_ratio:.0%} of its filters "
+        reporter.stage("Exported", 1.0)
+        notes = (search_note(record) + " " if record else "") + (
+            f"Student = the teacher structurally pruned to {width:.0%} of its filters "
             f"({pruned.filters_before} -> {pruned.filters_after} filters and units), distilled for {config.epochs} "
             f"epoch(s) with a Keras distiller: {config.alpha:g} x T^2 x KL(T={config.temperature:g}) + "
-            f"{1 - config.alpha:g} x cross-entropy, teacher frozen."
+            f"{1 - config.alpha:g} x cross-entropy, teacher frozen; BatchNorm statistics recalibrated on train images."
         )
-        notes += kept_whole_note(pruned)
+        notes += protected_note(pruned) + kept_whole_note(pruned)
         return TechniqueOutput(
-            artifact=artifact, precision="fp32", model=student, formats={"keras": keras_file}, notes=notes
+            artifact=artifact,
+            precision="fp32",
+            model=student,
+            formats={"keras": keras_file},
+            notes=notes,
+            search=record,
         )

@@ -28,6 +28,8 @@ import tf_keras  # noqa: E402
 from edgeopt.errors import Unsupported  # noqa: E402
 from edgeopt.frameworks.tensorflow.failures import readable_failures  # noqa: E402
 from edgeopt.progress import StageReporter  # noqa: E402
+from edgeopt.report import StrengthSearch  # noqa: E402
+from edgeopt.strength_search import KNOBS, Candidate, recovery_subset, search_note  # noqa: E402
 from edgeopt.techniques import (  # noqa: E402
     FineTuneConfig,
     PruneStructuredConfig,
@@ -46,6 +48,7 @@ _PASS_THROUGH = frozenset(
     }
 )  # fmt: skip
 _ELEMENTWISE = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
+_ADDITIVE = frozenset({"Add", "Subtract", "Average"})  # a residual stream meets its block's output here
 _PER_CHANNEL = frozenset({"BatchNormalization", "LayerNormalization"})  # every weight is a (C,) vector
 _NESTED = frozenset({"Functional", "Sequential", "Model"})
 # TFOpLambda layers (``x + y``, ``x * gate``, ``tf.nn.relu(x)`` written in a Functional model) by their function.
@@ -55,6 +58,7 @@ _TF_BINARY = frozenset(
         "math.divide", "math.maximum", "math.minimum",
     }
 )  # fmt: skip
+_TF_ADDITIVE = frozenset({"__operators__.add", "math.add", "math.add_n", "math.subtract"})
 _TF_UNARY = frozenset(
     {
         "nn.relu", "nn.relu6", "nn.silu", "nn.swish", "nn.gelu", "nn.elu", "nn.selu", "nn.softplus",
@@ -85,12 +89,14 @@ class _Spaces:
         self._width: list[int] = []
         self._frozen: list[bool] = []
         self._score: list[np.ndarray] = []
+        self._scale: list[float] = []  # share of the pruning ratio a space takes: 1 normally, 0 when protected
 
     def new(self, width: int, *, frozen: bool = False, score: np.ndarray | None = None) -> int:
         self._parent.append(len(self._parent))
         self._width.append(width)
         self._frozen.append(frozen)
         self._score.append(np.zeros(width) if score is None else score.astype(np.float64))
+        self._scale.append(1.0)
         return len(self._parent) - 1
 
     def find(self, i: int) -> int:
@@ -104,6 +110,7 @@ class _Spaces:
         if ra != rb:
             self._parent[rb] = ra
             self._frozen[ra] = self._frozen[ra] or self._frozen[rb]
+            self._scale[ra] = min(self._scale[ra], self._scale[rb])
             self._score[ra] = self._score[ra] + self._score[rb]
 
     def rescale(self, space: int, factor: np.ndarray) -> None:
@@ -115,6 +122,14 @@ class _Spaces:
         for space, _ in desc.channels if isinstance(desc, _Flat) else desc:
             self._frozen[self.find(space)] = True
 
+    def protect(self, space: int, scale: float) -> None:
+        """Prune ``space`` at ``scale`` times the ratio from now on (0: keep it whole)."""
+        root = self.find(space)
+        self._scale[root] = min(self._scale[root], scale)
+
+    def width(self, space: int) -> int:
+        return self._width[self.find(space)]
+
     def is_free(self, space: int) -> bool:
         return not self._frozen[self.find(space)]
 
@@ -122,6 +137,7 @@ class _Spaces:
         """Sorted indices the space keeps: the largest summed norms, or all of them when it stays whole."""
         root = self.find(space)
         width = self._width[root]
+        sparsity *= self._scale[root]
         if self._frozen[root] or sparsity <= 0.0:
             return np.arange(width)
         keep = max(1, int(round(width * (1.0 - sparsity))))
@@ -145,6 +161,17 @@ class PrunedModel:
     filters_before: int  # Conv2D filters + Dense units (+ SeparableConv2D filters) of the original
     filters_after: int
     kept_whole: tuple[str, ...] = field(default=())  # layers whose unknown type kept their neighbours whole
+    protected: dict[str, tuple[str, ...]] = field(default_factory=dict)  # PROTECTIONS reason -> layers kept whole
+
+
+# What ``protect=True`` keeps whole, and why (the sentence a note gives). On MobileNetV2 alpha 0.35 (digits), keeping
+# the residual streams whole reached 85.6 % after 4 fine-tuning epochs where removing half of every layer's filters
+# reached 61 % (benchmarks/results/tensorflow.md): an inverted-residual block's Add ties its narrow 8-112-channel
+# stream across the whole stage, and its linear projection is the only path from the block to that stream.
+PROTECTIONS = {
+    "residual": "residual streams (every channel that meets at an Add) kept whole",
+    "bottleneck": "linear bottlenecks (1x1 projections right after a depthwise convolution) kept whole",
+}
 
 
 def _is_tensor_ref(item: Any, names: set[str]) -> bool:
@@ -273,9 +300,13 @@ def _rows(desc: Desc, spaces: _Spaces, sparsity: float) -> np.ndarray:
 class _Analysis:
     """Walks the graph once, giving every tensor its channel description and every producer its space."""
 
-    def __init__(self, model: Any, nodes: list[_Node], outputs: list[str]) -> None:
+    def __init__(self, model: Any, nodes: list[_Node], outputs: list[str], protect: bool = False) -> None:
         self.model = model
+        self.protect = protect
         self.spaces = _Spaces()
+        # With ``protect``: the layers whose channels were kept whole, by reason (see ``PROTECTIONS``).
+        self.protected: dict[str, list[str]] = {}
+        self._after_depthwise: set[str] = set()  # layers whose output is a depthwise convolution's, unmixed
         self.out: dict[str, Desc] = {}
         self.ins: dict[str, list[Desc]] = {}
         self.produced: dict[str, int] = {}  # layer name -> the space of the channels it creates
@@ -283,8 +314,29 @@ class _Analysis:
         for node in nodes:
             self.ins[node.name] = [self.out[name] for name in node.inputs]
             self.out[node.name] = self._visit(node, self.ins[node.name])
+            if protect:
+                self._protect(node)
         for name in outputs:
             self.spaces.freeze(self.out[name])
+
+    def _protect(self, node: _Node) -> None:
+        """Keeps whole the channels the measured trials show narrow networks cannot lose (``PROTECTIONS``)."""
+        cls, cfg = node.class_name, node.config
+        if cls == "DepthwiseConv2D" or (
+            node.inputs and node.inputs[0] in self._after_depthwise and (cls in _PER_CHANNEL or cls in _PASS_THROUGH)
+        ):
+            self._after_depthwise.add(node.name)
+        additive = cls in _ADDITIVE or (cls == "TFOpLambda" and cfg.get("function") in _TF_ADDITIVE)
+        if additive and len(node.inputs) > 1:
+            self._keep_whole("residual", node.name, self.out[node.name])
+        pointwise = tuple(cfg.get("kernel_size", ())) in ((1, 1), [1, 1])
+        if cls == "Conv2D" and pointwise and node.name in self.produced and node.inputs[0] in self._after_depthwise:
+            self._keep_whole("bottleneck", node.name, ((self.produced[node.name], 0),))
+
+    def _keep_whole(self, reason: str, name: str, desc: Desc) -> None:
+        for space, _ in desc.channels if isinstance(desc, _Flat) else desc:
+            self.spaces.protect(space, 0.0)
+        self.protected.setdefault(reason, []).append(name)
 
     def _layer(self, name: str) -> Any:
         return self.model.get_layer(name)
@@ -425,7 +477,39 @@ def _unrebuildable(exc: Exception) -> str:
     )
 
 
-def prune_filters(model: Any, sparsity: float) -> PrunedModel:
+def _analyse(model: Any, protect: bool = False) -> tuple[dict[str, Any], list[_Node], _Analysis]:
+    """The model's (copied) config, its layers in order and their channel analysis.
+
+    With ``protect``, the channels ``PROTECTIONS`` names are kept whole, unless that leaves no filter to remove
+    (a network made only of residual blocks with no inner width): then nothing is protected.
+    """
+    cfg = _model_config(model)
+    try:
+        nodes, outputs = _graph(model, cfg)
+        analysis = _Analysis(model, nodes, outputs, protect)
+        if protect and not _removes_any(analysis, 0.5):
+            cfg = _model_config(model)
+            nodes, outputs = _graph(model, cfg)
+            analysis = _Analysis(model, nodes, outputs)
+        return cfg, nodes, analysis
+    except (KeyError, TypeError, ValueError) as exc:  # a config that does not describe the model's own layers
+        raise Unsupported(_unrebuildable(exc)) from exc
+
+
+def _removes_any(analysis: _Analysis, sparsity: float) -> bool:
+    spaces = analysis.spaces
+    return any(len(spaces.kept(space, sparsity)) < spaces.width(space) for space in analysis.produced.values())
+
+
+def removes_filters(model: Any, sparsity: float, protect: bool = True) -> bool:
+    """Whether pruning at ``sparsity`` removes at least one filter; milder settings leave a narrow model whole.
+
+    The strength search leaves settings that would remove nothing off its ladder.
+    """
+    return _removes_any(_analyse(model, protect)[2], sparsity)
+
+
+def prune_filters(model: Any, sparsity: float, protect: bool = False) -> PrunedModel:
     """Rebuild ``model`` keeping ``1 - sparsity`` of the filters of every prunable channel space, weights carried.
 
     ``sparsity=0`` rebuilds an identical model (same outputs), which is how the weight slicing is tested.
@@ -434,12 +518,7 @@ def prune_filters(model: Any, sparsity: float) -> PrunedModel:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
     from tf_keras.src.saving.serialization_lib import SafeModeScope
 
-    cfg = _model_config(model)
-    try:
-        nodes, outputs = _graph(model, cfg)
-        analysis = _Analysis(model, nodes, outputs)
-    except (KeyError, TypeError, ValueError) as exc:  # a config that does not describe the model's own layers
-        raise Unsupported(_unrebuildable(exc)) from exc
+    cfg, nodes, analysis = _analyse(model, protect)
     if sparsity > 0 and not any(analysis.spaces.is_free(s) for s in analysis.produced.values()):
         raise Unsupported(
             "No filter of this model can be removed: every convolution or dense layer feeds the output or a layer "
@@ -469,43 +548,115 @@ def prune_filters(model: Any, sparsity: float) -> PrunedModel:
         rebuilt.get_layer(node.name).set_weights(
             _sliced_weights(node, weights, analysis.ins[node.name], analysis, sparsity)
         )
-    return PrunedModel(rebuilt, before, after, tuple(analysis.kept_whole))
+    protected = {reason: tuple(names) for reason, names in analysis.protected.items()}
+    return PrunedModel(rebuilt, before, after, tuple(analysis.kept_whole), protected)
 
 
 class PruneStructured:
-    """``prune_structured``: half of the filters removed physically, fine-tuned, exported to FP32 ``.tflite``."""
+    """``prune_structured``: filters removed physically, fine-tuned, exported to FP32 ``.tflite``.
+
+    The share of filters removed is searched for the accuracy budget unless the config sets ``channel_sparsity``.
+    """
 
     name: ClassVar[str] = "prune_structured"
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = PruneStructuredConfig
+    searches_strength: ClassVar[bool] = True
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
         from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
+        from edgeopt.frameworks.tensorflow.search import finish_record
 
         if not isinstance(config, PruneStructuredConfig):
             config = PruneStructuredConfig.model_validate(config.model_dump())
-        pruned = prune_and_fine_tune(ctx, config.channel_sparsity, config, ctx.reporter.sub(0.0, 0.9))
-        ctx.reporter.stage("Exporting the pruned model to .tflite", 0.92)
+        ratio, record = search_filter_sparsity(
+            ctx, self.name, config.channel_sparsity, config, ctx.reporter.sub(0.0, 0.4)
+        )
+        rest = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
+        pruned = prune_and_fine_tune(ctx, ratio, config, rest.sub(0.0, 0.9))
+        finish_record(record, pruned.model, ctx)
+        rest.stage("Exporting the pruned model to .tflite", 0.92)
         artifact = to_tflite(pruned.model, ctx.work_dir / f"{self.name}.tflite")
         keras_file = save_keras(pruned.model, ctx.work_dir / f"{self.name}.keras")
-        ctx.reporter.stage("Exported", 1.0)
+        rest.stage("Exported", 1.0)
         return TechniqueOutput(
             artifact=artifact,
             precision="fp32",
             model=pruned.model,
             formats={"keras": keras_file},
-            notes=describe(pruned, config.epochs),
+            search=record,
+            notes=(search_note(record) + " " if record else "") + describe(pruned, ratio, config.epochs),
         )
 
 
-def describe(pruned: PrunedModel, epochs: int) -> str:
+def search_filter_sparsity(
+    ctx: TechniqueContext, technique: str, fixed: float, config: FineTuneConfig, reporter: StageReporter
+) -> tuple[float, StrengthSearch | None]:
+    """The share of filters to remove: ``fixed`` without a search, else the strongest within the accuracy budget.
+
+    Each candidate is pruned from the user's model, recovers for a fraction of an epoch and is scored on the
+    validation split; shared by prune_structured and hybrid_prune_int8.
+    """
+    from edgeopt.estimate import profile_keras
+    from edgeopt.frameworks.tensorflow.search import choose_strength, val_accuracy
+    from edgeopt.frameworks.tensorflow.training import fine_tune, recalibrate_batchnorm
+
+    if ctx.search is None:
+        return fixed, None
+    _require_transformable(ctx)
+    model = ctx.model.model
+    search = ctx.search
+    recovery = recovery_subset(ctx.data, ctx.seed, search.recovery_images)
+    params_before = int(model.count_params())
+
+    def evaluate(ratio: float) -> Candidate:
+        pruned = prune_filters(model, ratio, protect=True)
+        recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
+        stage = f"Searching the strength: short recovery at {ratio:.0%} of the filters removed"
+        fine_tune(pruned.model, recovery, epochs=1, lr=config.learning_rate, batch_size=config.batch_size,
+                  reporter=reporter, stage=stage, seed=config.seed)  # fmt: skip
+        recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
+        params = int(pruned.model.count_params())
+        return Candidate(
+            val_accuracy=val_accuracy(pruned.model, search),
+            params=params,
+            flops=int(profile_keras(pruned.model).flops),
+            size_ratio=params_before / max(1, params),
+        )
+
+    ladder = [ratio for ratio in KNOBS[technique].ladder if removes_filters(model, ratio)]
+    return choose_strength(ctx, technique, fixed, model, evaluate, reporter, ladder=ladder)
+
+
+def _require_transformable(ctx: TechniqueContext) -> None:
+    if not getattr(ctx.model, "transformable", True):
+        raise Unsupported(ctx.model.not_transformable_reason or "This model can be evaluated but not transformed.")
+
+
+def describe(pruned: PrunedModel, sparsity: float, epochs: int) -> str:
     """Sentences for a run's notes: how many filters remain, what kept some layers whole, how it was trained."""
     return (
-        f"Filters rebuilt from {pruned.filters_before} to {pruned.filters_after} (Conv2D filters and Dense units "
-        "ranked by the L2 norm of the BatchNorm-folded filter; the classifier's outputs are never pruned), then "
-        f"fine-tuned for {epochs} epoch(s)." + kept_whole_note(pruned)
+        f"{sparsity:.0%} of the filters of each prunable layer removed: filters rebuilt from "
+        f"{pruned.filters_before} to {pruned.filters_after} (Conv2D filters and Dense units ranked by the L2 norm "
+        "of the BatchNorm-folded filter; the classifier's outputs are never pruned), BatchNorm statistics "
+        f"recalibrated on train images, then fine-tuned for {epochs} epoch(s)."
+        + protected_note(pruned)
+        + kept_whole_note(pruned)
     )
+
+
+def protected_note(pruned: PrunedModel) -> str:
+    """A sentence naming what ``protect=True`` kept whole, or "" when nothing was."""
+    if not pruned.protected:
+        return ""
+    parts = [f"{PROTECTIONS[reason]} ({_listed(names)})" for reason, names in pruned.protected.items()]
+    return f" Protected from pruning: {'; '.join(parts)}."
+
+
+def _listed(names: tuple[str, ...], shown: int = 3) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"{len(names)}: {', '.join(names[:shown])}{more}"
 
 
 def kept_whole_note(pruned: PrunedModel) -> str:
@@ -534,12 +685,12 @@ def prune_and_fine_tune(
 
     ``reporter`` covers this step's share of the technique's progress bar.
     """
-    from edgeopt.frameworks.tensorflow.training import fine_tune
+    from edgeopt.frameworks.tensorflow.training import fine_tune, recalibrate_batchnorm
 
-    if not getattr(ctx.model, "transformable", True):
-        raise Unsupported(ctx.model.not_transformable_reason or "This model can be evaluated but not transformed.")
+    _require_transformable(ctx)
     reporter.stage(f"Removing {sparsity:.0%} of the filters and rebuilding the model", 0.0)
-    pruned = prune_filters(ctx.model.model, sparsity)
+    pruned = prune_filters(ctx.model.model, sparsity, protect=True)
+    recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
     fine_tune(
         pruned.model,
         ctx.data,
@@ -550,4 +701,5 @@ def prune_and_fine_tune(
         stage="Fine-tuning the pruned model",
         seed=config.seed,
     )
+    recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
     return pruned

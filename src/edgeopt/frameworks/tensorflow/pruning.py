@@ -15,11 +15,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from edgeopt.data.dataset import Dataset
 from edgeopt.errors import Unsupported
 from edgeopt.frameworks.tensorflow import keras_compat, layer_support
 from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
 from edgeopt.frameworks.tensorflow.failures import readable_failures
-from edgeopt.frameworks.tensorflow.training import fine_tune
+from edgeopt.frameworks.tensorflow.training import fine_tune, recalibrate_batchnorm
+from edgeopt.progress import StageReporter
+from edgeopt.strength_search import Candidate, recovery_subset, search_note
 from edgeopt.techniques import PruneUnstructuredConfig, TechniqueConfig, TechniqueContext, TechniqueOutput
 
 
@@ -98,53 +101,85 @@ def _wrap(model: Any, sparsity: float) -> tuple[Any, dict[str, list[Any]]]:
     return wrapped, left
 
 
+def _prune_and_tune(
+    source: Any,
+    sparsity: float,
+    data: Dataset,
+    config: PruneUnstructuredConfig,
+    epochs: int,
+    reporter: StageReporter,
+    stage: str,
+) -> tuple[Any, dict[str, list[Any]]]:
+    """A pruned copy of ``source`` at ``sparsity``, trained ``epochs`` with the masks, wrappers stripped."""
+    import tensorflow_model_optimization as tfmot
+
+    wrapped, left = _wrap(keras_compat.clone_tf_keras(source), sparsity)
+    # Masks are applied by training steps; with epochs=0 one batch at learning rate ~0 sets them.
+    lr = config.learning_rate_for("tensorflow")
+    if epochs == 0:
+        one_batch = slice(0, config.batch_size)
+        data = dataclasses.replace(data, x_train=data.x_train[one_batch], y_train=data.y_train[one_batch])
+        epochs, lr = 1, 1e-12
+    fine_tune(
+        wrapped,
+        data,
+        epochs=epochs,
+        lr=lr,
+        batch_size=config.batch_size,
+        reporter=reporter,
+        stage=stage,
+        callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
+        seed=config.seed,
+        cosine=True,
+    )
+    pruned = tfmot.sparsity.keras.strip_pruning(wrapped)
+    recalibrate_batchnorm(pruned, data.x_train, config.seed)  # zeroed weights shift what each BatchNorm sees
+    return pruned, left
+
+
 class PruneUnstructured:
+    """tfmot magnitude pruning; the sparsity is searched for the accuracy budget unless the config sets it."""
+
     name: ClassVar[str] = "prune_unstructured"
     framework: ClassVar[str] = "tensorflow"
     config_class: ClassVar[type[TechniqueConfig]] = PruneUnstructuredConfig
+    searches_strength: ClassVar[bool] = True
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
+        from edgeopt.frameworks.tensorflow.search import choose_strength, finish_record, val_accuracy
+
         if not isinstance(config, PruneUnstructuredConfig):
             config = PruneUnstructuredConfig.model_validate(config.model_dump())
-        import tensorflow_model_optimization as tfmot
-
         source = keras_compat.require_tf_keras(ctx.model.model, self.name)
-        ctx.reporter.stage(f"Wrapping layers for {config.sparsity:.0%} magnitude pruning", 0.02)
-        wrapped, left = _wrap(keras_compat.clone_tf_keras(source), config.sparsity)
-        # Masks are applied by training steps; with epochs=0 one batch at learning rate ~0 sets them.
-        data, epochs, lr = ctx.data, config.epochs, config.learning_rate_for("tensorflow")
-        tuned_lr = lr
-        if epochs == 0:
-            one_batch = slice(0, config.batch_size)
-            data = dataclasses.replace(data, x_train=data.x_train[one_batch], y_train=data.y_train[one_batch])
-            epochs, lr = 1, 1e-12
-        fine_tune(
-            wrapped,
-            data,
-            epochs=epochs,
-            lr=lr,
-            batch_size=config.batch_size,
-            reporter=ctx.reporter.sub(0.05, 0.85),
-            stage="Pruning and fine-tuning",
-            callbacks=[tfmot.sparsity.keras.UpdatePruningStep()],
-            seed=config.seed,
-            cosine=True,
+        search_reporter = ctx.reporter.sub(0.0, 0.4)
+        recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images) if ctx.search else ctx.data
+
+        def evaluate(sparsity: float) -> Candidate:
+            stage = f"Searching the strength: short recovery at {sparsity:.0%} sparsity"
+            model, _ = _prune_and_tune(source, sparsity, recovery, config, 1, search_reporter, stage)
+            return Candidate(val_accuracy=val_accuracy(model, ctx.search))  # type: ignore[arg-type]
+
+        sparsity, record = choose_strength(ctx, self.name, config.sparsity, source, evaluate, search_reporter)
+        rest = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
+        rest.stage(f"Wrapping layers for {sparsity:.0%} magnitude pruning", 0.02)
+        pruned, left = _prune_and_tune(
+            source, sparsity, ctx.data, config, config.epochs, rest.sub(0.05, 0.85), "Pruning and fine-tuning"
         )
-        pruned = tfmot.sparsity.keras.strip_pruning(wrapped)
+        finish_record(record, pruned, ctx)
         measured = kernel_sparsity(pruned)
-        ctx.reporter.stage("Converting to .tflite", 0.9)
+        rest.stage("Converting to .tflite", 0.9)
         artifact = to_tflite(pruned, ctx.work_dir / f"{self.name}.tflite")
         keras_file = save_keras(pruned, ctx.work_dir / f"{self.name}.keras")
         dense, packed = artifact.stat().st_size, _gzip_size(artifact)
-        ctx.reporter.stage("Pruned", 1.0)
+        rest.stage("Pruned", 1.0)
         tuned = (
-            f"fine-tuned {config.epochs} epoch(s) from lr {tuned_lr:g} (cosine decay)"
+            f"fine-tuned {config.epochs} epoch(s) from lr {config.learning_rate_for('tensorflow'):g} (cosine decay)"
             if config.epochs > 0
             else "not fine-tuned (epochs=0)"
         )
-        notes = (
-            f"tfmot prune_low_magnitude, constant {config.sparsity:.0%} per layer, {tuned}, strip_pruning: "
+        notes = (search_note(record) + " " if record else "") + (
+            f"tfmot prune_low_magnitude, constant {sparsity:.0%} per layer, {tuned}, strip_pruning: "
             f"{measured:.1%} of conv/dense kernel weights are zero. The FP32 .tflite stays dense ({dense:,} bytes) and "
             f"runs no faster; gzip -9 makes it {packed:,} bytes."
         )
@@ -152,12 +187,13 @@ class PruneUnstructured:
         untouched = unpruned_kernels(pruned)
         if untouched:
             listed = ", ".join(f"{kind} ({count:,} weights)" for kind, count in sorted(untouched.items()))
-            notes += f" Not pruned by tfmot, so the overall sparsity is below {config.sparsity:.0%}: {listed}."
+            notes += f" Not pruned by tfmot, so the overall sparsity is below {sparsity:.0%}: {listed}."
         return TechniqueOutput(
             artifact=artifact,
             precision="fp32",
             model=pruned,
             formats={"keras": keras_file},
             notes=notes,
+            search=record,
             extra={"kernel_sparsity": measured, "dense_bytes": dense, "gzip_bytes": packed},
         )

@@ -107,3 +107,29 @@ def fine_tune(
     )
     reporter.stage(f"{stage} done", 1.0)
     return model
+
+
+RECALIBRATION_IMAGES = 512
+
+
+def recalibrate_batchnorm(model: Any, x: np.ndarray, seed: int = 0, images: int = RECALIBRATION_IMAGES) -> None:
+    """Reset every BatchNorm's running statistics to those of one large batch of train images, in place.
+
+    Removing filters changes what every later BatchNorm sees, so the statistics the model learned no longer fit:
+    the demo CNN with 30 % of its filters removed scored at chance on validation until recalibrated (86.6 % after,
+    99 % after a short recovery). One forward pass in training mode with momentum 0 sets them; no weight changes.
+    """
+    from edgeopt.frameworks.tensorflow.layer_support import all_layers
+
+    norms = [layer for layer in all_layers(model) if isinstance(layer, tf_keras.layers.BatchNormalization)]
+    if not norms:
+        return
+    order = np.sort(np.random.default_rng(seed).permutation(len(x))[:images])
+    saved = [layer.momentum for layer in norms]
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        model(x[order], training=True)
+    finally:
+        for layer, momentum in zip(norms, saved, strict=True):
+            layer.momentum = momentum
