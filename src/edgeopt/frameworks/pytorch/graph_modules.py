@@ -92,8 +92,8 @@ def _rebuild_layers(exported: GraphModule) -> GraphModule:
 def _require_free_batch(module: GraphModule) -> None:
     """Runs a batch of two through the rebuilt graph; a shape it still pins is named with the user's source line.
 
-    Training and calibration feed batches, so a program whose batch could not be freed (a literal the rewrite does
-    not recognise, such as a batch folded into another dimension) cannot be transformed; the user can re-export it.
+    Training and calibration feed batches, so a program whose batch could not be freed (a size computed from the
+    batch by an operation other than a reshape) cannot be transformed; the user can re-export it.
     """
     image = next((node for node in module.graph.nodes if node.op == "placeholder"), None)
     value = image.meta.get("val") if image is not None else None
