@@ -124,29 +124,3 @@ def test_every_technique_completes_and_its_artifact_classifies(
         assert float(np.mean(predicted == eager)) > 0.95
     if technique in ("prune_structured", "hybrid_prune_int8", "distillation") and "shufflenet" in request.node.name:
         assert "channel shuffle" in output.notes  # the shuffle's channels are kept whole, and the user is told
-
-
-def test_a_batch_pinned_graph_the_rewrite_cannot_free_is_skipped_with_its_source_line(tmp_path: Path) -> None:
-    """A batch folded into another dimension (B*C) stays pinned: techniques that train skip, naming the op."""
-
-    class FoldsBatch(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
-            self.head = torch.nn.Linear(4, 10)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            y = self.conv(x)
-            y = y.reshape(y.shape[0] * y.shape[1], -1).mean(dim=1)  # (B*C,)
-            return self.head(y.reshape(-1, 4))
-
-    path = tmp_path / "folds.pt2"
-    torch.export.save(torch.export.export(FoldsBatch().eval(), (torch.rand(1, 3, 8, 8),)), str(path))
-    loaded = PyTorchBackend().load(ModelSource(path=path), None)
-    from edgeopt.errors import Unsupported
-    from edgeopt.frameworks.pytorch.io import require_module
-
-    with pytest.raises(Unsupported) as caught:
-        require_module(loaded, "ptq_int8")
-    message = str(caught.value)
-    assert "fixes its batch size" in message and "dynamic_shapes" in message and "test_families.py" in message

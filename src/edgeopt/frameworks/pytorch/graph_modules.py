@@ -2,7 +2,8 @@
 
 ``ExportedProgram.module()`` returns a GraphModule whose convolutions, batch norms and linears are functional ATen
 calls reading loose parameters, and which refuses ``.train()``. torch-pruning finds prunable layers by their module
-type (``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.Linear``) and cannot see any in such a graph; batch norm could not
+type (``nn.Conv2d``, ``nn.BatchNorm2d``, ``nn.Linear``, ``nn.LayerNorm``) and cannot see any in such a graph; batch
+norm could not
 learn its statistics either. This rewrite puts each such call back into the module it came from (the same
 parameter objects, the same names), so torch-pruning builds its dependency graph on it like on any eager model and
 ``fine_tune`` trains it with batch statistics. Everything else in the graph (adds, activations, pooling) is kept.
@@ -51,6 +52,7 @@ def editable_module(model: nn.Module | ExportedProgram) -> nn.Module:
         node.op == "call_function" and node.target in _BUILDERS for node in model.graph.nodes
     ):
         rebuilt = _rebuild_layers(model).eval()  # eval: the batch check must not move BatchNorm statistics
+        _free_batch(rebuilt)
         _require_free_batch(rebuilt)
         return EditableModel(rebuilt)
     return copy.deepcopy(model)
@@ -60,6 +62,7 @@ def _rebuild_layers(exported: GraphModule) -> GraphModule:
     graph = copy.deepcopy(exported.graph)
     root = nn.Module()
     image = next((node for node in graph.nodes if node.op == "placeholder"), None)
+    batch = image.meta.get("val").shape[0] if image is not None and image.meta.get("val") is not None else None
     for node in list(graph.nodes):
         if node.op == "call_module" and str(node.target).startswith("_guards") and not node.users:
             # torch.export's input guards pin the example's batch size; training needs other batch sizes.
@@ -69,8 +72,8 @@ def _rebuild_layers(exported: GraphModule) -> GraphModule:
         layer = builder(node, exported) if builder else None
         if layer is not None:
             _replace_with_layer(graph, node, layer, root)
-        elif node.op == "call_function" and node.target in _RESHAPES and not _generalise_flatten(graph, node):
-            _free_batch(graph, node, image)
+        elif node.op == "call_function" and node.target in _RESHAPES:
+            _generalise_flatten(graph, node, batch)
     for node in list(graph.nodes):
         if node.op == "get_attr":
             if node.users:
@@ -89,8 +92,8 @@ def _rebuild_layers(exported: GraphModule) -> GraphModule:
 def _require_free_batch(module: GraphModule) -> None:
     """Runs a batch of two through the rebuilt graph; a shape it still pins is named with the user's source line.
 
-    Training and calibration feed batches, so a program whose batch could not be freed (a literal the rewrite does
-    not recognise, such as a batch folded into another dimension) cannot be transformed; the user can re-export it.
+    Training and calibration feed batches, so a program whose batch could not be freed (a size computed from the
+    batch by an operation other than a reshape) cannot be transformed; the user can re-export it.
     """
     image = next((node for node in module.graph.nodes if node.op == "placeholder"), None)
     value = image.meta.get("val") if image is not None else None
@@ -107,14 +110,7 @@ def _require_free_batch(module: GraphModule) -> None:
             shapes = [tuple(t.shape) for t in outputs]
             raise ValueError(f"a batch of {len(example)} images gave outputs of shape {shapes}")
     except Exception as exc:
-        node = interpreter.current
-        where = f"operation {node.name} ({node.target})" if node is not None else "the graph"
-        line = _source_line(node)
-        raise Unsupported(
-            f"The exported program fixes its batch size in {where}{line}, so it cannot be fine-tuned or "
-            f"calibrated on batches ({_first_line(exc)}). Export it with a dynamic batch dimension: "
-            "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))."
-        ) from exc
+        raise _pinned(interpreter.current, _first_line(exc)) from exc
 
 
 class _NodeTracking(torch.fx.Interpreter):
@@ -155,8 +151,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _replace_with_layer(graph: torch.fx.Graph, node: Node, layer: nn.Module, root: nn.Module) -> None:
-    weight_node = node.args[1]
-    name = _unique_name(root, str(weight_node.target).rpartition(".")[0] or node.name)  # type: ignore[union-attr]
+    weight_node = next(a for a in node.args[1:] if isinstance(a, Node) and a.op == "get_attr")  # the layer's weight
+    name = _unique_name(root, str(weight_node.target).rpartition(".")[0] or node.name)
     _set_path(root, name, layer)
     with graph.inserting_before(node):
         call = graph.call_module(name, (node.args[0],))
@@ -171,11 +167,13 @@ def _replace_with_layer(graph: torch.fx.Graph, node: Node, layer: nn.Module, roo
     graph.erase_node(node)
 
 
-def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> bool:
+def _generalise_flatten(graph: torch.fx.Graph, node: Node, batch: Any) -> bool:
     """``x.view(1, 512)`` recorded with the export's batch and channel count -> ``flatten(x, 1)``.
 
     Pruning changes the channel count and training changes the batch, so a reshape frozen at export time would
-    break both; a reshape that flattens all but the batch dimension means exactly ``flatten(x, 1)``.
+    break both; a reshape that flattens all but the batch dimension means exactly ``flatten(x, 1)``. Only a
+    leading size equal to the input's batch is that batch: attention's ``(tokens, batch * heads, dim)`` reshaped
+    to ``(tokens, features)`` keeps its literal (``batch_free`` places the batch in it).
     """
     source, shape = node.args[0], node.args[1]
     value = source.meta.get("val") if isinstance(source, Node) else None
@@ -184,7 +182,9 @@ def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> bool:
     if not all(isinstance(d, int) for d in shape) or not all(isinstance(d, int) for d in value.shape):
         return False  # a dynamic-batch export already reads the batch from its input
     features = math.prod(int(d) for d in value.shape[1:])
-    if int(shape[0]) in (int(value.shape[0]), -1) and int(shape[1]) in (features, -1):
+    if not isinstance(batch, int) or int(value.shape[0]) != batch:
+        return False
+    if int(shape[0]) in (batch, -1) and int(shape[1]) in (features, -1):
         with graph.inserting_before(node):
             flat = graph.call_function(aten.flatten.using_ints, (source, 1))
         flat.meta = dict(node.meta)
@@ -194,35 +194,33 @@ def _generalise_flatten(graph: torch.fx.Graph, node: Node) -> bool:
     return False
 
 
-def _free_batch(graph: torch.fx.Graph, node: Node, image: Node | None) -> None:
-    """``x.view(1, 2, 58, 4, 4)`` recorded at the export's batch -> ``x.view(x_in.size(0), 2, 58, 4, 4)``.
+def _free_batch(module: GraphModule) -> None:
+    """Makes the literal sizes that hold the export's batch follow the input's batch (``batch_free``).
 
     A program exported with a batch-1 example (the usual ``torch.export.export(model, (x[:1],))``) writes the batch
-    into every reshape as a literal, so ShuffleNet's channel shuffle or a ViT's class-token ``expand`` break as soon
-    as fine-tuning or calibration feeds a batch of 64. A leading literal equal to the exported batch, on a tensor
-    whose own leading dimension is that batch, is the batch: it becomes the input's size at run time.
+    into its reshapes as a literal, so ShuffleNet's channel shuffle, a ViT's class-token ``expand`` or its attention
+    heads break as soon as fine-tuning or calibration feeds a batch of 64. A program with a dynamic batch is left
+    as it is; one whose batch cannot be freed is refused with the operation named.
     """
-    batch = _static_batch(image) if image is not None else None
-    source, shape = node.args[0], node.args[1]
-    # expand broadcasts a stored tensor (a class token) to the batch: its output, not its source, holds the batch.
-    holder = node if node.target is aten.expand.default else source
-    value = holder.meta.get("val") if isinstance(holder, Node) else None
-    if batch is None or value is None or value.dim() == 0 or not isinstance(shape, list | tuple) or not shape:
-        return
-    if not isinstance(shape[0], int) or shape[0] != batch or not isinstance(value.shape[0], int):
-        return
-    if int(value.shape[0]) != batch:
-        return
-    with graph.inserting_before(node):
-        size = graph.call_function(aten.sym_size.int, (image, 0))
-    node.args = (source, [size, *shape[1:]], *node.args[2:])
+    from edgeopt.frameworks.pytorch.batch_free import BatchNotFound, free_literal_batch
 
-
-def _static_batch(image: Node) -> int | None:
-    value = image.meta.get("val")
+    image = next((node for node in module.graph.nodes if node.op == "placeholder"), None)
+    value = image.meta.get("val") if image is not None else None
     if value is None or value.dim() == 0 or not isinstance(value.shape[0], int):
-        return None
-    return int(value.shape[0])
+        return
+    try:
+        free_literal_batch(module, torch.zeros(*(int(d) for d in value.shape)))
+    except BatchNotFound as exc:
+        raise _pinned(exc.node, str(exc)) from exc
+
+
+def _pinned(node: Node | None, detail: str) -> Unsupported:
+    where = f"operation {node.name} ({node.target})" if node is not None else "the graph"
+    return Unsupported(
+        f"The exported program fixes its batch size in {where}{_source_line(node)}, so it cannot be fine-tuned or "
+        f"calibrated on batches ({detail}). Export it with a dynamic batch dimension: "
+        "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))."
+    )
 
 
 def _tensor(module: GraphModule, node: Any) -> torch.Tensor | None:
@@ -297,6 +295,20 @@ def _linear(node: Node, module: GraphModule) -> nn.Module | None:
     return layer
 
 
+def _layer_norm(node: Node, module: GraphModule) -> nn.Module | None:
+    """``layer_norm(x, [C], w, b, eps)`` over the last dimension -> ``nn.LayerNorm``, so pruning resizes it too."""
+    args = list(node.args) + [None] * (5 - len(node.args))
+    _, shape, weight, bias, eps = args[:5]
+    w, b = _tensor(module, weight), _tensor(module, bias)
+    if w is None or len(shape) != 1:  # type: ignore[arg-type]
+        return None
+    layer = nn.LayerNorm(int(shape[0]), eps=float(eps if eps is not None else 1e-5), bias=b is not None)  # type: ignore[index]
+    layer.weight = _as_parameter(w)
+    if b is not None:
+        layer.bias = _as_parameter(b)
+    return layer
+
+
 def _safe(build: Callable[[Node, GraphModule], nn.Module | None]) -> Callable[[Node, GraphModule], nn.Module | None]:
     def wrapper(node: Node, module: GraphModule) -> nn.Module | None:
         try:
@@ -315,6 +327,7 @@ _BUILDERS: dict[Any, Callable[[Node, GraphModule], nn.Module | None]] = {
     aten.batch_norm.default: _safe(_batch_norm),
     aten._native_batch_norm_legit_no_training.default: _safe(_batch_norm),
     aten.linear.default: _safe(_linear),
+    aten.layer_norm.default: _safe(_layer_norm),
 }
 
 

@@ -216,29 +216,53 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float, techn
 
     torch-pruning's dependency graph couples layers that must lose the same channels (a residual add, a depthwise
     convolution and its batch norm), so ResNet and MobileNet stay valid. Pruning is per layer (not global) so no
-    layer is emptied. Channels that flow into a reshape torch-pruning cannot follow keep their full width; if that
-    leaves nothing to remove, the technique is ``Unsupported`` with the layers named.
+    layer is emptied. Channels that flow into a reshape torch-pruning cannot follow keep their full width, and so
+    do the channel groups it cannot rank or whose pruned network no longer runs (Swin's patch merging concatenates
+    strided slices along the last dimension, which it maps wrongly): those layers are found by running the pruned
+    copy, kept whole, and the pruning is redone. If that leaves nothing to remove, the technique is ``Unsupported``
+    with the layers named.
     """
+    import copy
+
     import torch_pruning as tp
 
     module.eval()
     names = {layer: name.removeprefix("graph_module.") for name, layer in module.named_modules()}
     what = technique or "Structured pruning"
+    pristine = copy.deepcopy(module)
     try:
         macs_before, params_before = tp.utils.count_ops_and_params(module, example)
         ignored = [classifier_layer(module)]
         kept_whole = _layers_feeding_regrouped_channels(module)
         kept_whole += [layer for layer in _layers_feeding(module, example, ignored) if layer not in kept_whole]
-        with _reshapes_it_cannot_follow():
-            pruner = tp.pruner.MetaPruner(
-                module,
-                example,
-                importance=tp.importance.MagnitudeImportance(p=2),
-                pruning_ratio=ratio,
-                global_pruning=False,
-                ignored_layers=ignored + kept_whole,
-            )
-            pruner.step()
+        kept_names: list[str] = []
+        for attempt in range(MAX_PRUNING_ATTEMPTS):
+            if attempt:
+                _restore(module, pristine)
+                layers = dict(module.named_modules())
+                kept_whole = [layers[name] for name in kept_names]
+                ignored = [classifier_layer(module)]
+            unrankable: list[nn.Module] = []
+            with _reshapes_it_cannot_follow():
+                pruner = tp.pruner.MetaPruner(
+                    module,
+                    example,
+                    importance=_GuardedImportance(unrankable),
+                    pruning_ratio=ratio,
+                    global_pruning=False,
+                    ignored_layers=ignored + kept_whole,
+                )
+                pruner.step()
+            kept_whole += [layer for layer in unrankable if layer not in kept_whole]
+            broken = _layers_breaking(module, example)
+            if broken is None:
+                break
+            more = [layer for layer in broken if layer not in kept_whole]
+            if not more or attempt + 1 == MAX_PRUNING_ATTEMPTS:
+                raise RuntimeError("the pruned network no longer runs")
+            current = {layer: name for name, layer in module.named_modules()}
+            kept_names = [current[layer] for layer in kept_whole + more]
+        names = {layer: name.removeprefix("graph_module.") for name, layer in module.named_modules()}
         # Counting runs the pruned network once: a wrongly pruned graph fails here rather than at export.
         macs_after, params_after = tp.utils.count_ops_and_params(module, example)
     except EdgeOptError:
@@ -263,6 +287,79 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float, techn
             "Use prune_unstructured or ptq_int8 for this model."
         )
     return summary
+
+
+MAX_PRUNING_ATTEMPTS = 6  # prune, run, keep the layers of the operation that broke whole, prune again
+
+
+class _GuardedImportance:
+    """torch-pruning's L2 magnitude importance; a group it cannot rank is skipped (left whole) and its layers noted.
+
+    torch-pruning skips a group whose importance is ``None``; without this, one group it maps wrongly (an index past
+    the end of a concatenation along the last dimension) stopped the whole technique.
+    """
+
+    def __init__(self, unrankable: list[nn.Module]) -> None:
+        import torch_pruning as tp
+
+        self.inner = tp.importance.MagnitudeImportance(p=2)
+        self.unrankable = unrankable
+
+    def __call__(self, group: Any) -> torch.Tensor | None:
+        try:
+            return self.inner(group)
+        except Exception:  # noqa: BLE001 - this group's index mapping is wrong: leave it whole
+            for dep, _ in group:
+                for layer in (dep.source.module, dep.target.module):
+                    if isinstance(layer, PRUNABLE_TYPES) and layer not in self.unrankable:
+                        self.unrankable.append(layer)
+            return None
+
+
+def _restore(module: nn.Module, pristine: nn.Module) -> None:
+    """Puts ``module`` back to the unpruned copy's structure and weights, in place (callers hold ``module``)."""
+    import copy
+
+    module.__dict__.update(copy.deepcopy(pristine).__dict__)
+
+
+def _layers_breaking(module: nn.Module, example: torch.Tensor) -> list[nn.Module] | None:
+    """``None`` when the pruned network runs; else the layers around the operation that failed (empty if unknown).
+
+    Those are the layer that failed (a Linear whose inputs lost channels elsewhere) and the convolution and linear
+    layers feeding the failed operation: keeping them whole restores the sizes it expects.
+    """
+    from torch.fx import GraphModule, Interpreter
+
+    graph_module = getattr(module, "graph_module", None)
+    if not isinstance(graph_module, GraphModule):
+        try:
+            with torch.no_grad():
+                module(example)
+        except Exception:  # noqa: BLE001 - an eager module: the failing operation cannot be located
+            return []
+        return None
+    current: list[torch.fx.Node] = []
+
+    class Tracking(Interpreter):
+        def run_node(self, n: torch.fx.Node) -> Any:
+            current[:] = [n]
+            return super().run_node(n)
+
+    try:
+        with torch.no_grad():
+            Tracking(graph_module).run(example)
+    except Exception:  # noqa: BLE001 - the operation that broke is what is wanted
+        node = current[0] if current else None
+        if node is None:
+            return []
+        layers = _producers(graph_module, node)
+        if node.op == "call_module":
+            layer = graph_module.get_submodule(str(node.target))
+            if isinstance(layer, PRUNABLE_TYPES) and layer not in layers:
+                layers.append(layer)
+        return layers
+    return None
 
 
 def _first_line(exc: BaseException) -> str:
