@@ -132,3 +132,8 @@ class Stream:
 
     def close(self) -> None:
         self.socket.close()
+
+
+def report_figures(report: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each technique's (accuracy, size in bytes) in a report: what the same seed must reproduce anywhere."""
+    return {run["technique"]: (run.get("accuracy"), run.get("size_bytes")) for run in report["runs"]}
