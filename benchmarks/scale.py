@@ -41,7 +41,7 @@ from edgeopt.catalog import TECHNIQUE_NAMES
 from edgeopt.measure import THREAD_ENV_VARS
 from edgeopt.service.db.migrate import upgrade
 from edgeopt.service.db.session import make_engine
-from tests.runner.live import TERMINAL, LiveServer, Stream, create_experiment, report_figures, server_env
+from tests.runner.live import LiveServer, create_experiment, report_figures, server_env
 
 # Each worker process (and the CLI run) trains and measures on one thread, so N workers ask for N cores.
 ONE_THREAD = dict.fromkeys(THREAD_ENV_VARS, "1")
@@ -120,23 +120,29 @@ def _cli(model: Path, out: Path, env: dict[str, str]) -> tuple[float, dict[str, 
 
 
 def _run(server: LiveServer, model: Path, count: int) -> tuple[float, list[dict[str, Any]]]:
-    """Start ``count`` experiments at once; seconds until the last completed, and each one's report."""
+    """Start ``count`` experiments at once; seconds until the last completed, and each one's report.
+
+    Polled over HTTP once a second rather than read from WebSockets: a socket left unread while another experiment
+    is awaited would fall behind and be closed by the server.
+    """
     with server.client() as client:
         exps = [create_experiment(client, model, "pytorch", techniques=list(TECHNIQUE_NAMES)) for _ in range(count)]
-        streams = [Stream(server, exp["id"]) for exp in exps]
-        for stream in streams:
-            stream.next(timeout=30)
         started = time.monotonic()
         for exp in exps:
             assert client.post(f"/api/experiments/{exp['id']}/start").status_code == 202
-    reports = []
-    for stream in streams:
-        final = stream.until(lambda m: m["type"] in TERMINAL, timeout=3600)
-        if final["type"] != "experiment_completed":
-            raise RuntimeError(f"experiment ended {final}")
-        reports.append(final["report"])
-        stream.close()
-    return time.monotonic() - started, reports
+        waiting = {exp["id"] for exp in exps}
+        while waiting:
+            if time.monotonic() - started > 3 * 3600:
+                raise RuntimeError(f"experiments {sorted(waiting)} did not finish in 3 hours")
+            time.sleep(1.0)
+            for experiment_id in list(waiting):
+                status = client.get(f"/api/experiments/{experiment_id}").json()["status"]
+                if status in ("failed", "cancelled", "interrupted"):
+                    raise RuntimeError(f"experiment {experiment_id} ended {status}")
+                if status == "completed":
+                    waiting.discard(experiment_id)
+        wall = time.monotonic() - started
+        return wall, [client.get(f"/api/experiments/{exp['id']}/results").json() for exp in exps]
 
 
 def main() -> None:
@@ -145,23 +151,23 @@ def main() -> None:
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--concurrent", type=int, default=0, help="also submit this many experiments to 2 workers")
     parser.add_argument("--cli", action="store_true", help="also run the experiment once with `edgeopt optimize`")
+    parser.add_argument("--model", type=Path, help="the demo model (`edgeopt demo-model`) if already trained")
     args = parser.parse_args()
     uptime_before = _uptime()
 
     admin = make_engine(args.database_url)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model = root / "demo.pt2"
-        subprocess.run(
-            [sys.executable, "-m", "edgeopt.cli", "demo-model", "--framework", "pytorch", "--out", str(model)],
-            check=True,
-            env=server_env(root),
-        )
+        model = args.model or root / "demo.pt2"
+        if args.model is None:
+            subprocess.run(
+                [sys.executable, "-m", "edgeopt.cli", "demo-model", "--framework", "pytorch", "--out", str(model)],
+                check=True,
+                env=server_env(root),
+            )
         walls: dict[int, float] = {}
         cpus: dict[int, float] = {}
         reports: dict[int, dict[str, Any]] = {}
-        concurrent: tuple[float, list[dict[str, Any]]] | None = None
-        concurrent_cpu = 0.0
         for workers in (1, 2):
             schema = f"edgeopt_bench_{uuid.uuid4().hex[:12]}"
             with admin.begin() as connection:
@@ -177,17 +183,17 @@ def main() -> None:
                 walls[workers], reports[workers] = wall, report
                 cpus[workers] = _cpu_seconds(procs) - cpu
                 print(f"{workers} worker(s): {wall:.1f} s, {cpus[workers]:.0f} CPU s ({_uptime()})", flush=True)
+                if workers == 2:  # each part is written as soon as it is measured: a later one may not finish
+                    _write(args, walls, cpus, reports, uptime_before)
                 if workers == 2 and args.concurrent:
                     cpu = _cpu_seconds(procs)
-                    concurrent = _run(server, model, args.concurrent)
-                    concurrent_cpu = _cpu_seconds(procs) - cpu
-                    print(f"{args.concurrent} experiments on 2 workers: {concurrent[0]:.1f} s", flush=True)
+                    wall, many = _run(server, model, args.concurrent)
+                    _write_concurrent(wall, _cpu_seconds(procs) - cpu, many, reports[1])
             finally:
                 _stop(server, procs)
                 with admin.begin() as connection:
                     connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
-        _write(args, walls, cpus, reports, concurrent, concurrent_cpu, uptime_before)
         if args.cli:  # after the service's figures are written: this run alone takes as long as the 1-worker one
             cli_wall, cli_report = _cli(
                 model, root / "cli", server_env(root / "cli-storage", EDGEOPT_LATENCY_SECONDS="0.5", **ONE_THREAD)
@@ -221,8 +227,6 @@ def _write(
     walls: dict[int, float],
     cpus: dict[int, float],
     reports: dict[int, dict[str, Any]],
-    concurrent: tuple[float, list[dict[str, Any]]] | None,
-    concurrent_cpu: float,
     uptime_before: str,
 ) -> None:
     ratio = walls[2] / walls[1]
@@ -239,7 +243,7 @@ def _write(
         "EDGEOPT_LATENCY_SECONDS=0.5.",
         "",
         f"- `uptime` before: `{uptime_before}`",
-        f"- `uptime` after the service runs: `{_uptime()}`",
+        f"- `uptime` after the two runs: `{_uptime()}`",
         "",
         "| workers | wall s (start to experiment_completed) | worker CPU s | cores the workers got (CPU s / wall s) |",
         "|---|---|---|---|",
@@ -253,17 +257,20 @@ def _write(
         "|---|---|---|",
         *(f"| {t} | {acc} | {size} |" for t, (acc, size) in one.items()),
     ]
-    if concurrent is not None:
-        wall, many = concurrent
-        identical = all(report_figures(r) == one for r in many)
-        rows += [
-            "",
-            f"{len(many)} experiments submitted at once to 2 workers: all completed in {wall:.1f} s "
-            f"({concurrent_cpu:.0f} worker CPU s, {concurrent_cpu / wall:.2f} cores); accuracy and size of every "
-            f"technique identical to the one-worker run: {'yes' if identical else 'no'}.",
-        ]
-        for index, report in enumerate(many, 1):
-            rows += _differences(one, report_figures(report), f"concurrent #{index}")
+    rows.append("")
+    append_section("scale", "Scale-out: techniques on Celery workers", rows)
+
+
+def _write_concurrent(wall: float, cpu: float, many: list[dict[str, Any]], reference: dict[str, Any]) -> None:
+    one = report_figures(reference)
+    identical = all(report_figures(r) == one for r in many)
+    rows = [
+        f"{len(many)} experiments submitted at once to 2 workers: all completed in {wall:.1f} s ({cpu:.0f} worker "
+        f"CPU s, {cpu / wall:.2f} cores); accuracy and size of every technique identical to the one-worker run: "
+        f"{'yes' if identical else 'no'}. `uptime` after: `{_uptime()}`.",
+    ]
+    for index, report in enumerate(many, 1):
+        rows += _differences(one, report_figures(report), f"concurrent #{index}")
     rows.append("")
     append_section("scale", "Scale-out: techniques on Celery workers", rows)
 
