@@ -47,7 +47,11 @@ class Settings(BaseSettings):
         default="edgeopt", min_length=1, max_length=100, description="Celery queue the API and workers share."
     )
     task_time_limit_s: float = Field(
-        default=3600.0, gt=0.0, le=7 * 24 * 3600.0, description="Longest run of one Celery task (one technique)."
+        default=3600.0,
+        gt=0.0,
+        le=7 * 24 * 3600.0,
+        description="Longest run of one Celery task (one technique); past it the technique fails. "
+        "Redis redelivers a dead worker's task this long + 60 s after it started (visibility timeout).",
     )
     threads: int = Field(default=1, ge=1, le=64, description="Threads used for host latency measurement.")
     latency_seconds: float = Field(

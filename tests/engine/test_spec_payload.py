@@ -42,7 +42,7 @@ def test_spec_is_frozen() -> None:
         spec.seed = 3  # type: ignore[misc]
 
 
-def test_celery_settings_use_late_acks_requeue_on_worker_loss_and_time_limits() -> None:
+def test_celery_settings_use_late_acks_requeue_on_worker_loss_and_a_time_limit_tied_to_the_visibility_timeout() -> None:
     from edgeopt.service.worker import celery_config
     from edgeopt.settings import Settings
 
@@ -51,4 +51,8 @@ def test_celery_settings_use_late_acks_requeue_on_worker_loss_and_time_limits() 
     )
     assert config["task_acks_late"] and config["task_reject_on_worker_lost"]
     assert config["worker_prefetch_multiplier"] == 1
-    assert config["task_soft_time_limit"] == 120 and config["task_time_limit"] > 120
+    assert config["task_time_limit"] == 120 and "task_soft_time_limit" not in config
+    # Redis never hands a task that may still be running to a second worker, and a dead worker's task comes back
+    # soon after the limit, not after kombu's default hour.
+    visibility = config["broker_transport_options"]["visibility_timeout"]
+    assert 120 < visibility <= 300

@@ -85,13 +85,13 @@ class LiveServer:
 def server_env(storage: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEOPT_")}
     # Latency as in the other tests: 50 timed calls, not the default half second per artifact.
-    env.update(
-        EDGEOPT_STORAGE_DIR=str(storage),
-        EDGEOPT_OFFLINE="1",
-        EDGEOPT_LATENCY_SECONDS="0",
-        TF_USE_LEGACY_KERAS="1",
-        **extra,
-    )
+    defaults = {
+        "EDGEOPT_STORAGE_DIR": str(storage),
+        "EDGEOPT_OFFLINE": "1",
+        "EDGEOPT_LATENCY_SECONDS": "0",
+        "TF_USE_LEGACY_KERAS": "1",
+    }
+    env.update({**defaults, **extra})  # a caller's value wins (a benchmark times latency as a user's run would)
     return env
 
 
@@ -132,3 +132,8 @@ class Stream:
 
     def close(self) -> None:
         self.socket.close()
+
+
+def report_figures(report: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Each technique's (accuracy, size in bytes) in a report: what the same seed must reproduce anywhere."""
+    return {run["technique"]: (run.get("accuracy"), run.get("size_bytes")) for run in report["runs"]}

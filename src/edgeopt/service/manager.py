@@ -11,7 +11,8 @@ worker that dies leaves the experiment ``failed`` with the reason, and every run
 ``CeleryManager`` (``EDGEOPT_BROKER_URL`` set): only enqueues. It claims queued experiments (``queued -> running``
 with a new ``run_token``) and sends each one's ``edgeopt.baseline`` task; ``edgeopt worker`` processes do the rest
 and write the results themselves. A cancel moves the experiment to ``cancelled`` and revokes its tasks, queued and
-running. An API restart leaves running experiments to their workers.
+running (its claimed but unfinished runs are removed; finished ones are kept). An API restart leaves running
+experiments to their workers: it neither interrupts them nor sends their tasks again.
 
 Both describe an experiment the same way: ``experiment_spec`` builds its one frozen ``ExperimentSpec``.
 """
@@ -405,7 +406,12 @@ class CeleryManager:
                 for experiment_id in queued:
                     token = uuid.uuid4().hex
                     claimed = transition(
-                        session, experiment_id, "run", error=None, started_at=utcnow(), finished_at=None,
+                        session,
+                        experiment_id,
+                        "run",
+                        error=None,
+                        started_at=utcnow(),
+                        finished_at=None,
                         run_token=token,
                     )
                     if not claimed:
@@ -437,6 +443,11 @@ class CeleryManager:
             steps = ["baseline", *(list(exp.techniques) or list(TECHNIQUE_NAMES)), "finish"]
             if not transition(session, experiment_id, "cancel_running", error=CANCELLED_RUNNING, finished_at=utcnow()):
                 return False
+            # Runs its tasks had claimed but not finished: they are stopped now, so they must not show as running.
+            # Finished runs are kept; a task storing one at this instant waits for this lock and still keeps it.
+            for run in exp.runs:
+                if run.status in ("pending", "running"):
+                    session.delete(run)
         ids = [task_id(experiment_id, token, step) for step in steps]
         self.celery.control.revoke(ids, terminate=True, signal="SIGTERM")
         self._publisher.publish(experiment_id, messages.experiment_cancelled(experiment_id))

@@ -14,10 +14,15 @@ Celery (``EDGEOPT_BROKER_URL`` set): one experiment is a chain of tasks, each ta
 Each task writes its results to the database and publishes the same WebSocket messages as the embedded runner
 (``service.relay``), so an API restart loses nothing a worker finished. Faults use Celery's own means: late
 acknowledgement with ``task_reject_on_worker_lost`` puts the task of a worker that died back on the queue, and the
-run row's ``attempts`` lets it run once more only (a second death fails the technique with the reason); a soft
-time limit per task fails the technique, the hard one a minute later stops the worker child. A cancel revokes the
-experiment's tasks (``service.manager.CeleryManager``) and every task also checks, at each stage boundary, that its
-experiment is still running under the same start (``run_token``).
+run row's ``attempts`` lets it run once more only (a second death fails the technique with the reason). A task
+past ``EDGEOPT_TASK_TIME_LIMIT_S`` is stopped by Celery's time limit; Celery then calls the task's ``on_failure`` in
+the worker's main process (``_EdgeOptTask``), which fails that technique (or, for the baseline and finish tasks, the
+experiment) with a sentence, and the experiment still finishes. A whole worker that dies (its main process too, or
+its machine) leaves its task unacknowledged on the broker: RabbitMQ redelivers it when the connection drops, Redis
+after the visibility timeout, which is tied to the time limit (``celery_config``) so it never hands a task that is
+still running to a second worker. A cancel revokes the experiment's tasks (``service.manager.CeleryManager``) and
+every task also checks, at each stage boundary, that its experiment is still running under the same start
+(``run_token``).
 """
 
 from __future__ import annotations
@@ -31,12 +36,17 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
+from celery import Task
+
 from edgeopt.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 2  # a technique whose worker died is run once more, then failed
-HARD_LIMIT_MARGIN_S = 60.0
+# Redis hands an unacknowledged task to another worker this long after the time limit: a task still running is
+# always past its limit (so killed) by then, and a dead worker's task comes back within limit + margin + sweep.
+VISIBILITY_MARGIN_S = 60.0
+RESTORE_SWEEP_S = 10  # how often each worker looks for such tasks (kombu's unacked_restore_interval)
 CANCEL_CHECK_INTERVAL_S = 0.5
 TASK_BASELINE = "edgeopt.baseline"
 TASK_TECHNIQUE = "edgeopt.technique"
@@ -106,20 +116,41 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_ignore_result": True,  # results live in the database, never in a result backend
         "task_acks_late": True,  # a task is acknowledged when it ends, so a worker that dies loses nothing
         "task_reject_on_worker_lost": True,  # ... and its task goes back on the queue (see MAX_ATTEMPTS)
-        "task_acks_on_failure_or_timeout": True,
+        "task_acks_on_failure_or_timeout": True,  # a task past its time limit is failed (on_failure), not rerun
         "worker_prefetch_multiplier": 1,  # a worker reserves only what it runs: idle workers take the rest
-        "task_soft_time_limit": settings.task_time_limit_s,
-        "task_time_limit": settings.task_time_limit_s + HARD_LIMIT_MARGIN_S,
+        # One limit, enforced by stopping the worker child: a soft limit would raise inside the technique, whose
+        # own error handling would report it as an EdgeOpt bug. _EdgeOptTask.on_failure says what happened.
+        "task_time_limit": settings.task_time_limit_s,
+        "broker_transport_options": {
+            "visibility_timeout": settings.task_time_limit_s + VISIBILITY_MARGIN_S,
+            "unacked_restore_interval": RESTORE_SWEEP_S,
+            "unacked_restore_throttle": 1,
+        },
         "worker_hijack_root_logger": False,
         "worker_send_task_events": False,
         "worker_redirect_stdouts": False,  # native libraries print to stderr directly; not worth a log record each
     }
 
 
+class _EdgeOptTask(Task):  # type: ignore[misc]
+    """Every EdgeOpt task: a failure Celery reports (time limit, or an error outside the pipeline) ends in a sentence.
+
+    Celery calls ``on_failure`` in the pool child for an exception the task raised, and in the worker's main process
+    for a task it stopped at the time limit. A worker child that died is not a failure here: its task is requeued
+    (``task_reject_on_worker_lost``) and ``_claim`` counts the attempts.
+    """
+
+    def on_failure(self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
+        try:
+            record_failure(self.name, args[0], list(args[1:]), exc)
+        except Exception:  # noqa: BLE001 - the broker and the log still have the failure
+            log.exception("could not record the failure of task %s", task_id)
+
+
 def make_celery(settings: Settings) -> Any:
     from celery import Celery
 
-    app = Celery("edgeopt")
+    app = Celery("edgeopt", task_cls=_EdgeOptTask)
     app.conf.update(celery_config(settings))
     return app
 
@@ -163,11 +194,11 @@ def _channel(url: str | None) -> _Channel:
 class TaskContext:
     """What every task of one experiment needs: settings, sessions, the spec, its relay and its cancel check."""
 
-    def __init__(self, payload: dict[str, Any]) -> None:
+    def __init__(self, payload: dict[str, Any], sessions: Any = None) -> None:
         from edgeopt.pipeline import ExperimentSpec
 
         self.settings = get_settings()
-        self.sessions = _sessions(self.settings.resolved_database_url)
+        self.sessions = sessions or _sessions(self.settings.resolved_database_url)
         self.spec = ExperimentSpec.from_payload(payload["spec"])
         self.experiment_id = self.spec.experiment_id
         self.token: str = payload["token"]
@@ -300,7 +331,8 @@ def baseline_step(ctx: TaskContext) -> None:
 
 
 def _claim(ctx: TaskContext, name: str) -> str:
-    """Record this delivery on the run row: 'run', 'done' (a duplicate delivery) or 'dead' (the worker died twice)."""
+    """Record this delivery on the run row: 'run', 'done' (a duplicate delivery, or the experiment no longer runs
+    under this start) or 'dead' (the worker died twice)."""
     from sqlalchemy import select
 
     from edgeopt.service.db.models import Experiment, OptimizationRun, utcnow
@@ -310,7 +342,12 @@ def _claim(ctx: TaskContext, name: str) -> str:
 
     host, pid = this_worker()
     with session_scope(ctx.sessions) as session:
-        session.scalar(select(Experiment.id).where(Experiment.id == ctx.experiment_id).with_for_update())
+        # Locked like the cancel's transition: a cancel either comes first (nothing is claimed) or waits for this.
+        current = session.execute(
+            select(Experiment.status, Experiment.run_token).where(Experiment.id == ctx.experiment_id).with_for_update()
+        ).first()
+        if current is None or current.status != "running" or current.run_token != ctx.token:
+            return "done"
         row = session.scalar(
             select(OptimizationRun).where(
                 OptimizationRun.experiment_id == ctx.experiment_id, OptimizationRun.technique == name
@@ -332,46 +369,93 @@ def _claim(ctx: TaskContext, name: str) -> str:
 
 def technique_step(ctx: TaskContext, name: str) -> None:
     """Run one technique against the stored baseline; the store of the last run enqueues ``edgeopt.finish``."""
-    from celery.exceptions import SoftTimeLimitExceeded
-
-    from edgeopt.report import BaselineResult, RunResult
+    from edgeopt.report import BaselineResult
 
     stored, done = ctx.state()
     if stored is None:
         return
-    relay = ctx.relay(stored, set(done))
     claim = _claim(ctx, name)
     if claim == "done":
         return
-    total = len(ctx.spec.ordered_techniques)
-    index = ctx.spec.ordered_techniques.index(name)
     if claim == "dead":
-        run = RunResult(
-            technique=name,
-            status="failed",
-            error=(
-                f"The worker running {name} stopped unexpectedly twice (killed, or out of memory); the other "
-                "techniques' results are unaffected. Start the experiment again to retry it, on a worker with more "
-                "memory if it keeps stopping."
-            ),
+        _fail_technique(
+            ctx,
+            name,
+            f"The worker running {name} stopped unexpectedly twice (killed, or out of memory); the other "
+            "techniques' results are unaffected. Start the experiment again to retry it, on a worker with more "
+            "memory if it keeps stopping.",
         )
-        relay.on_event(_finished_event(run, index, total))
-    else:
-        try:
-            ctx.pipeline(relay).run_technique(name, BaselineResult.model_validate(stored))
-        except SoftTimeLimitExceeded:
-            limit = ctx.settings.task_time_limit_s
-            run = RunResult(
-                technique=name,
-                status="failed",
-                error=(
-                    f"{name} ran past the time limit of {limit:.0f} s per technique and was stopped; raise "
-                    "EDGEOPT_TASK_TIME_LIMIT_S on the workers or run fewer epochs."
-                ),
-            )
-            relay.on_event(_finished_event(run, index, total))
+        return
+    relay = ctx.relay(stored, set(done))
+    ctx.pipeline(relay).run_technique(name, BaselineResult.model_validate(stored))
     if relay.all_done:
         ctx.send(TASK_FINISH, "finish")
+
+
+def _fail_technique(ctx: TaskContext, name: str, error: str) -> None:
+    """Store ``name`` as failed with ``error`` unless it already finished; the last stored run enqueues the finish."""
+    from edgeopt.report import RunResult
+
+    stored, done = ctx.state()
+    if stored is None or name in done:
+        return
+    relay = ctx.relay(stored, set(done))
+    techniques = ctx.spec.ordered_techniques
+    run = RunResult(technique=name, status="failed", error=error)
+    relay.on_event(_finished_event(run, techniques.index(name), len(techniques)))
+    if relay.all_done:
+        ctx.send(TASK_FINISH, "finish")
+
+
+def _time_limit_sentence(what: str, limit: float) -> str:
+    return (
+        f"{what} ran past the time limit of {limit:.0f} s per task on the workers and was stopped. Raise "
+        "EDGEOPT_TASK_TIME_LIMIT_S on the workers (or run fewer epochs) and start the experiment again."
+    )
+
+
+def record_failure(task_name: str, payload: dict[str, Any], args: list[Any], exc: BaseException) -> None:
+    """What Celery reports as a task's failure, stored as the user sees it: a failed technique, else a failed
+    experiment; each with a sentence, never the exception's text (that goes to the worker's log).
+
+    Runs in the pool child, or in the worker's main process after a time limit: there it uses an engine of its own,
+    disposed at once, so the children it forks later inherit no database connection.
+    """
+    from celery.exceptions import TimeLimitExceeded
+
+    from edgeopt.service.db.session import make_engine, make_session_factory
+
+    settings = get_settings()
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        ctx = TaskContext(payload, sessions=make_session_factory(engine))
+        if not ctx.still_running():
+            return
+        timed_out = isinstance(exc, TimeLimitExceeded)
+        limit = settings.task_time_limit_s
+        log.error("task %s of experiment %s failed: %r", task_name, ctx.experiment_id, exc)
+        if task_name == TASK_TECHNIQUE:
+            name = args[0]
+            error = (
+                _time_limit_sentence(name, limit)
+                if timed_out
+                else f"The worker running {name} stopped with an internal error before storing its result; the "
+                "other techniques' results are unaffected. Start the experiment again to retry it (the worker's "
+                "log has the details)."
+            )
+            _fail_technique(ctx, name, error + (" The other techniques' results are unaffected." if timed_out else ""))
+            return
+        what = "Measuring the original model" if task_name == TASK_BASELINE else "Comparing the results"
+        reason = (
+            _time_limit_sentence(what, limit)
+            if timed_out
+            else f"{what} stopped with an internal error on the worker; completed techniques are kept. Start the "
+            "experiment again (the worker's log has the details)."
+        )
+        stored, _done = ctx.state()
+        ctx.relay(stored, set()).finish(("failed", reason))
+    finally:
+        engine.dispose()
 
 
 def _finished_event(run: Any, index: int, total: int) -> dict[str, Any]:
@@ -421,4 +505,3 @@ def finish_step(ctx: TaskContext) -> None:
 run_baseline = app.task(name=TASK_BASELINE)(_guarded(baseline_step))
 run_technique = app.task(name=TASK_TECHNIQUE)(_guarded(technique_step))
 run_finish = app.task(name=TASK_FINISH)(_guarded(finish_step))
-
