@@ -118,8 +118,6 @@ class Distillation:
     """The student's width is searched for the accuracy budget unless the config sets ``width_ratio``."""
 
     name: ClassVar[str] = "distillation"
-    framework: ClassVar[str] = "tensorflow"
-    config_class: ClassVar[type[TechniqueConfig]] = DistillationConfig
     searches_strength: ClassVar[bool] = True
 
     @readable_failures

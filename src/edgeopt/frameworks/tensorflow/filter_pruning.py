@@ -559,8 +559,6 @@ class PruneStructured:
     """
 
     name: ClassVar[str] = "prune_structured"
-    framework: ClassVar[str] = "tensorflow"
-    config_class: ClassVar[type[TechniqueConfig]] = PruneStructuredConfig
     searches_strength: ClassVar[bool] = True
 
     @readable_failures

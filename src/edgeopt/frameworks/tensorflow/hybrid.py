@@ -21,8 +21,6 @@ from edgeopt.techniques import HybridPruneInt8Config, TechniqueConfig, Technique
 
 class HybridPruneInt8:
     name: ClassVar[str] = "hybrid_prune_int8"
-    framework: ClassVar[str] = "tensorflow"
-    config_class: ClassVar[type[TechniqueConfig]] = HybridPruneInt8Config
     searches_strength: ClassVar[bool] = True
 
     @readable_failures

@@ -141,8 +141,6 @@ class PruneUnstructured:
     """tfmot magnitude pruning; the sparsity is searched for the accuracy budget unless the config sets it."""
 
     name: ClassVar[str] = "prune_unstructured"
-    framework: ClassVar[str] = "tensorflow"
-    config_class: ClassVar[type[TechniqueConfig]] = PruneUnstructuredConfig
     searches_strength: ClassVar[bool] = True
 
     @readable_failures

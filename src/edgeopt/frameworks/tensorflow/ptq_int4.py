@@ -173,8 +173,6 @@ def _first_line(exc: Exception) -> str:
 
 class PtqInt4:
     name: ClassVar[str] = "ptq_int4"
-    framework: ClassVar[str] = "tensorflow"
-    config_class: ClassVar[type[TechniqueConfig]] = PtqInt4Config
     searches_strength: ClassVar[bool] = True
 
     @readable_failures
