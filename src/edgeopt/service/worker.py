@@ -324,7 +324,9 @@ def baseline_step(ctx: TaskContext) -> None:
     if report.baseline is not None and relay.baseline is None:
         relay.baseline = report.baseline.model_dump(mode="json")
     remaining = [name for name in ctx.spec.ordered_techniques if name not in done]
-    for name in remaining:
+    # Longest predicted first (the ETA's cost model): workers that free up take the short ones, so the experiment
+    # ends soon after its longest technique instead of waiting for one queued last.
+    for name in sorted(remaining, key=relay.eta.predicted_seconds, reverse=True):
         ctx.send(TASK_TECHNIQUE, name, name)
     if not remaining:
         ctx.send(TASK_FINISH, "finish")
