@@ -259,7 +259,15 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float, techn
                 break
             more = [layer for layer in broken if layer not in kept_whole]
             if not more or attempt + 1 == MAX_PRUNING_ATTEMPTS:
-                raise RuntimeError("the pruned network no longer runs")
+                current = {layer: name.removeprefix("graph_module.") for name, layer in module.named_modules()}
+                breaking = _names(tuple(current.get(layer, type(layer).__name__) for layer in broken))
+                raise Unsupported(
+                    f"{what} cannot remove channels from this model consistently: after keeping "
+                    f"{len(kept_whole)} layers whole, pruning still breaks the operation after "
+                    f"{breaking or 'an unnamed layer'}"
+                    ", whose channel mapping torch-pruning follows wrongly. Use prune_unstructured or ptq_int8 "
+                    "for this model, or prune those layers' channels by hand before exporting."
+                )
             current = {layer: name for name, layer in module.named_modules()}
             kept_names = [current[layer] for layer in kept_whole + more]
         names = {layer: name.removeprefix("graph_module.") for name, layer in module.named_modules()}
