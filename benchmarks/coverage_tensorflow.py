@@ -208,14 +208,14 @@ def run_technique(name: str, loaded: Any, data: Any, work: Path, overrides: dict
     from edgeopt.errors import EdgeOptError, Unsupported
     from edgeopt.frameworks.tensorflow.runtime import accuracy, load_tflite
     from edgeopt.progress import silent_reporter
-    from edgeopt.techniques import TechniqueContext, get_technique, make_config
+    from edgeopt.techniques import TechniqueContext, check_applicable, get_technique, make_config
 
     started = time.perf_counter()
     out: dict[str, Any] = {"technique": name}
     try:
-        if not loaded.transformable:  # as the pipeline does: the model can be measured, not rewritten
-            raise Unsupported(loaded.not_transformable_reason)
-        output = get_technique(name, "tensorflow").apply(
+        technique = get_technique(name, "tensorflow")
+        check_applicable(technique, loaded)  # as the pipeline does: a fixed graph is measured, not rewritten
+        output = technique.apply(
             TechniqueContext(model=loaded, data=data, work_dir=work, reporter=silent_reporter(name)),
             make_config(name, overrides),
         )

@@ -15,6 +15,7 @@ with ``ast`` rather than imported: the API process checks uploads and must not i
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import zipfile
@@ -295,6 +296,12 @@ def _is_keras_module(module: str | None) -> bool:
     return module is None or module.split(".", 1)[0] in ("keras", "tf_keras", "builtins")
 
 
+class NotBuiltIn(InvalidInput):
+    """The config names a class or function Keras does not define: its code is not in the file, so the Keras model
+    cannot be rebuilt without importing it. A SavedModel is then used as its serving graph instead (that graph
+    needs none of that code); any other Keras file is refused."""
+
+
 def check_config(config: Any, source: str, *, trust: bool) -> None:
     """Refuse (``InvalidInput``) a model config naming any class Keras does not define, or a layer carrying code.
 
@@ -305,6 +312,7 @@ def check_config(config: Any, source: str, *, trust: bool) -> None:
     if not isinstance(config, dict) or "class_name" not in config:
         raise InvalidInput(f"{source} describes no Keras model (its architecture has no class_name).", field="file")
     names = builtin_names()
+    not_built_in: NotBuiltIn | None = None
     for found in _walk(config):
         label = _layer_label(found)
         if found.class_name in CODE_LAYERS or (found.class_name in TF_OP_LAYERS and not _tf_op_is_pure(found.config)):
@@ -322,7 +330,7 @@ def check_config(config: Any, source: str, *, trust: bool) -> None:
             )
         if found.class_name in VALUE_MARKERS and not found.is_layer:
             if found.class_name == "function" and not _is_keras_module(found.module):
-                raise InvalidInput(
+                not_built_in = not_built_in or NotBuiltIn(
                     f"{source} refers to the function {found.config!r} from module {found.module!r}, which is not "
                     "part of Keras; use a built-in activation or save the model without custom functions.",
                     field="file",
@@ -334,16 +342,22 @@ def check_config(config: Any, source: str, *, trust: bool) -> None:
             custom = True
         if custom:
             kind = label if found.is_layer else f"the object {found.class_name!r}"
-            raise InvalidInput(
+            not_built_in = not_built_in or NotBuiltIn(
                 f"{source} contains {kind}, which is not a built-in Keras "
                 f"{'layer' if found.is_layer else 'class'}: its code is not part of Keras, and EdgeOpt never runs "
                 "code from uploads. Rebuild the model from built-in Keras layers (keras.layers) and save it again.",
                 field="file",
             )
+    if not_built_in is not None:  # raised after the whole walk: a layer carrying code is refused whatever the order
+        raise not_built_in
 
 
 def check_model_file(path: Path, kind: str, *, trust: bool) -> None:
-    """Read the architecture of a Keras file of ``kind`` (``h5``, ``keras``, ``savedmodel_zip``) and check it."""
+    """Read the architecture of a Keras file of ``kind`` (``h5``, ``keras``, ``savedmodel_zip``) and check it.
+
+    Code-carrying layers are refused in every kind; classes Keras does not define only in ``h5`` and ``keras``
+    files (a SavedModel carrying them is loaded as its serving graph, see ``NotBuiltIn``).
+    """
     path = Path(path)
     if kind in ("h5", "keras"):
         # A file can be a zip and an HDF5 file at once, and which one Keras reads depends on its name: check both.
@@ -360,7 +374,9 @@ def check_model_file(path: Path, kind: str, *, trust: bool) -> None:
         if not checked:
             raise InvalidInput(f"{path.name} holds no Keras model architecture.", field="file")
     elif kind == "savedmodel_zip":
-        check_saved_model_configs(saved_model_zip_configs(path), path.name, trust=trust)
+        # A class Keras does not define is no refusal here: the loader uses the serving graph (op allow-list) instead.
+        with contextlib.suppress(NotBuiltIn):
+            check_saved_model_configs(saved_model_zip_configs(path), path.name, trust=trust)
     else:
         raise ValueError(f"not a Keras file kind: {kind}")
 
@@ -373,6 +389,12 @@ def _is_hdf5(path: Path) -> bool:
 
 def check_saved_model_configs(configs: list[Any], source: str, *, trust: bool) -> None:
     """Every node of a SavedModel's Keras metadata: the model node with its layers, and each layer node."""
+    not_built_in: NotBuiltIn | None = None
     for node in configs:
         if isinstance(node, dict) and "class_name" in node:
-            check_config(node, source, trust=trust)
+            try:
+                check_config(node, source, trust=trust)
+            except NotBuiltIn as exc:  # every node is still checked for layers carrying code
+                not_built_in = not_built_in or exc
+    if not_built_in is not None:
+        raise not_built_in

@@ -36,7 +36,14 @@ from edgeopt.report import (
     RunResult,
 )
 from edgeopt.settings import Settings, get_settings
-from edgeopt.techniques import MAX_EPOCHS, TechniqueContext, TechniqueOutput, get_technique, make_config
+from edgeopt.techniques import (
+    MAX_EPOCHS,
+    TechniqueContext,
+    TechniqueOutput,
+    check_applicable,
+    get_technique,
+    make_config,
+)
 
 log = logging.getLogger(__name__)
 
@@ -405,9 +412,7 @@ class Pipeline:
         data, loaded = self._load(backend)
         out_dir = Path(spec.out_dir)
         self._plan_searches()
-        return self._technique(
-            backend, loaded, data, baseline, name, techniques.index(name), len(techniques), out_dir
-        )
+        return self._technique(backend, loaded, data, baseline, name, techniques.index(name), len(techniques), out_dir)
 
     def finish(self, report: Report) -> Report:
         """Re-time every artifact side by side and recommend; ``report`` holds the baseline and all runs."""
@@ -600,9 +605,8 @@ class Pipeline:
         config_dump = config.model_dump(mode="json")
         try:
             reporter.stage("Starting", 0.0)
-            if not loaded.transformable:
-                raise Unsupported(loaded.not_transformable_reason)
             technique = get_technique(name, spec.framework)
+            check_applicable(technique, loaded)
             technique_data, search = self._search_context(name, data)
             ctx = TechniqueContext(
                 model=loaded,

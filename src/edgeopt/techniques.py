@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeopt.data.dataset import Dataset
-from edgeopt.errors import InvalidInput
+from edgeopt.errors import InvalidInput, Unsupported
 from edgeopt.progress import StageReporter
 
 if TYPE_CHECKING:
@@ -163,12 +163,20 @@ class TechniqueOutput:
 class Technique(Protocol):
     """One technique on one framework; its spec (``edgeopt.technique_specs``) names it and holds its config class.
 
-    ``searches_strength = True`` on an implementation means it honours ``TechniqueContext.search``.
+    ``searches_strength = True`` on an implementation means it honours ``TechniqueContext.search``;
+    ``runs_on_fixed_graph = True`` that it needs no editable model (it converts the loaded graph as it is), so it
+    runs on models loaded with ``transformable=False`` too.
     """
 
     name: ClassVar[str]
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput: ...
+
+
+def check_applicable(technique: Technique, loaded: Any) -> None:
+    """``Unsupported`` with the loader's reason when ``loaded`` cannot be rewritten and ``technique`` needs that."""
+    if not getattr(loaded, "transformable", True) and not getattr(technique, "runs_on_fixed_graph", False):
+        raise Unsupported(getattr(loaded, "not_transformable_reason", "") or "This model cannot be transformed.")
 
 
 def get_technique(technique: str, framework: str) -> Technique:

@@ -220,3 +220,24 @@ def test_every_keras_metadata_in_a_savedmodel_zip_is_checked(tmp_path: Path) -> 
     assert [node["class_name"] for node in saved_model_zip_configs(path)] == ["Sequential", "Sequential", "Lambda"]
     with pytest.raises(InvalidInput, match=r"'hidden' \(Lambda\)"):
         check_model_file(path, "savedmodel_zip", trust=False)
+
+
+@pytest.mark.parametrize("order", ["custom class first", "lambda first"])
+def test_a_savedmodel_with_a_custom_class_and_a_lambda_is_refused_whatever_the_order(
+    tmp_path: Path, order: str
+) -> None:
+    """A class Keras does not define alone makes a SavedModel load as its graph; a layer carrying code still refuses
+    it at upload, even when the custom class comes first in its metadata."""
+    from edgeopt.keras_config import check_model_file
+
+    custom, code = _layer("MyScale", "scale"), _layer("Lambda", "hidden")
+    layers = (custom, code) if order == "custom class first" else (code, custom)
+    path = _zip(
+        tmp_path / "sm.zip", {"a/saved_model.pb": b"", "a/keras_metadata.pb": _keras_metadata(_sequential(*layers))}
+    )
+    with pytest.raises(InvalidInput, match=r"'hidden' \(Lambda\)"):
+        check_model_file(path, "savedmodel_zip", trust=False)
+    only_custom = _zip(
+        tmp_path / "c.zip", {"a/saved_model.pb": b"", "a/keras_metadata.pb": _keras_metadata(_sequential(custom))}
+    )
+    check_model_file(only_custom, "savedmodel_zip", trust=False)  # no refusal: the loader uses the graph instead

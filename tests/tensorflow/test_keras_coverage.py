@@ -31,8 +31,8 @@ from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.runtime import load_tflite
 from tests.tensorflow.conftest import run_technique as apply_technique
 
-# A subclassed model saved as a SavedModel is refused at load (its class is not Keras's own: the upload check of
-# edgeopt.keras_config), so it has its own test below instead of a row of techniques.
+# A subclassed model saved as a SavedModel runs as its serving graph (only the quantizations apply), so it has its
+# own test below instead of a row of techniques.
 REFUSED_FAMILIES = ("subclassed_savedmodel",)
 # The least training that still runs every code path (fine-tuning loops, calibration, distillation).
 MINIMAL: dict[str, dict[str, Any]] = {
@@ -319,20 +319,38 @@ def test_a_keras_file_with_a_custom_layer_class_is_refused_naming_the_class(tmp_
         TensorFlowBackend().load(ModelSource(path=path))
 
 
-def test_a_subclassed_model_saved_as_a_savedmodel_is_refused_naming_its_class(tmp_path: Path) -> None:
-    """Its layers are wired by Python code the file does not carry, and that class is not Keras's own: refused."""
+def test_a_subclassed_savedmodel_is_quantized_as_its_serving_graph_and_the_rest_skip_naming_its_class(
+    tmp_path: Path,
+) -> None:
+    """Its layers are wired by Python code the file does not carry, and that class is not Keras's own, so the Keras
+    model is never rebuilt; its serving graph needs none of that code: both quantizations convert it, and the
+    techniques that rewrite layers skip with a sentence naming the class."""
     from benchmarks.coverage_tensorflow import subclassed_model
-    from edgeopt.errors import InvalidInput
+    from edgeopt.formats import check_model_file
     from edgeopt.frameworks import ModelSource
     from edgeopt.frameworks.tensorflow.backend import TensorFlowBackend
 
+    data = digits_at(32, train_images=64, test_images=16)
     model = subclassed_model((32, 32, 3), 10)
-    model(np.zeros((1, 32, 32, 3), dtype=np.float32))
     folder = tmp_path / "saved"
     model.save(str(folder), save_format="tf")
-    archive = shutil.make_archive(str(tmp_path / "subclassed"), "zip", root_dir=folder)
-    with pytest.raises(InvalidInput, match=r"\(DigitsNet\), which is not a built-in Keras layer"):
-        TensorFlowBackend().load(ModelSource(path=Path(archive)))
+    archive = Path(shutil.make_archive(str(tmp_path / "subclassed"), "zip", root_dir=folder))
+    assert check_model_file(archive, "tensorflow").kind == "savedmodel_zip"  # accepted at upload
+    loaded = TensorFlowBackend().load(ModelSource(path=archive), data)
+    assert not loaded.transformable and "(DigitsNet), which is not a built-in Keras layer" in (
+        loaded.not_transformable_reason
+    )
+    reference = model(data.x_test).numpy().argmax(axis=1)
+    for technique in ("ptq_int8", "ptq_int4", "prune_structured", "distillation", "qat_int8"):
+        (tmp_path / technique).mkdir()
+    for technique in ("ptq_int8", "ptq_int4"):
+        run = run_technique(technique, loaded, data, tmp_path / technique, MINIMAL[technique])
+        assert run["status"] == "completed", run
+        predict = load_tflite(tmp_path / technique / f"{technique}.tflite", threads=1)
+        assert (predict(data.x_test).argmax(axis=1) == reference).mean() >= 0.75  # the same model, quantized
+    for technique in ("prune_structured", "distillation", "qat_int8"):
+        run = run_technique(technique, loaded, data, tmp_path / technique, MINIMAL[technique])
+        assert run["status"] == "skipped" and "DigitsNet" in run["message"], run
 
 
 def test_an_unexpected_tensorflow_error_becomes_one_sentence() -> None:

@@ -66,7 +66,7 @@ class TensorFlowBackend:
         """The unmodified model as an FP32 ``.tflite`` (plus the ``.keras`` file when there is a Keras model)."""
         artifact = Path(work_dir) / f"baseline{self.artifact_suffix}"
         if isinstance(loaded.model, SavedModelGraph):
-            convert.saved_model_to_tflite(loaded.model.directory, artifact)
+            convert.to_tflite(loaded.model, artifact)
             return TechniqueOutput(artifact=artifact, precision="fp32", model=None, notes="FP32 .tflite (SavedModel)")
         convert.to_tflite(loaded.model, artifact)
         keras_file = convert.save_keras(loaded.model, Path(work_dir) / "baseline.keras")

@@ -36,6 +36,11 @@ def representative_dataset(data: Dataset, samples: int, seed: int = 0) -> Iterat
 
 
 def _converter(model: Any) -> tf.lite.TFLiteConverter:
+    """From the Keras model, or from the folder of a bare SavedModel graph (its serving signature: one input)."""
+    from edgeopt.frameworks.tensorflow.io import SavedModelGraph
+
+    if isinstance(model, SavedModelGraph):
+        return tf.lite.TFLiteConverter.from_saved_model(str(model.directory))
     _check_single_input(model)
     return tf.lite.TFLiteConverter.from_keras_model(model)
 
@@ -75,11 +80,6 @@ def _write(converter: tf.lite.TFLiteConverter, path: Path, kind: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(flat)
     return path
-
-
-def saved_model_to_tflite(directory: Path, path: Path) -> Path:
-    """FP32 ``.tflite`` from a SavedModel folder (a bare graph with no Keras model to trace)."""
-    return _write(tf.lite.TFLiteConverter.from_saved_model(str(directory)), path, "SavedModel")
 
 
 def save_keras(model: Any, path: Path) -> Path:

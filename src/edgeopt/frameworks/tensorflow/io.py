@@ -175,18 +175,28 @@ def _load_saved_model_dir(
             raise InvalidInput("The SavedModel's keras_metadata.pb is implausibly large.", field="file")
         # Checked here again, right before tf_keras reads it, whatever the upload route checked (fail closed).
         configs = keras_config.saved_metadata_configs(metadata.read_bytes())
-        keras_config.check_saved_model_configs(configs, path.name, trust=trust)
+        try:
+            keras_config.check_saved_model_configs(configs, path.name, trust=trust)
+        except keras_config.NotBuiltIn as refused:
+            # A class Keras does not define (a subclassed model, a custom layer): the Keras model is never rebuilt,
+            # but the serving graph needs none of that code (its operations were checked above).
+            reason = (
+                f"{refused} Until then EdgeOpt uses its serving graph as it is: converted, quantized by the "
+                "techniques that need no editable model (ptq_int8, ptq_int4), evaluated and measured."
+            )
+            return _graph_loaded(path, directory, cleanup, source, reason)
         model = tf_keras.models.load_model(directory, compile=False, safe_mode=not trust)
         if getattr(model, "_is_graph_network", False) or isinstance(model, tf_keras.Sequential):
             if cleanup is not None:
                 shutil.rmtree(cleanup, ignore_errors=True)
             return _keras_loaded(model, "savedmodel", "tf_keras", "SavedModel with Keras metadata", source)
         # A subclassed model comes back as a revived object without its Python class: no layer graph, often no
-        # input shape. Its serving signature is still a complete graph to convert, evaluate and measure.
+        # input shape. Its serving signature is still a complete graph to convert, quantize, evaluate and measure.
         reason = (
             f"This SavedModel holds a subclassed Keras model ({model.name}): its layers are connected by Python "
             "code in its call method, which the file does not carry, so the techniques cannot rewrite it. EdgeOpt "
-            "converts, evaluates and measures it; rebuild it as a Functional or Sequential model to optimize it."
+            "converts, quantizes (ptq_int8, ptq_int4), evaluates and measures its serving graph; rebuild it as a "
+            "Functional or Sequential model to use the other techniques."
         )
         return _graph_loaded(path, directory, cleanup, source, reason)
     return _graph_loaded(path, directory, cleanup, source, None)
@@ -209,8 +219,8 @@ def _graph_loaded(
         not_transformable_reason=reason
         or (
             "This SavedModel has no Keras metadata (it was written by tf.saved_model.save or model.export), so it "
-            "is a fixed graph: EdgeOpt converts, evaluates and measures it, but the techniques need the Keras model. "
-            "Save it with model.save('model.keras') to optimize it."
+            "is a fixed graph: EdgeOpt converts, quantizes (ptq_int8, ptq_int4), evaluates and measures it, but the "
+            "other techniques need the Keras model. Save it with model.save('model.keras') to use them."
         ),
         info={"source_file": path.name},
     )

@@ -174,6 +174,7 @@ def _first_line(exc: Exception) -> str:
 class PtqInt4:
     name: ClassVar[str] = "ptq_int4"
     searches_strength: ClassVar[bool] = True
+    runs_on_fixed_graph: ClassVar[bool] = True  # it rewrites the FP32 .tflite, which a bare graph converts to
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:

@@ -35,6 +35,7 @@ def int8_output(
 
 class PtqInt8:
     name: ClassVar[str] = "ptq_int8"
+    runs_on_fixed_graph: ClassVar[bool] = True  # the converter reads a bare SavedModel graph as well
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
