@@ -4,7 +4,8 @@ PyTorch: walks ``torchvision.models.list_models(module=torchvision.models)``. Ea
 classes, run at the smallest input in ``SIZES`` it accepts, briefly trained on digits (``--train-batches``; 0 keeps
 the random initialisation), exported both ways a user would (``torch.export.export(model, (x[:1],))`` at static
 batch 1, and with a dynamic batch dimension) and put through the engine's own pipeline with every technique at
-minimal epochs on a slice of digits (``--train-images``, ``--test-images``). Each (architecture, export style)
+minimal epochs on a slice of digits (``--train-images``, ``--test-images``) and a minimal strength search (one
+setting per searched technique unless ``--time-budget`` gives more). Each (architecture, export style)
 runs in its own subprocess with a timeout, so one model that hangs or crashes costs only its own row. The
 baseline-at-chance check is off here (a briefly trained model may still be near chance): this measures whether
 the techniques run, not how accurate the models are.
@@ -95,7 +96,14 @@ def digits_subset(path: Path, train: int, test: int) -> Path:
 
 
 def run_worker(
-    arch: str, style: str, out: Path, train_batches: int, epochs: int, train_images: int, test_images: int
+    arch: str,
+    style: str,
+    out: Path,
+    train_batches: int,
+    epochs: int,
+    train_images: int,
+    test_images: int,
+    time_budget_s: float | None = None,
 ) -> dict[str, Any]:
     """One architecture, one export style, every technique; returns (and writes) its row as JSON."""
     import torch
@@ -144,6 +152,7 @@ def run_worker(
         epochs=epochs,
         technique_configs=MINIMAL_CONFIGS,
         check_baseline=False,
+        time_budget_s=time_budget_s,
     )
     settings = Settings(latency_seconds=0.0)
     try:
@@ -185,6 +194,7 @@ def run_one(arch: str, style: str, args: argparse.Namespace, work: Path) -> dict
         sys.executable, "-m", "benchmarks.coverage", "--worker", arch, "--style", style, "--row", str(out),
         "--train-batches", str(args.train_batches), "--epochs", str(args.epochs),
         "--train-images", str(args.train_images), "--test-images", str(args.test_images),
+        *(["--time-budget", str(args.time_budget)] if args.time_budget is not None else []),
     ]  # fmt: skip
     env = {**os.environ, "EDGEOPT_OFFLINE": "1", "EDGEOPT_LATENCY_SECONDS": "0"}
     try:
@@ -243,7 +253,9 @@ def write_table(rows: dict[str, dict[str, Any]], models: list[str], command: str
         f"{len(done)} of {len(models)} architectures finished both export styles so far"
         + (" (partial run: the other rows say `not run`)." if len(done) < len(models) else "."),
         "A cell reads `completed` when both export styles (static batch 1, dynamic batch) completed; otherwise it "
-        "shows each style's result.",
+        "shows each style's result. Techniques run at minimal epochs and, from 2026-12-05, a minimal strength search "
+        "(`--time-budget`, default 1 s: one setting per searched technique); earlier rows searched at the default "
+        "budget.",
         "",
         "| architecture | input | " + " | ".join(TECHNIQUES) + " |",
         "|---|---|" + "---|" * len(TECHNIQUES),
@@ -303,6 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs of every technique")
     parser.add_argument("--train-images", type=int, default=320, help="digits images the techniques train on")
     parser.add_argument("--test-images", type=int, default=120, help="digits images every result is scored on")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=1.0,
+        help="seconds all strength searches of one experiment may take (the user's --time-budget): the default "
+        "1 runs one setting per searched technique, the minimal search, as epochs are minimal; 0 = EdgeOpt's default",
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/edgeopt-coverage"))
     parser.add_argument(
         "--styles",
@@ -329,7 +348,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.worker:
         run_worker(
-            args.worker, args.style, args.row, args.train_batches, args.epochs, args.train_images, args.test_images
+            args.worker,
+            args.style,
+            args.row,
+            args.train_batches,
+            args.epochs,
+            args.train_images,
+            args.test_images,
+            args.time_budget or None,
         )
         return 0
     models = all_models()
