@@ -390,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    # `python -m benchmarks.coverage --framework tensorflow ...` hands its whole command line over to this parser.
+    parser.add_argument("--framework", choices=("tensorflow",), default="tensorflow", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         with tempfile.TemporaryDirectory(prefix="coverage-work-") as work:
