@@ -13,6 +13,8 @@ from edgeopt.board_correction import MAX_MEASUREMENTS, MeasuredEstimate, factor_
 from edgeopt.report import BaselineResult, BoardCorrection, BoardLatency, DeviceEstimate, RunResult
 from edgeopt.service.db.models import BoardMeasurement, Experiment, OptimizationRun
 
+BASELINE = "baseline"  # the technique name of the original model's board job (routes/agents.py); not a technique
+
 
 def board_latencies(session: Session, exp: Experiment) -> dict[str, BoardLatency]:
     """technique -> the latency an agent measured on a board (routes/agents.py), for the runs that have one."""
@@ -112,6 +114,12 @@ class BoardFigures:
         return result.model_copy(update=update) if update else result
 
     def baseline(self, baseline: BaselineResult | None) -> BaselineResult | None:
-        if baseline is None or not self.corrections or not baseline.estimates:
-            return baseline
-        return baseline.model_copy(update={"estimates": _corrected(baseline.estimates, self.corrections)})
+        """The original model's measured figure (its board job is named ``BASELINE``) and corrected estimates."""
+        if baseline is None:
+            return None
+        update: dict[str, object] = {}
+        if BASELINE in self.measured:
+            update["board_latency"] = self.measured[BASELINE]
+        if self.corrections and baseline.estimates:
+            update["estimates"] = _corrected(baseline.estimates, self.corrections)
+        return baseline.model_copy(update=update) if update else baseline
