@@ -224,3 +224,20 @@ def test_an_original_model_of_another_device_or_runtime_is_not_offered(
     assert client.post(f"/api/agents/{_register(client, PI5)}/jobs/next").status_code == 204
     litert_only = _register(client, {**PI5, "device": "rpi4", "runtimes": ["litert-xnnpack"]})
     assert client.post(f"/api/agents/{litert_only}/jobs/next").status_code == 204  # baseline.pte needs ExecuTorch
+
+
+def test_the_original_models_figure_on_a_pi_corrects_that_boards_estimates(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _measured_baseline(app, exp["id"])  # estimated 6.0 ms at 2 threads on the Pi 5
+    pi5 = _register(client, PI5)
+    job = client.post(f"/api/agents/{pi5}/jobs/next").json()
+    assert job["technique"] == "baseline"
+    body = {"latency_ms": 3.0, "latency_p90_ms": 3.1, "threads": 2, "runtime": "executorch-xnnpack"}
+    assert client.post(f"/api/agents/{pi5}/jobs/{job['id']}/result", json=body).status_code == 200
+    report = client.get(f"/api/experiments/{exp['id']}/results").json()
+    correction = report["board_correction"]
+    assert (correction["device"], correction["measurements"]) == ("rpi5", 1)
+    assert correction["factors"]["fp32"] == 0.5  # the original runs FP32: measured 3.0 ms against 6.0 estimated
+    assert report["baseline"]["estimates"]["rpi5"]["corrected_latency_ms"] == 3.0

@@ -39,14 +39,22 @@ def board_latencies(session: Session, exp: Experiment) -> dict[str, BoardLatency
 
 
 def board_correction(session: Session, device: str) -> BoardCorrection | None:
-    """The correction of ``device``'s estimates from every real board of it that measured an artifact here.
+    """The correction of ``device``'s estimates from every real board of it that measured an artifact here (a
+    technique's or the original model's).
 
     Only figures from a board that identified as a Raspberry Pi of that device, not marked noisy, and measured at
     the threads its estimate assumed count: anything else would correct the estimate by a different machine.
     """
     rows = session.execute(
-        select(BoardMeasurement.latency_ms, BoardMeasurement.threads, OptimizationRun.result)
-        .join(
+        select(
+            BoardMeasurement.latency_ms,
+            BoardMeasurement.threads,
+            BoardMeasurement.technique,
+            OptimizationRun.result,
+            Experiment.baseline,
+        )
+        .join(Experiment, Experiment.id == BoardMeasurement.experiment_id)
+        .outerjoin(
             OptimizationRun,
             and_(
                 OptimizationRun.experiment_id == BoardMeasurement.experiment_id,
@@ -64,7 +72,9 @@ def board_correction(session: Session, device: str) -> BoardCorrection | None:
         .limit(MAX_MEASUREMENTS)
     ).all()
     pairs: list[MeasuredEstimate] = []
-    for measured_ms, threads, result in reversed(rows):  # oldest first: the fit keeps the latest
+    # Oldest first: the fit keeps the latest.
+    for measured_ms, threads, technique, run_result, baseline in reversed(rows):
+        result = baseline if technique == BASELINE else run_result  # the original model's estimate, or the run's
         estimate = ((result or {}).get("estimates") or {}).get(device)
         if not estimate or estimate.get("threads") != threads:
             continue
