@@ -121,6 +121,9 @@ class BaselineResult(_Model):
     precision: str = "fp32"
     config: dict[str, Any] = Field(default_factory=dict)
     notes: str = ""
+    board_latency: BoardLatency | None = Field(
+        default=None, description="The original model's artifact measured on a real board by an agent, if one has."
+    )
 
 
 class SearchTrial(_Model):

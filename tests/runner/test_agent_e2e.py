@@ -82,11 +82,12 @@ def test_agent_on_this_host_measures_a_completed_artifact_and_a_killed_agent_giv
 
         assert _wait(lambda: status() in ("completed", "failed"), 600, "the experiment") and status() == "completed"
 
-        # Agent A takes the job and measures slowly (10 minutes of timing asked); it renews its lease meanwhile.
+        # Agent A takes the first job, the original model's, and measures slowly (10 minutes of timing asked); it
+        # renews its lease meanwhile.
         log_a = tmp_path / "agent_a.log"
         agent_a = _agent(server, log_a, "--api-key", KEY, "--accept-any-device", EDGEOPT_LATENCY_SECONDS="600")
         try:
-            _wait(lambda: "measuring ptq_int8" in log_a.read_text(), 120, f"agent A to take the job: {log_a}")
+            _wait(lambda: "measuring baseline" in log_a.read_text(), 120, f"agent A to take the job: {log_a}")
             jobs = client.get(f"/api/experiments/{exp['id']}/board-measurements").json()
             assert [(j["status"], j["attempts"]) for j in jobs] == [("leased", 1)]
             first_agent = jobs[0]["agent_id"]
@@ -97,15 +98,16 @@ def test_agent_on_this_host_measures_a_completed_artifact_and_a_killed_agent_giv
             agent_a.send_signal(signal.SIGKILL)
             agent_a.wait(timeout=20)
 
-        # Agent B gets the job once A's lease has run out, measures it and posts the figure.
+        # Agent B gets that job once A's lease has run out, measures it, then the technique's artifact, and posts both.
         log_b = tmp_path / "agent_b.log"
         agent_b = _agent(server, log_b, "--accept-any-device", EDGEOPT_AGENT_API_KEY=KEY)
         try:
-            def measured() -> dict[str, Any] | None:
-                runs = client.get(f"/api/experiments/{exp['id']}/results").json()["runs"]
-                return runs[0]["board_latency"]
+            def measured() -> tuple[dict[str, Any], dict[str, Any]] | None:
+                results = client.get(f"/api/experiments/{exp['id']}/results").json()
+                original, technique = results["baseline"]["board_latency"], results["runs"][0]["board_latency"]
+                return (original, technique) if original and technique else None
 
-            board = _wait(measured, 120, f"agent B's measurement: {log_b}")
+            original, board = _wait(measured, 180, f"agent B's measurements: {log_b}")
         finally:
             agent_b.send_signal(signal.SIGTERM)
             agent_b.wait(timeout=20)
@@ -113,8 +115,12 @@ def test_agent_on_this_host_measures_a_completed_artifact_and_a_killed_agent_giv
         assert board["is_raspberry_pi"] is False and board["device"] is None
         assert board["latency_ms"] > 0 and board["latency_p90_ms"] >= board["latency_ms"]
         assert board["runtime"] == "executorch-xnnpack" and board["measured_at"]
+        assert original["board"] == here.name and original["latency_ms"] > 0  # the original, measured on the same host
         jobs = client.get(f"/api/experiments/{exp['id']}/board-measurements").json()
-        assert [(j["status"], j["attempts"]) for j in jobs] == [("completed", 2)]
+        assert [(j["technique"], j["status"], j["attempts"]) for j in jobs] == [
+            ("baseline", "completed", 2),
+            ("ptq_int8", "completed", 1),
+        ]
         assert jobs[0]["agent_id"] != first_agent
         agents = {a["id"]: a for a in client.get("/api/agents").json()}
         assert agents[jobs[0]["agent_id"]]["name"] == here.name and len(agents) == 2

@@ -13,8 +13,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from edgeopt.report import DeviceEstimate, LatencyStats, RunResult
-from edgeopt.service.db.models import BoardMeasurement, OptimizationRun, utcnow
+from edgeopt.report import BaselineResult, DeviceEstimate, LatencyStats, RunResult
+from edgeopt.service.db.models import BoardMeasurement, Experiment, OptimizationRun, utcnow
 
 RUNTIMES = ["executorch-xnnpack", "litert-xnnpack"]
 PI5 = {"name": "Raspberry Pi 5 Model B Rev 1.0", "device": "rpi5", "is_raspberry_pi": True, "cores": 4,
@@ -170,3 +170,74 @@ def test_measurements_on_the_users_own_pi_correct_that_boards_estimates_and_repo
     assert estimates["rpi5"]["latency_ms"] == 3.0 and estimates["rpi5"]["corrected_latency_ms"] == 1.5
     assert estimates["rpi4"]["corrected_latency_ms"] is None  # no rpi4 board measured anything
     assert report["runs"][0]["board_latency"]["is_raspberry_pi"] is False  # the laptop's figure stays, as its own
+
+
+def _measured_baseline(app: FastAPI, experiment_id: str) -> None:
+    """The experiment's original model as the runner leaves it: Experiment.baseline with a deployable artifact."""
+    estimate = DeviceEstimate(
+        latency_ms=6.0, memory_mb=2.0, power_w=3.0, energy_mj=18.0, fits=True, runtime="xnnpack", threads=2
+    )
+    baseline = BaselineResult(
+        accuracy=0.92,
+        size_bytes=1000,
+        compressed_size_bytes=900,
+        params=10,
+        flops=20,
+        latency_ms=LatencyStats(host=2.0, host_p90=2.2),
+        artifact="baseline.pte",
+        estimates={"rpi5": estimate},
+    )
+    with app.state.session_factory() as session:
+        session.execute(
+            update(Experiment).where(Experiment.id == experiment_id).values(baseline=baseline.model_dump(mode="json"))
+        )
+        session.commit()
+
+
+def test_the_original_model_is_measured_first_and_shown_next_to_the_techniques(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _measured_baseline(app, exp["id"])
+    _completed_run(app, exp["id"])
+    pi5 = _register(client, PI5)
+    first = client.post(f"/api/agents/{pi5}/jobs/next").json()
+    assert first["technique"] == "baseline" and first["artifact"] == "baseline.pte"
+    assert first["download_url"] == f"/api/experiments/{exp['id']}/runs/baseline/download"
+    assert first["threads"] == 2  # the threads the original's estimate assumed
+    second = client.post(f"/api/agents/{pi5}/jobs/next").json()
+    assert second["technique"] == "ptq_int8"  # the baseline is leased: the next job is a technique's
+    body = {"latency_ms": 5.0, "latency_p90_ms": 5.5, "threads": 2, "runtime": "executorch-xnnpack"}
+    assert client.post(f"/api/agents/{pi5}/jobs/{first['id']}/result", json=body).status_code == 200
+    report = client.get(f"/api/experiments/{exp['id']}/results").json()
+    assert report["baseline"]["board_latency"]["latency_ms"] == 5.0
+    assert report["baseline"]["board_latency"]["board"] == PI5["name"]
+    assert report["runs"][0]["board_latency"] is None  # its own figure, not the original's
+    assert client.post(f"/api/agents/{pi5}/jobs/next").status_code == 204  # both taken, nothing left
+
+
+def test_an_original_model_of_another_device_or_runtime_is_not_offered(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi4")
+    _measured_baseline(app, exp["id"])
+    assert client.post(f"/api/agents/{_register(client, PI5)}/jobs/next").status_code == 204
+    litert_only = _register(client, {**PI5, "device": "rpi4", "runtimes": ["litert-xnnpack"]})
+    assert client.post(f"/api/agents/{litert_only}/jobs/next").status_code == 204  # baseline.pte needs ExecuTorch
+
+
+def test_the_original_models_figure_on_a_pi_corrects_that_boards_estimates(
+    app: FastAPI, client: TestClient, new_experiment: Any
+) -> None:
+    exp = new_experiment(device="rpi5")
+    _measured_baseline(app, exp["id"])  # estimated 6.0 ms at 2 threads on the Pi 5
+    pi5 = _register(client, PI5)
+    job = client.post(f"/api/agents/{pi5}/jobs/next").json()
+    assert job["technique"] == "baseline"
+    body = {"latency_ms": 3.0, "latency_p90_ms": 3.1, "threads": 2, "runtime": "executorch-xnnpack"}
+    assert client.post(f"/api/agents/{pi5}/jobs/{job['id']}/result", json=body).status_code == 200
+    report = client.get(f"/api/experiments/{exp['id']}/results").json()
+    correction = report["board_correction"]
+    assert (correction["device"], correction["measurements"]) == ("rpi5", 1)
+    assert correction["factors"]["fp32"] == 0.5  # the original runs FP32: measured 3.0 ms against 6.0 estimated
+    assert report["baseline"]["estimates"]["rpi5"]["corrected_latency_ms"] == 3.0

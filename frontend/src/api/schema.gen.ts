@@ -475,6 +475,8 @@ export interface components {
              * @default
              */
             notes: string;
+            /** @description The original model's artifact measured on a real board by an agent, if one has. */
+            board_latency?: components["schemas"]["BoardLatency"] | null;
         };
         /**
          * BoardCorrection

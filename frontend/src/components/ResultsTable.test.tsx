@@ -55,6 +55,23 @@ describe("ResultsTable", () => {
     expect(lines[0]?.closest("tr")).toHaveTextContent(/Post-training INT8/);
   });
 
+  it("shows the original model's board measurement in its own row, not in a technique's", () => {
+    const r = report();
+    const board = {
+      board: "Raspberry Pi 4 Model B Rev 1.4", device: "rpi4", is_raspberry_pi: true, latency_ms: 31.5,
+      latency_p90_ms: 33.0, noisy: false, threads: 4, runtime: "executorch-xnnpack", measured_at: "2026-12-05T01:00:00Z",
+    };
+    const baseline = r.baseline ? { ...r.baseline, board_latency: board } : r.baseline;
+    render(
+      <ResultsTable runs={r.runs ?? []} baseline={baseline} recommendation={recommendation()} device="rpi4"
+        deviceTitle="Raspberry Pi 4 Model B" techniques={catalog.techniques} />,
+    );
+    const lines = screen.getAllByTestId("board-measurement");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toHaveTextContent("measured on Raspberry Pi 4 Model B Rev 1.4 2026-12-05");
+    expect(lines[0]?.closest("tr")).toHaveTextContent(/Original model/);
+  });
+
   it("offers the original model's download in its own row, and completed runs' in theirs", () => {
     const r = report();
     render(

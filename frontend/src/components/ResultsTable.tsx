@@ -189,6 +189,7 @@ export function ResultsTable(props: ResultsTableProps) {
               <td className="px-2 py-2 text-right tabular-nums">
                 {formatMs(baseline.estimates?.[device]?.latency_ms)}
                 <CorrectedEstimate estimate={baseline.estimates?.[device]} />
+                <MeasuredOnBoard board={baseline.board_latency} />
               </td>
               <td className="px-2 py-2 text-right tabular-nums">{formatMegabytes(baseline.estimates?.[device]?.memory_mb)}</td>
               <td className="px-2 py-2 text-right tabular-nums">{formatEnergy(baseline.estimates?.[device]?.energy_mj)}</td>

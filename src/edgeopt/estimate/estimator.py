@@ -66,6 +66,7 @@ class Board:
     dotprod: bool
     fp32_macs_per_cycle: float
     int8_macs_per_cycle: float
+    fp16_macs_per_cycle: float
     mem_bandwidth_gbs: float
     llc_kb: int
     ram_mib: int
@@ -79,7 +80,11 @@ class Board:
         return (self.ram_mib - self.os_reserved_mib) * MIB / MB
 
     def macs_per_cycle(self, precision: str) -> float:
-        return self.fp32_macs_per_cycle if precision == "fp32" else self.int8_macs_per_cycle
+        if precision == "fp32":
+            return self.fp32_macs_per_cycle
+        if precision == "fp16":  # calibration only: ncnn computes FP32 models in FP16 where the core has it
+            return self.fp16_macs_per_cycle
+        return self.int8_macs_per_cycle
 
 
 @dataclass(frozen=True)
@@ -168,12 +173,12 @@ def _threads(board: Board, threads: int | None) -> int:
 
 def _act_bytes(precision: str) -> float:
     """Bytes per activation element between operators: INT4 artifacts keep FP32 activations (module docstring)."""
-    return 1.0 if precision == "int8" else 4.0
+    return {"int8": 1.0, "fp16": 2.0}.get(precision, 4.0)
 
 
 def _weight_bytes(precision: str) -> float:
     """Bytes per weight at run time: INT4 stays packed two per byte in the 4-bit GEMM kernels."""
-    return {"fp32": 4.0, "int8": 1.0, "int4": 0.5}[precision]
+    return {"fp32": 4.0, "fp16": 2.0, "int8": 1.0, "int4": 0.5}[precision]
 
 
 # Dynamic activation quantization in INT4 kernels: about half of an operator's activation elements are its input,
@@ -218,7 +223,9 @@ def layer_times_s(
     """Seconds each operator takes on ``board`` (0 for operators the runtime folds away).
 
     ``runtime`` other than XNNPACK exists only for calibration rows measured with another runtime: ncnn runs 3x3
-    stride-1 convolutions with Winograd transforms (fewer multiplications), which XNNPACK does not.
+    stride-1 convolutions with Winograd transforms (fewer multiplications), which XNNPACK does not. Likewise
+    ``precision="fp16"`` is only for ncnn rows on cores with FP16 arithmetic (the Pi 5's A76), where ncnn computes
+    FP32 models in FP16: the board's FP16 peak, FP32 operator efficiencies, 2 bytes per value.
     """
     moved = arrays.act_elems * _act_bytes(precision) + arrays.weight_elems * _weight_bytes(precision)
     if precision == "int4":
@@ -230,7 +237,7 @@ def layer_times_s(
     efficiency = np.where(
         arrays.depthwise, params.eff_depthwise, np.where(arrays.dense, params.eff_dense, params.eff_conv)
     )
-    if precision != "fp32":
+    if precision in ("int8", "int4"):
         efficiency = efficiency * params.int8_eff
     if precision == "int4":
         efficiency = efficiency * params.int4_kernel_share
@@ -246,8 +253,9 @@ def layer_times_s(
     with np.errstate(divide="ignore", invalid="ignore"):
         compute = np.where(macs > 0, macs / (peak * efficiency * speedup), 0.0)
     work = np.maximum(macs, arrays.act_elems)
-    fp32_peak = board.fp32_macs_per_cycle * board.clock_ghz * 1e9
-    overhead = params.overhead_us_ghz * 1e-6 / board.clock_ghz + params.sublinear_slots * np.sqrt(work) / fp32_peak
+    # Wasted slots are float vector slots: FP32 ones, or FP16 ones (twice the lanes) where the kernels compute in FP16.
+    float_peak = board.macs_per_cycle("fp16" if precision == "fp16" else "fp32") * board.clock_ghz * 1e9
+    overhead = params.overhead_us_ghz * 1e-6 / board.clock_ghz + params.sublinear_slots * np.sqrt(work) / float_peak
     return np.where(arrays.active, np.maximum(compute, memory) + overhead, 0.0)
 
 

@@ -13,6 +13,8 @@ from edgeopt.board_correction import MAX_MEASUREMENTS, MeasuredEstimate, factor_
 from edgeopt.report import BaselineResult, BoardCorrection, BoardLatency, DeviceEstimate, RunResult
 from edgeopt.service.db.models import BoardMeasurement, Experiment, OptimizationRun
 
+BASELINE = "baseline"  # the technique name of the original model's board job (routes/agents.py); not a technique
+
 
 def board_latencies(session: Session, exp: Experiment) -> dict[str, BoardLatency]:
     """technique -> the latency an agent measured on a board (routes/agents.py), for the runs that have one."""
@@ -37,14 +39,22 @@ def board_latencies(session: Session, exp: Experiment) -> dict[str, BoardLatency
 
 
 def board_correction(session: Session, device: str) -> BoardCorrection | None:
-    """The correction of ``device``'s estimates from every real board of it that measured an artifact here.
+    """The correction of ``device``'s estimates from every real board of it that measured an artifact here (a
+    technique's or the original model's).
 
     Only figures from a board that identified as a Raspberry Pi of that device, not marked noisy, and measured at
     the threads its estimate assumed count: anything else would correct the estimate by a different machine.
     """
     rows = session.execute(
-        select(BoardMeasurement.latency_ms, BoardMeasurement.threads, OptimizationRun.result)
-        .join(
+        select(
+            BoardMeasurement.latency_ms,
+            BoardMeasurement.threads,
+            BoardMeasurement.technique,
+            OptimizationRun.result,
+            Experiment.baseline,
+        )
+        .join(Experiment, Experiment.id == BoardMeasurement.experiment_id)
+        .outerjoin(
             OptimizationRun,
             and_(
                 OptimizationRun.experiment_id == BoardMeasurement.experiment_id,
@@ -62,7 +72,9 @@ def board_correction(session: Session, device: str) -> BoardCorrection | None:
         .limit(MAX_MEASUREMENTS)
     ).all()
     pairs: list[MeasuredEstimate] = []
-    for measured_ms, threads, result in reversed(rows):  # oldest first: the fit keeps the latest
+    # Oldest first: the fit keeps the latest.
+    for measured_ms, threads, technique, run_result, baseline in reversed(rows):
+        result = baseline if technique == BASELINE else run_result  # the original model's estimate, or the run's
         estimate = ((result or {}).get("estimates") or {}).get(device)
         if not estimate or estimate.get("threads") != threads:
             continue
@@ -112,6 +124,12 @@ class BoardFigures:
         return result.model_copy(update=update) if update else result
 
     def baseline(self, baseline: BaselineResult | None) -> BaselineResult | None:
-        if baseline is None or not self.corrections or not baseline.estimates:
-            return baseline
-        return baseline.model_copy(update={"estimates": _corrected(baseline.estimates, self.corrections)})
+        """The original model's measured figure (its board job is named ``BASELINE``) and corrected estimates."""
+        if baseline is None:
+            return None
+        update: dict[str, object] = {}
+        if BASELINE in self.measured:
+            update["board_latency"] = self.measured[BASELINE]
+        if self.corrections and baseline.estimates:
+            update["estimates"] = _corrected(baseline.estimates, self.corrections)
+        return baseline.model_copy(update=update) if update else baseline

@@ -5,6 +5,9 @@ to the device the board identified as; an agent started with ``--accept-any-devi
 ask takes it for ``Settings.board_lease_s`` seconds and renews the lease while it measures; when a lease runs out
 (the agent was killed, the board lost power) the next agent that asks gets the job. The figure is shown in the
 results next to the estimate (``report.RunResult.board_latency``), with the board's own name and the time.
+The experiment's original model is a job too (technique ``baseline``, its artifact the one
+``/api/experiments/{id}/runs/baseline/download`` serves), offered before the techniques' artifacts, so the results
+show a measured figure for the original next to the techniques' (``report.BaselineResult.board_latency``).
 These routes sit under ``/api``, so ``security.ApiKeyMiddleware`` guards them like every other.
 """
 
@@ -21,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from edgeopt.bench import RUNTIMES
 from edgeopt.errors import InvalidInput, NotFound
+from edgeopt.service.board_results import BASELINE
 from edgeopt.service.db.models import BoardAgent, BoardMeasurement, Experiment, ModelFile, OptimizationRun, utcnow
 from edgeopt.service.deps import SessionDep, SettingsDep
 from edgeopt.service.schemas import ErrorPublic
@@ -144,8 +148,9 @@ def list_agents(session: SessionDep) -> list[AgentPublic]:
     return [AgentPublic.from_row(row) for row in rows]
 
 
-def _job(session: Session, row: BoardMeasurement, run: OptimizationRun, device: str, lease: timedelta) -> BoardJob:
-    artifact = run.artifact or ""
+def _job(
+    session: Session, row: BoardMeasurement, artifact: str, estimates: dict[str, Any], device: str, lease: timedelta
+) -> BoardJob:
     sha = session.scalar(
         select(ModelFile.sha256).where(
             ModelFile.experiment_id == row.experiment_id,
@@ -153,7 +158,7 @@ def _job(session: Session, row: BoardMeasurement, run: OptimizationRun, device: 
             ModelFile.original_filename == artifact,
         )
     )
-    estimate = (run.estimates or {}).get(device) or {}
+    estimate = estimates.get(device) or {}
     assert row.lease_expires_at is not None  # noqa: S101 - a job is a leased row
     return BoardJob(
         id=row.id,
@@ -170,9 +175,11 @@ def _job(session: Session, row: BoardMeasurement, run: OptimizationRun, device: 
     )
 
 
-def _claim(session: Session, agent: BoardAgent, run: OptimizationRun, existing: str | None, lease: timedelta) -> bool:
-    """Take the job of ``run``: a new row, or an expired lease taken over by a guarded update. False if another
-    agent was quicker."""
+def _claim(
+    session: Session, agent: BoardAgent, experiment_id: str, technique: str, existing: str | None, lease: timedelta
+) -> BoardMeasurement | None:
+    """Take the job of ``technique`` in the experiment: a new row, or an expired lease taken over by a guarded
+    update. None if another agent was quicker."""
     now = utcnow()
     stamp = {
         "agent_id": agent.id,
@@ -183,24 +190,64 @@ def _claim(session: Session, agent: BoardAgent, run: OptimizationRun, existing: 
         "is_raspberry_pi": agent.is_raspberry_pi,
     }
     if existing is None:
-        session.add(BoardMeasurement(experiment_id=run.experiment_id, technique=run.technique, attempts=1, **stamp))
+        session.add(BoardMeasurement(experiment_id=experiment_id, technique=technique, attempts=1, **stamp))
         try:
             session.commit()
         except IntegrityError:
             session.rollback()
-            return False
-        return True
-    taken = session.execute(
-        update(BoardMeasurement)
-        .where(
-            BoardMeasurement.id == existing,
-            BoardMeasurement.status == "leased",
-            BoardMeasurement.lease_expires_at < now,
+            return None
+    else:
+        taken = session.execute(
+            update(BoardMeasurement)
+            .where(
+                BoardMeasurement.id == existing,
+                BoardMeasurement.status == "leased",
+                BoardMeasurement.lease_expires_at < now,
+            )
+            .values(attempts=BoardMeasurement.attempts + 1, **stamp)
         )
-        .values(attempts=BoardMeasurement.attempts + 1, **stamp)
+        session.commit()
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+    row = session.scalar(
+        select(BoardMeasurement).where(
+            BoardMeasurement.experiment_id == experiment_id, BoardMeasurement.technique == technique
+        )
     )
-    session.commit()
-    return taken.rowcount == 1  # type: ignore[attr-defined]
+    return row if row is not None and row.agent_id == agent.id else None
+
+
+def _open_job() -> Any:
+    """No measurement row yet, or one whose lease ran out (its agent was killed or lost the network)."""
+    return or_(
+        BoardMeasurement.id.is_(None),
+        and_(BoardMeasurement.status == "leased", BoardMeasurement.lease_expires_at < utcnow()),
+    )
+
+
+def _baseline_candidates(
+    session: Session, agent: BoardAgent, runnable: list[str]
+) -> list[tuple[Experiment, str | None]]:
+    """Experiments whose original model has a deployable artifact this board can run and no measurement yet."""
+    query = (
+        select(Experiment, BoardMeasurement.id)
+        .outerjoin(
+            BoardMeasurement,
+            and_(BoardMeasurement.experiment_id == Experiment.id, BoardMeasurement.technique == BASELINE),
+        )
+        .where(Experiment.baseline.is_not(None), _open_job())
+        .order_by(Experiment.created_at, Experiment.id)
+    )
+    if not agent.accept_any_device:
+        query = query.where(Experiment.device == agent.device)
+    found = []
+    for exp, existing in session.execute(query).all():
+        baseline = exp.baseline_result()
+        if baseline is not None and baseline.artifact.endswith(tuple(runnable)):
+            found.append((exp, existing))
+            if len(found) == CANDIDATES:
+                break
+    return found
 
 
 @router.post(
@@ -215,7 +262,17 @@ def next_board_job(agent_id: str, session: SessionDep, settings: SettingsDep) ->
     session.commit()
     if agent.device is None and not agent.accept_any_device:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    now = utcnow()
+    # Only artifacts the board can run: a board without ExecuTorch never takes (and fails) a .pte job.
+    runnable = [suffix for suffix, runtime in RUNTIMES.items() if runtime in (agent.runtimes or [])]
+    if not runnable:
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    lease = timedelta(seconds=settings.board_lease_s)
+    for exp, existing in _baseline_candidates(session, agent, runnable):
+        baseline = exp.baseline_result()
+        row = _claim(session, agent, exp.id, BASELINE, existing, lease)
+        if row is not None and baseline is not None:
+            estimates = {name: e.model_dump() for name, e in baseline.estimates.items()}
+            return _lease(session, row, _job(session, row, baseline.artifact, estimates, exp.device, lease))
     query = (
         select(OptimizationRun, Experiment.device, BoardMeasurement.id)
         .join(Experiment, Experiment.id == OptimizationRun.experiment_id)
@@ -226,39 +283,24 @@ def next_board_job(agent_id: str, session: SessionDep, settings: SettingsDep) ->
                 BoardMeasurement.technique == OptimizationRun.technique,
             ),
         )
-        .where(
-            OptimizationRun.status == "completed",
-            OptimizationRun.artifact.is_not(None),
-            or_(
-                BoardMeasurement.id.is_(None),
-                and_(BoardMeasurement.status == "leased", BoardMeasurement.lease_expires_at < now),
-            ),
-        )
+        .where(OptimizationRun.status == "completed", OptimizationRun.artifact.is_not(None), _open_job())
         .order_by(OptimizationRun.finished_at, OptimizationRun.id)
         .limit(CANDIDATES)
     )
     if not agent.accept_any_device:
         query = query.where(Experiment.device == agent.device)
-    # Only artifacts the board can run: a board without ExecuTorch never takes (and fails) a .pte job.
-    runnable = [suffix for suffix, runtime in RUNTIMES.items() if runtime in (agent.runtimes or [])]
-    if not runnable:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
     query = query.where(or_(*(OptimizationRun.artifact.like(f"%{suffix}") for suffix in runnable)))
-    candidates = session.execute(query).all()
-    lease = timedelta(seconds=settings.board_lease_s)
-    for run, device, existing in candidates:
-        if _claim(session, agent, run, existing, lease):
-            row = session.scalar(
-                select(BoardMeasurement).where(
-                    BoardMeasurement.experiment_id == run.experiment_id, BoardMeasurement.technique == run.technique
-                )
-            )
-            if row is not None and row.agent_id == agent.id:
-                job = _job(session, row, run, device, lease)
-                row.artifact_sha256 = job.sha256  # which file the figure will be of
-                session.commit()
-                return job
+    for run, device, existing in session.execute(query).all():
+        row = _claim(session, agent, run.experiment_id, run.technique, existing, lease)
+        if row is not None:
+            return _lease(session, row, _job(session, row, run.artifact or "", run.estimates or {}, device, lease))
     return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _lease(session: Session, row: BoardMeasurement, job: BoardJob) -> BoardJob:
+    row.artifact_sha256 = job.sha256  # which file the figure will be of
+    session.commit()
+    return job
 
 
 def _held_job(session: Session, agent_id: str, job_id: str) -> BoardMeasurement:
@@ -284,9 +326,7 @@ def renew_board_job(agent_id: str, job_id: str, session: SessionDep, settings: S
 
 
 @router.post("/{agent_id}/jobs/{job_id}/result", name="post_board_measurement", responses=ERRORS)
-def post_board_measurement(
-    agent_id: str, job_id: str, body: MeasurementBody, session: SessionDep
-) -> MeasurementPublic:
+def post_board_measurement(agent_id: str, job_id: str, body: MeasurementBody, session: SessionDep) -> MeasurementPublic:
     """The figures measured on the board, or the reason it could not measure the artifact."""
     _agent(session, agent_id)
     row = _held_job(session, agent_id, job_id)
