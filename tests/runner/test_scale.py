@@ -316,11 +316,11 @@ def test_cancel_with_tasks_queued_and_running_leaves_nothing_running_then_delete
 
 
 def test_rabbitmq_as_broker_runs_an_experiment_to_the_end(tmp_path: Path, torch_demo_file: Path) -> None:
-    """The same topology with RabbitMQ as broker (progress still on Redis). Runs where EDGEOPT_TEST_AMQP_URL is set
-    (CI has no RabbitMQ, so it is never required there)."""
+    """The same topology with RabbitMQ as broker (progress still on Redis). Runs where EDGEOPT_TEST_AMQP_URL is set;
+    CI sets it (.ci/run), and with EDGEOPT_REQUIRE_SERVICES=1 an unset URL or an unreachable broker fails."""
     amqp = os.environ.get("EDGEOPT_TEST_AMQP_URL")
     if not amqp:
-        pytest.skip("EDGEOPT_TEST_AMQP_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672//)")
+        _unavailable("EDGEOPT_TEST_AMQP_URL is not set (e.g. amqp://guest:guest@127.0.0.1:5672//)")
     postgres, redis_url = _service_urls()
     from kombu import Connection
 
@@ -328,7 +328,7 @@ def test_rabbitmq_as_broker_runs_an_experiment_to_the_end(tmp_path: Path, torch_
         with Connection(amqp, connect_timeout=3) as broker:
             broker.ensure_connection(max_retries=1)
     except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"RabbitMQ at {amqp} is unreachable: {exc}")
+        _unavailable(f"RabbitMQ at {amqp} is unreachable: {exc}")
     with _running_topology(tmp_path, postgres, amqp, ["r1"], EDGEOPT_REDIS_URL=redis_url) as top:
         exp_id, stream = _start(top, torch_demo_file, ["ptq_int8"])
         final = stream.until(lambda m: m["type"] in TERMINAL, timeout=600)
