@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -55,8 +56,14 @@ def user_errors(func: F) -> F:
             _fail(1, "cancelled")
         except KeyboardInterrupt:
             _fail(130, "interrupted")
-        except Exception as exc:  # noqa: BLE001 - last resort: one readable line, exit 1
-            _fail(1, f"unexpected failure: {type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - last resort: one readable line, exit 1; the stack only with --verbose
+            if "--verbose" in sys.argv:
+                traceback.print_exc()
+            _fail(
+                1,
+                "unexpected failure: EdgeOpt hit an internal error it does not yet handle. Run the command again "
+                "with --verbose to see the details, and please report them.",
+            )
 
     return wrapper  # type: ignore[return-value]
 

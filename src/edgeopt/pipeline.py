@@ -225,9 +225,13 @@ def library_versions() -> dict[str, str]:
 
 
 def _readable_error(technique: str, exc: BaseException) -> str:
+    """An EdgeOpt error's own sentence; for anything else one without the exception's text (that goes to the log)."""
     if isinstance(exc, EdgeOptError):
         return str(exc)
-    return f"{technique} stopped with an unexpected error ({type(exc).__name__}: {_first_line(exc)})."
+    return (
+        f"{technique} stopped with an internal error EdgeOpt does not yet handle; EdgeOpt's log has the details. "
+        "Start it again, and if it happens again please report it with the model's architecture."
+    )
 
 
 def _technique_error(technique: str, exc: BaseException) -> str:
@@ -236,15 +240,10 @@ def _technique_error(technique: str, exc: BaseException) -> str:
     if isinstance(exc, EdgeOptError):
         return str(exc)
     return (
-        f"{technique} could not transform this model: EdgeOpt hit an internal error it does not yet handle "
-        f"({type(exc).__name__}: {_first_line(exc)}). This is an EdgeOpt bug, not a fault of the model: please "
-        "report it with the model's architecture. The other techniques' results are unaffected; use one of them."
+        f"{technique} could not transform this model: EdgeOpt hit an internal error it does not yet handle (the "
+        "details are in EdgeOpt's log). This is an EdgeOpt bug, not a fault of the model: please report it with the "
+        "model's architecture. The other techniques' results are unaffected; use one of them."
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def check_baseline(accuracy: float, num_classes: int, dataset: str) -> None:

@@ -95,6 +95,7 @@ def worker_main(job: dict[str, Any], events: Any, cancel: Any, parent_pid: int) 
     except Cancelled:
         events.put(("cancelled", None))
     except Exception as exc:  # noqa: BLE001 - reported to the user as the experiment's error
+        log.exception("experiment %s failed", job["spec"].get("experiment_id"))
         events.put(("failed", _readable_error("The experiment", exc)))
     else:
         events.put(("report", report.model_dump(mode="json")))

@@ -277,9 +277,9 @@ def prune_channels(module: nn.Module, example: torch.Tensor, ratio: float, techn
         raise
     except Exception as exc:  # torch-pruning raises assorted types on graphs it cannot follow
         raise TechniqueFailed(
-            f"{what} failed: torch-pruning could not remove channels consistently from this model "
-            f"({type(exc).__name__}: {_first_line(exc)}). Use prune_unstructured or ptq_int8 for this model, "
-            "or prune its channels by hand before exporting."
+            f"{what} failed: torch-pruning could not remove channels consistently from this model (the details are "
+            "in EdgeOpt's log). Use prune_unstructured or ptq_int8 for this model, or prune its channels by hand "
+            "before exporting."
         ) from exc
     summary = PruneSummary(
         int(params_before),
@@ -368,11 +368,6 @@ def _layers_breaking(module: nn.Module, example: torch.Tensor) -> list[nn.Module
                 layers.append(layer)
         return layers
     return None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 def prune_and_fine_tune(
