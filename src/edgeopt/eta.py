@@ -16,6 +16,7 @@ does not jump to nonsense when a slow stage starts.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from typing import Any
 
 from edgeopt.progress import ProgressEvent
 from edgeopt.technique_specs import SPEC_NAMES, UNKNOWN_COST, searched_techniques, technique_spec
+
+log = logging.getLogger(__name__)
 
 # Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
 # model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: 89 s over 8.8 units for PyTorch, 41 s over
@@ -95,8 +98,11 @@ class EtaModel:
     def predicted_seconds(self, technique: str) -> float:
         return self._predicted(technique, self._correction)
 
+    def _unit_or_prior(self) -> float:
+        return self.unit_s or prior_unit_seconds(self.framework, self.model_bytes)
+
     def _predicted(self, technique: str, correction: float) -> float:
-        unit = self.unit_s or prior_unit_seconds(self.framework, self.model_bytes)
+        unit = self._unit_or_prior()
         own = correction * unit * self._units(technique)
         if technique not in self.searching:
             return own
@@ -108,6 +114,7 @@ class EtaModel:
         now = self.clock()
         if self._experiment_start is None:
             self._experiment_start = now
+            self._log(f"first event ({event.kind}), prior unit {self._unit_or_prior():.2f} s", now)
         if event.kind in ("technique_started", "progress") and event.technique != self._technique:
             self._start_technique(event.technique, now)
         if event.kind == "progress":
@@ -115,13 +122,28 @@ class EtaModel:
         elif event.kind in ("technique_completed", "technique_failed") and event.technique:
             self._finish_technique(event.technique, now)
         elif event.kind == "baseline_measured" and self._technique == "baseline" and self.unit_s is None:
-            self.unit_s = max(now - self._technique_start, 1e-3)
-            self.baseline_done = True
+            self._measured_unit(now)
+
+    def _measured_unit(self, now: float) -> None:
+        self.unit_s = max(now - self._technique_start, 1e-3)
+        self.baseline_done = True
+        self._log("baseline measured", now)
+
+    def _log(self, what: str, now: float) -> None:
+        """One line per stage change with what the model now believes: how a wrong estimate came about."""
+        started = self._experiment_start if self._experiment_start is not None else now
+        log.info(
+            "eta: %s at %.1f s; unit %.2f s, correction %.2f; predicted s: %s",
+            what,
+            now - started,
+            self.unit_s or 0.0,
+            self._correction,
+            {t: round(self.predicted_seconds(t), 1) for t in self.techniques if t not in self._completed},
+        )
 
     def _start_technique(self, technique: str | None, now: float) -> None:
         if self._technique == "baseline" and self.unit_s is None:
-            self.unit_s = max(now - self._technique_start, 1e-3)
-            self.baseline_done = True
+            self._measured_unit(now)
         self._technique = technique
         self._technique_start = now
         self._fraction = 0.0
@@ -133,11 +155,13 @@ class EtaModel:
         self._completed.add(technique)
         actual = now - self._technique_start
         predicted = self._predicted(technique, 1.0)
+        expected = self._predicted(technique, self._correction)
         self._predicted_done += predicted
         self._actual_done += actual
         self._correction = min(3.0, max(0.33, self._actual_done / max(self._predicted_done, 1e-6)))
         self._technique = None
         self._fraction = 1.0
+        self._log(f"{technique} took {actual:.1f} s (expected {expected:.1f} s)", now)
 
     def technique_eta(self) -> float:
         if self._technique is None or self._technique == "baseline":
