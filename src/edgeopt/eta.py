@@ -5,8 +5,13 @@ Two parts, one per bar:
   predicted for it, trusting the measured rate more as the technique advances;
 - the rest of the experiment: a cost model per technique (``TechniqueSpec.cost``: a fixed part for export and
   measurement plus fine-tuning epochs weighted by how expensive an epoch of that technique is) in units measured on
-  this very run: the baseline's export-and-measure time is the unit, and each finished technique corrects the
-  whole model by the ratio of actual to predicted durations so far.
+  this very run: the baseline's export-and-measure time is the unit, and the techniques' actual durations correct
+  the whole model by the ratio of actual to predicted time so far.
+- "so far" includes the step that is running: while the baseline runs, the unit is the baseline's own projected
+  duration (its elapsed time and fraction done, blended with the prior as above, and never less than the time it
+  has already taken); while a technique runs, its projected duration joins the finished ones in the correction. The
+  prior (``PRIOR_UNIT_S``) alone speaks only until the run has measured anything, so a host slower or faster than
+  the one it came from shows in the estimate within the baseline, not only after the first technique.
 - a technique that searches its strength for the accuracy budget (``edgeopt.strength_search``) also takes its
   search: ``SEARCH_SHARE`` of its own time by default, or its share of the user's time budget.
 Figures from a real run through the service are in ``benchmarks/results/eta.md`` (``benchmarks/eta_quality.py``).
@@ -30,7 +35,7 @@ log = logging.getLogger(__name__)
 # Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
 # model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: 89 s over 8.8 units for PyTorch, 41 s over
 # 6.6 for TensorFlow), grown with the model file's size (export, lowering and measurement scale with the weights:
-# a 45 MB ResNet18 took about 4x the demo's unit). The measured baseline replaces it as soon as it is known.
+# a 45 MB ResNet18 took about 4x the demo's unit). The baseline's own progress replaces it as it runs (``_unit``).
 PRIOR_UNIT_S: dict[str, float] = {"pytorch": 10.0, "tensorflow": 6.0}
 PRIOR_REFERENCE_MB = 1.5
 PRIOR_MB_SCALE = 15.0
@@ -96,13 +101,30 @@ class EtaModel:
         )
 
     def predicted_seconds(self, technique: str) -> float:
-        return self._predicted(technique, self._correction)
+        """Seconds ``technique`` is expected to take in all, by the cost model corrected with this run so far."""
+        correction = self._correction if technique == self._technique else self._live_correction()
+        return self._predicted(technique, correction)
 
-    def _unit_or_prior(self) -> float:
-        return self.unit_s or prior_unit_seconds(self.framework, self.model_bytes)
+    def _unit(self) -> float:
+        """Seconds of one unit: measured, or while the baseline runs its projected duration, or else the prior."""
+        if self.unit_s is not None:
+            return self.unit_s
+        prior = prior_unit_seconds(self.framework, self.model_bytes)
+        if self._technique != "baseline":
+            return prior
+        return _projected_total(self.clock() - self._technique_start, self._fraction, prior)
+
+    def _live_correction(self) -> float:
+        """The run's correction with the running technique counted at its projected duration."""
+        running = self._technique
+        if running is None or running == "baseline" or running not in self.techniques:
+            return self._correction
+        elapsed = self.clock() - self._technique_start
+        projected = _projected_total(elapsed, self._fraction, self._predicted(running, self._correction))
+        return _clamped_ratio(self._actual_done + projected, self._predicted_done + self._predicted(running, 1.0))
 
     def _predicted(self, technique: str, correction: float) -> float:
-        unit = self._unit_or_prior()
+        unit = self._unit()
         own = correction * unit * self._units(technique)
         if technique not in self.searching:
             return own
@@ -114,7 +136,7 @@ class EtaModel:
         now = self.clock()
         if self._experiment_start is None:
             self._experiment_start = now
-            self._log(f"first event ({event.kind}), prior unit {self._unit_or_prior():.2f} s", now)
+            self._log(f"first event ({event.kind}), prior unit {self._unit():.2f} s", now)
         if event.kind in ("technique_started", "progress") and event.technique != self._technique:
             self._start_technique(event.technique, now)
         if event.kind == "progress":
@@ -158,7 +180,7 @@ class EtaModel:
         expected = self._predicted(technique, self._correction)
         self._predicted_done += predicted
         self._actual_done += actual
-        self._correction = min(3.0, max(0.33, self._actual_done / max(self._predicted_done, 1e-6)))
+        self._correction = _clamped_ratio(self._actual_done, self._predicted_done)
         self._technique = None
         self._fraction = 1.0
         self._log(f"{technique} took {actual:.1f} s (expected {expected:.1f} s)", now)
@@ -168,13 +190,7 @@ class EtaModel:
             return 0.0
         now = self.clock()
         elapsed = now - self._technique_start
-        predicted_left = max(self.predicted_seconds(self._technique) - elapsed, 0.0)
-        f = self._fraction
-        if f > 0.02:
-            measured_left = elapsed * (1.0 - f) / f
-            raw = f * measured_left + (1.0 - f) * predicted_left
-        else:
-            raw = predicted_left
+        raw = _projected_total(elapsed, self._fraction, self.predicted_seconds(self._technique)) - elapsed
         self._last_technique = _damped(self._last_technique, raw, now - self._last_time)
         return max(self._last_technique, 0.0)
 
@@ -183,14 +199,29 @@ class EtaModel:
         now = self.clock()
         current = self.technique_eta() if self._technique not in (None, "baseline") else 0.0
         if not self.baseline_done:
-            # The original model's export and measurement is a step of its own: one unit, by the prior until known.
+            # The original model's export and measurement is a step of its own: one unit, projected while it runs.
             started = self._technique_start if self._technique == "baseline" else now
-            current += max(prior_unit_seconds(self.framework, self.model_bytes) - (now - started), 0.0)
+            current += max(self._unit() - (now - started), 0.0)
         remaining = [name for name in self.techniques if name not in self._completed and name != self._technique]
         raw = current + sum(self.predicted_seconds(name) for name in remaining)
         self._last_overall = _damped(self._last_overall, raw, now - self._last_time)
         self._last_time = now
         return max(self._last_overall, 0.0)
+
+
+def _projected_total(elapsed: float, fraction: float, predicted: float) -> float:
+    """How long a running step takes in all: its measured rate (elapsed / fraction) blended with ``predicted``,
+    trusting the rate more as the step advances, and never less than the ``elapsed`` time it has already taken."""
+    predicted_left = max(predicted - elapsed, 0.0)
+    if fraction <= 0.02:
+        return elapsed + predicted_left
+    measured_left = elapsed * (1.0 - fraction) / fraction
+    return elapsed + fraction * measured_left + (1.0 - fraction) * predicted_left
+
+
+def _clamped_ratio(actual: float, predicted: float) -> float:
+    """Actual over predicted time, kept within 0.33-3 so one odd step cannot make the estimate absurd."""
+    return min(3.0, max(0.33, actual / max(predicted, 1e-6)))
 
 
 def _damped(previous: float | None, new: float, dt: float) -> float:
