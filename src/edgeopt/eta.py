@@ -7,11 +7,12 @@ Two parts, one per bar:
   measurement plus fine-tuning epochs weighted by how expensive an epoch of that technique is) in units measured on
   this very run: the baseline's export-and-measure time is the unit, and the techniques' actual durations correct
   the whole model by the ratio of actual to predicted time so far.
-- "so far" includes the step that is running: while the baseline runs, the unit is the baseline's own projected
-  duration (its elapsed time and fraction done, blended with the prior as above, and never less than the time it
-  has already taken); while a technique runs, its projected duration joins the finished ones in the correction. The
-  prior (``PRIOR_UNIT_S``) alone speaks only until the run has measured anything, so a host slower or faster than
-  the one it came from shows in the estimate within the baseline, not only after the first technique.
+- "so far" includes the step that is running: while the baseline runs, the unit is at least the time it has
+  already taken (a baseline past the prior proves the host slower than the prior's); while a technique runs, its
+  projected duration (as for its own bar) joins the finished ones in the correction, so the first technique
+  corrects the rest before it finishes. The baseline's fraction is not read as a rate: its export, most of its
+  time, reports no progress, and its measurement then runs from 0.3 to 1.0 in a second or two (a projection from
+  it tripled the unit in benchmarks/results/eta.md, 2026-12-05).
 - a technique that searches its strength for the accuracy budget (``edgeopt.strength_search``) also takes its
   search: ``SEARCH_SHARE`` of its own time by default, or its share of the user's time budget.
 Figures from a real run through the service are in ``benchmarks/results/eta.md`` (``benchmarks/eta_quality.py``).
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 # Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
 # model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: 89 s over 8.8 units for PyTorch, 41 s over
 # 6.6 for TensorFlow), grown with the model file's size (export, lowering and measurement scale with the weights:
-# a 45 MB ResNet18 took about 4x the demo's unit). The baseline's own progress replaces it as it runs (``_unit``).
+# a 45 MB ResNet18 took about 4x the demo's unit). A baseline running past it raises it (``_unit``); the measured
+# baseline replaces it.
 PRIOR_UNIT_S: dict[str, float] = {"pytorch": 10.0, "tensorflow": 6.0}
 PRIOR_REFERENCE_MB = 1.5
 PRIOR_MB_SCALE = 15.0
@@ -106,13 +108,13 @@ class EtaModel:
         return self._predicted(technique, correction)
 
     def _unit(self) -> float:
-        """Seconds of one unit: measured, or while the baseline runs its projected duration, or else the prior."""
+        """Seconds of one unit: measured, or else the prior, and while the baseline runs at least its elapsed time."""
         if self.unit_s is not None:
             return self.unit_s
         prior = prior_unit_seconds(self.framework, self.model_bytes)
         if self._technique != "baseline":
             return prior
-        return _projected_total(self.clock() - self._technique_start, self._fraction, prior)
+        return max(prior, self.clock() - self._technique_start)
 
     def _live_correction(self) -> float:
         """The run's correction with the running technique counted at its projected duration."""
