@@ -452,8 +452,8 @@ def demo_model(
         ),
     ] = False,
 ) -> None:
-    """Train the demo CNN on the bundled digits data and save it (under a minute on 2 quiet cores; a few minutes when
-    they are busy)."""
+    """Train the demo CNN on the bundled digits data and save it (2-4 minutes measured on 2 cores busy with other
+    work, less on a quiet machine)."""
     from edgeopt.frameworks import get_backend
 
     path = get_backend(framework).demo_model(out, seed=seed, tiny=tiny)
