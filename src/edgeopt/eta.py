@@ -12,7 +12,7 @@ Two parts, one per bar:
   projected duration (as for its own bar) joins the finished ones in the correction, so the first technique
   corrects the rest before it finishes. The baseline's fraction is not read as a rate: its export, most of its
   time, reports no progress, and its measurement then runs from 0.3 to 1.0 in a second or two (a projection from
-  it tripled the unit in benchmarks/results/eta.md, 2026-12-05).
+  it sent the ETA from 144 s to 441 s in that second: benchmarks/results/eta.md, 2026-12-05).
 - a technique that searches its strength for the accuracy budget (``edgeopt.strength_search``) also takes its
   search: ``SEARCH_SHARE`` of its own time by default, or its share of the user's time budget.
 Figures from a real run through the service are in ``benchmarks/results/eta.md`` (``benchmarks/eta_quality.py``).
