@@ -452,8 +452,8 @@ def demo_model(
         ),
     ] = False,
 ) -> None:
-    """Train the demo CNN on the bundled digits data and save it (2-4 minutes measured on 2 cores busy with other
-    work, less on a quiet machine)."""
+    """Train the demo CNN on the bundled digits data and save it (measured on 2 cores busy with other work: about 3
+    minutes for the PyTorch demo, 80 s with --tiny; less on a quiet machine)."""
     from edgeopt.frameworks import get_backend
 
     path = get_backend(framework).demo_model(out, seed=seed, tiny=tiny)
