@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -26,9 +28,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="edgeopt-eta-"))
+    commit = _commit()
+    load_before = os.getloadavg()[0]
     model = work / ("demo.pt2" if args.framework == "pytorch" else "demo.keras")
-    subprocess.run([sys.executable, "-m", "edgeopt.cli", "demo-model", "--framework", args.framework,
-                    "--out", str(model)], check=True, env=server_env(work))
+    subprocess.run(
+        [sys.executable, "-m", "edgeopt.cli", "demo-model", "--framework", args.framework, "--out", str(model)],
+        check=True,
+        env=server_env(work),
+    )
     server = LiveServer(work, server_env(work)).start()
     try:
         with server.client() as client:
@@ -43,8 +50,13 @@ def main() -> None:
     finally:
         server.stop()
     total = ended - started
-    samples = [(t - started, m["overall_progress"]["eta_seconds"])
-               for m, t in zip(stream.messages, stream.arrivals, strict=True) if m["type"] == "progress_update"]
+    load_after = os.getloadavg()[0]
+    _write_trace(work, stream, started)
+    samples = [
+        (t - started, m["overall_progress"]["eta_seconds"])
+        for m, t in zip(stream.messages, stream.arrivals, strict=True)
+        if m["type"] == "progress_update"
+    ]
     rows = []
     for share in (0.10, 0.25, 0.5, 0.75):
         moment = share * total
@@ -57,6 +69,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python -m benchmarks.eta_quality --framework {args.framework}`"
         + (f" `--epochs {args.epochs}`" if args.epochs is not None else ""),
+        f"Code: commit {commit}; load average (1 min) {load_before:.1f} before, {load_after:.1f} after.",
         f"Outcome: {final['type']}; total run time {total:.1f} s; {len(samples)} progress updates.",
         "",
         "| at | ETA shown (s) | actual remaining (s) | error |",
@@ -67,6 +80,34 @@ def main() -> None:
         "",
     ]
     append_section("eta", "ETA quality", lines)
+
+
+def _commit() -> str:
+    """The commit the service ran, marked when the working tree differs from it."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    return head.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
+
+
+def _write_trace(work: Path, stream: Stream, started: float) -> None:
+    """What the user saw at each update and what the ETA model believed at each stage change (its log lines), so
+    a wrong estimate can be traced to its cause: ``trace.jsonl`` and ``eta.log`` next to the server's log."""
+    with (work / "trace.jsonl").open("w") as out:
+        for message, arrived in zip(stream.messages, stream.arrivals, strict=True):
+            if message["type"] != "progress_update":
+                continue
+            current, overall = message["current_technique"], message["overall_progress"]
+            row = {
+                "t": round(arrived - started, 2),
+                "technique": current["name"],
+                "stage": current["stage"],
+                "percent": current["progress_percent"],
+                "eta": overall["eta_seconds"],
+            }
+            out.write(json.dumps(row) + "\n")
+    lines = [line for line in (work / "server.log").read_text().splitlines() if '"edgeopt.eta"' in line]
+    (work / "eta.log").write_text("\n".join(json.loads(line)["message"] for line in lines) + "\n")
+    print(f"Trace: {work / 'trace.jsonl'}, {work / 'eta.log'}")
 
 
 if __name__ == "__main__":

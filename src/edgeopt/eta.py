@@ -5,8 +5,14 @@ Two parts, one per bar:
   predicted for it, trusting the measured rate more as the technique advances;
 - the rest of the experiment: a cost model per technique (``TechniqueSpec.cost``: a fixed part for export and
   measurement plus fine-tuning epochs weighted by how expensive an epoch of that technique is) in units measured on
-  this very run: the baseline's export-and-measure time is the unit, and each finished technique corrects the
-  whole model by the ratio of actual to predicted durations so far.
+  this very run: the baseline's export-and-measure time is the unit, and the techniques' actual durations correct
+  the whole model by the ratio of actual to predicted time so far.
+- "so far" includes the step that is running: while the baseline runs, the unit is at least the time it has
+  already taken (a baseline past the prior proves the host slower than the prior's); while a technique runs, its
+  projected duration (as for its own bar) joins the finished ones in the correction, so the first technique
+  corrects the rest before it finishes. The baseline's fraction is not read as a rate: its export, most of its
+  time, reports no progress, and its measurement then runs from 0.3 to 1.0 in a second or two (a projection from
+  it sent the ETA from 144 s to 441 s in that second: benchmarks/results/eta.md, 2026-12-05).
 - a technique that searches its strength for the accuracy budget (``edgeopt.strength_search``) also takes its
   search: ``SEARCH_SHARE`` of its own time by default, or its share of the user's time budget.
 Figures from a real run through the service are in ``benchmarks/results/eta.md`` (``benchmarks/eta_quality.py``).
@@ -16,6 +22,7 @@ does not jump to nonsense when a slow stage starts.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,10 +31,13 @@ from typing import Any
 from edgeopt.progress import ProgressEvent
 from edgeopt.technique_specs import SPEC_NAMES, UNKNOWN_COST, searched_techniques, technique_spec
 
+log = logging.getLogger(__name__)
+
 # Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
 # model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: 89 s over 8.8 units for PyTorch, 41 s over
 # 6.6 for TensorFlow), grown with the model file's size (export, lowering and measurement scale with the weights:
-# a 45 MB ResNet18 took about 4x the demo's unit). The measured baseline replaces it as soon as it is known.
+# a 45 MB ResNet18 took about 4x the demo's unit). A baseline running past it raises it (``_unit``); the measured
+# baseline replaces it.
 PRIOR_UNIT_S: dict[str, float] = {"pytorch": 10.0, "tensorflow": 6.0}
 PRIOR_REFERENCE_MB = 1.5
 PRIOR_MB_SCALE = 15.0
@@ -93,10 +103,30 @@ class EtaModel:
         )
 
     def predicted_seconds(self, technique: str) -> float:
-        return self._predicted(technique, self._correction)
+        """Seconds ``technique`` is expected to take in all, by the cost model corrected with this run so far."""
+        correction = self._correction if technique == self._technique else self._live_correction()
+        return self._predicted(technique, correction)
+
+    def _unit(self) -> float:
+        """Seconds of one unit: measured, or else the prior, and while the baseline runs at least its elapsed time."""
+        if self.unit_s is not None:
+            return self.unit_s
+        prior = prior_unit_seconds(self.framework, self.model_bytes)
+        if self._technique != "baseline":
+            return prior
+        return max(prior, self.clock() - self._technique_start)
+
+    def _live_correction(self) -> float:
+        """The run's correction with the running technique counted at its projected duration."""
+        running = self._technique
+        if running is None or running == "baseline" or running not in self.techniques:
+            return self._correction
+        elapsed = self.clock() - self._technique_start
+        projected = _projected_total(elapsed, self._fraction, self._predicted(running, self._correction))
+        return _clamped_ratio(self._actual_done + projected, self._predicted_done + self._predicted(running, 1.0))
 
     def _predicted(self, technique: str, correction: float) -> float:
-        unit = self.unit_s or prior_unit_seconds(self.framework, self.model_bytes)
+        unit = self._unit()
         own = correction * unit * self._units(technique)
         if technique not in self.searching:
             return own
@@ -108,6 +138,7 @@ class EtaModel:
         now = self.clock()
         if self._experiment_start is None:
             self._experiment_start = now
+            self._log(f"first event ({event.kind}), prior unit {self._unit():.2f} s", now)
         if event.kind in ("technique_started", "progress") and event.technique != self._technique:
             self._start_technique(event.technique, now)
         if event.kind == "progress":
@@ -115,13 +146,28 @@ class EtaModel:
         elif event.kind in ("technique_completed", "technique_failed") and event.technique:
             self._finish_technique(event.technique, now)
         elif event.kind == "baseline_measured" and self._technique == "baseline" and self.unit_s is None:
-            self.unit_s = max(now - self._technique_start, 1e-3)
-            self.baseline_done = True
+            self._measured_unit(now)
+
+    def _measured_unit(self, now: float) -> None:
+        self.unit_s = max(now - self._technique_start, 1e-3)
+        self.baseline_done = True
+        self._log("baseline measured", now)
+
+    def _log(self, what: str, now: float) -> None:
+        """One line per stage change with what the model now believes: how a wrong estimate came about."""
+        started = self._experiment_start if self._experiment_start is not None else now
+        log.info(
+            "eta: %s at %.1f s; unit %.2f s, correction %.2f; predicted s: %s",
+            what,
+            now - started,
+            self.unit_s or 0.0,
+            self._correction,
+            {t: round(self.predicted_seconds(t), 1) for t in self.techniques if t not in self._completed},
+        )
 
     def _start_technique(self, technique: str | None, now: float) -> None:
         if self._technique == "baseline" and self.unit_s is None:
-            self.unit_s = max(now - self._technique_start, 1e-3)
-            self.baseline_done = True
+            self._measured_unit(now)
         self._technique = technique
         self._technique_start = now
         self._fraction = 0.0
@@ -133,24 +179,20 @@ class EtaModel:
         self._completed.add(technique)
         actual = now - self._technique_start
         predicted = self._predicted(technique, 1.0)
+        expected = self._predicted(technique, self._correction)
         self._predicted_done += predicted
         self._actual_done += actual
-        self._correction = min(3.0, max(0.33, self._actual_done / max(self._predicted_done, 1e-6)))
+        self._correction = _clamped_ratio(self._actual_done, self._predicted_done)
         self._technique = None
         self._fraction = 1.0
+        self._log(f"{technique} took {actual:.1f} s (expected {expected:.1f} s)", now)
 
     def technique_eta(self) -> float:
         if self._technique is None or self._technique == "baseline":
             return 0.0
         now = self.clock()
         elapsed = now - self._technique_start
-        predicted_left = max(self.predicted_seconds(self._technique) - elapsed, 0.0)
-        f = self._fraction
-        if f > 0.02:
-            measured_left = elapsed * (1.0 - f) / f
-            raw = f * measured_left + (1.0 - f) * predicted_left
-        else:
-            raw = predicted_left
+        raw = _projected_total(elapsed, self._fraction, self.predicted_seconds(self._technique)) - elapsed
         self._last_technique = _damped(self._last_technique, raw, now - self._last_time)
         return max(self._last_technique, 0.0)
 
@@ -159,14 +201,29 @@ class EtaModel:
         now = self.clock()
         current = self.technique_eta() if self._technique not in (None, "baseline") else 0.0
         if not self.baseline_done:
-            # The original model's export and measurement is a step of its own: one unit, by the prior until known.
+            # The original model's export and measurement is a step of its own: one unit, projected while it runs.
             started = self._technique_start if self._technique == "baseline" else now
-            current += max(prior_unit_seconds(self.framework, self.model_bytes) - (now - started), 0.0)
+            current += max(self._unit() - (now - started), 0.0)
         remaining = [name for name in self.techniques if name not in self._completed and name != self._technique]
         raw = current + sum(self.predicted_seconds(name) for name in remaining)
         self._last_overall = _damped(self._last_overall, raw, now - self._last_time)
         self._last_time = now
         return max(self._last_overall, 0.0)
+
+
+def _projected_total(elapsed: float, fraction: float, predicted: float) -> float:
+    """How long a running step takes in all: its measured rate (elapsed / fraction) blended with ``predicted``,
+    trusting the rate more as the step advances, and never less than the ``elapsed`` time it has already taken."""
+    predicted_left = max(predicted - elapsed, 0.0)
+    if fraction <= 0.02:
+        return elapsed + predicted_left
+    measured_left = elapsed * (1.0 - fraction) / fraction
+    return elapsed + fraction * measured_left + (1.0 - fraction) * predicted_left
+
+
+def _clamped_ratio(actual: float, predicted: float) -> float:
+    """Actual over predicted time, kept within 0.33-3 so one odd step cannot make the estimate absurd."""
+    return min(3.0, max(0.33, actual / max(predicted, 1e-6)))
 
 
 def _damped(previous: float | None, new: float, dt: float) -> float:

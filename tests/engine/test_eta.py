@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeopt.eta import SEARCH_SHARE, EtaModel
+from edgeopt.eta import SEARCH_SHARE, EtaModel, prior_unit_seconds
 from edgeopt.progress import ProgressEvent
 
 TECHNIQUES = ["ptq_int8", "prune_structured", "qat_int8"]
@@ -21,13 +21,20 @@ def _event(kind: str, technique: str, fraction: float = 0.0, stage: str = "") ->
 
 
 def _simulate(durations: dict[str, float], samples: list[float]) -> list[tuple[float, float]]:
-    """Play a run with the given true durations; return (true remaining, ETA) at the sampled instants."""
+    """Play a run with the given true durations; return (true remaining, ETA) at the sampled instants.
+
+    The baseline reports its stages as the pipeline does: loading and export at fraction 0 (the first 30 %), then
+    its measurement from 0.3 to 1.0; each technique reports 20 steps up to 0.85."""
     clock = FakeClock()
     model = EtaModel(techniques=TECHNIQUES, clock=clock)
     timeline: list[tuple[float, ProgressEvent]] = []
     t = 0.0
-    timeline.append((t, _event("progress", "baseline", 0.0)))
+    timeline.append((t, _event("progress", "baseline", 0.0, "Loading the dataset")))
+    for i in range(8):
+        fraction = 0.3 + 0.7 * i / 8
+        timeline.append((t + durations["baseline"] * fraction, _event("progress", "baseline", fraction, "Measuring")))
     t += durations["baseline"]
+    timeline.append((t, _event("baseline_measured", "baseline", 1.0)))
     for name in TECHNIQUES:
         timeline.append((t, _event("technique_started", name)))
         steps = 20
@@ -132,3 +139,46 @@ def test_a_searching_technique_is_expected_to_take_its_search_too() -> None:
 
     fixed = {**payload, "technique_configs": {"prune_structured": {"channel_sparsity": 0.5}}}
     assert EtaModel.for_experiment(fixed, TECHNIQUES, None).searching == frozenset()  # the user fixed the strength
+
+
+def test_the_baseline_measurement_steps_are_not_read_as_its_rate() -> None:
+    """The baseline's export (most of its time) reports nothing, then its measurement runs 0.3 -> 1.0 in moments:
+    at 44 % after 36 s the baseline is nearly done, not 80 s long (the trace in benchmarks/results/eta.md)."""
+    clock = FakeClock()
+    model = EtaModel(techniques=TECHNIQUES, clock=clock)
+    model.observe(_event("progress", "baseline", 0.0, "Loading the dataset"))
+    clock.now = 36.0
+    model.observe(_event("progress", "baseline", 0.44, "Evaluating accuracy on the test split"))
+    model.overall_eta()
+    assert model.predicted_seconds("qat_int8") <= 1.05 * EtaModel(techniques=TECHNIQUES, unit_s=36.0).predicted_seconds(
+        "qat_int8"
+    )
+
+
+def test_a_baseline_slower_than_the_prior_raises_the_estimate_while_it_runs() -> None:
+    """A baseline still exporting at twice the prior unit means a unit of at least that: the techniques are
+    counted at it, not at the prior that was already proven wrong."""
+    clock = FakeClock()
+    model = EtaModel(techniques=TECHNIQUES, clock=clock)
+    prior = prior_unit_seconds("pytorch", None)
+    model.observe(_event("progress", "baseline", 0.0, "Loading the dataset"))
+    model.overall_eta()
+    units = sum(EtaModel(techniques=TECHNIQUES, unit_s=1.0).predicted_seconds(name) for name in TECHNIQUES)
+    for step in range(1, 21):  # updates every tenth of the prior, as stages report
+        clock.now = 0.1 * prior * step
+        model.observe(_event("progress", "baseline", 0.0, "Exporting the original model to the board runtime"))
+        eta = model.overall_eta()
+    assert eta >= 2.0 * prior * units * 0.9, (eta, 2.0 * prior * units)
+
+
+def test_a_running_technique_slower_than_predicted_corrects_the_rest_before_it_ends() -> None:
+    """Before any technique has finished, the first one running at twice its prediction doubles the others'."""
+    clock = FakeClock()
+    model = EtaModel(techniques=TECHNIQUES, clock=clock, unit_s=2.0, baseline_done=True)
+    before = model.predicted_seconds("qat_int8")
+    first = model.predicted_seconds("ptq_int8")
+    model.observe(_event("technique_started", "ptq_int8"))
+    for step in range(1, 16):  # three quarters of its true duration (twice the prediction), at an even pace
+        clock.now = 2.0 * first * step / 20
+        model.observe(_event("progress", "ptq_int8", step / 20, "Calibrating"))
+    assert model.predicted_seconds("qat_int8") >= 1.7 * before, (model.predicted_seconds("qat_int8"), before)

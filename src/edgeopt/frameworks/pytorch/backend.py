@@ -79,9 +79,11 @@ class PyTorchBackend:
             "profile": profile,
         }
 
-    def demo_model(self, out: Path, seed: int = 0) -> Path:
-        from edgeopt.frameworks.pytorch.demo import train_demo_model
+    def demo_model(self, out: Path, seed: int = 0, tiny: bool = False) -> Path:
+        from edgeopt.frameworks.pytorch.demo import TINY_EPOCHS, TINY_WIDTHS, train_demo_model
 
+        if tiny:
+            return train_demo_model(Path(out), seed, widths=TINY_WIDTHS, epochs=TINY_EPOCHS)
         return train_demo_model(Path(out), seed)
 
 
