@@ -46,5 +46,7 @@ def test_int4_costs_the_tiny_demo_points_the_reference_keeps(
         )
         drops[name] = 100 * (baseline[1].accuracy - result.measured.accuracy)
     # Measured on 2026-12-05 (seed 0): the tiny demo lost 1.1 points (4 of 360 test images), the reference 0.3.
+    # The bounds leave a test image or two of slack for another CPU's rounding: a visible loss (at least two images)
+    # where the reference keeps its accuracy (under a point), and more than the reference's.
     assert drops["reference"] < 1.0, drops
-    assert drops["tiny"] >= 1.0 and drops["tiny"] >= 3 * drops["reference"], drops
+    assert drops["tiny"] >= 0.5 and drops["tiny"] > drops["reference"], drops
