@@ -293,8 +293,36 @@ def write_table(rows: dict[str, dict[str, Any]], models: list[str], command: str
             f"{count['not capturable']} | {share:.0%} | "
             f">= {target:.0%}, 0 failed: {mark} |"
         )
+    lines += _runs_so_far(rows, models)
     replace_section(path, "## PyTorch", lines, "Coverage: every model through every technique")
     return totals
+
+
+def _runs_so_far(rows: dict[str, dict[str, Any]], models: list[str]) -> list[str]:
+    """Per technique, every (architecture, export style) run recorded so far, finished architecture or not: what a
+    partial run has shown (a run stopped by the timeout before a technique started is `not finished`)."""
+    counts = {t: {"completed": 0, "skipped": 0, "failed": 0, "not finished": 0} for t in TECHNIQUES}
+    pairs = [rows[f"{m}/{s}"] for m in models for s in STYLES if f"{m}/{s}" in rows]
+    captured = [row for row in pairs if "export_error" not in row]
+    for row in captured:
+        for technique in TECHNIQUES:
+            status = cell(row, technique).split(":")[0]
+            if status.startswith("not finished") or status == "not run":
+                counts[technique]["not finished"] += 1
+            else:
+                counts[technique][status if status in ("completed", "skipped") else "failed"] += 1
+    lines = [
+        "",
+        f"### Every run so far ({len(captured)} architecture and export-style pairs, finished or not)",
+        "",
+        "| technique | completed | skipped | failed | not finished |",
+        "|---|---|---|---|---|",
+    ]
+    for technique, count in counts.items():
+        lines.append(
+            f"| {technique} | {count['completed']} | {count['skipped']} | {count['failed']} | {count['not finished']} |"
+        )
+    return lines
 
 
 def _known_styles(text: str) -> list[str]:
