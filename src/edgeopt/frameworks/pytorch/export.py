@@ -72,25 +72,60 @@ def to_pte(program_or_module: ExportedProgram | torch.nn.Module, example: torch.
     """Lowers to ExecuTorch with every supported op delegated to XNNPACK and writes the ``.pte`` file.
 
     Ops XNNPACK does not take stay on ExecuTorch's portable kernels inside the same file, so the artifact always
-    runs; it is only slower where that happens.
+    runs; it is only slower where that happens. XNNPACK compiles its part when the file is loaded, and it refuses
+    some ops its partitioner accepted (a constant pad between quantized tensors, as in Swin's window padding:
+    ``xnn_status_invalid_parameter``): so the file is loaded once here, and if that fails it is lowered again with
+    those ops (``REFUSED_AT_LOAD``) left on the portable kernels.
     """
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
     program = (
         program_or_module
         if isinstance(program_or_module, ExportedProgram)
         else export_program(program_or_module, example)
     )
+    _lower(program, path, excluded=())
+    if not _loads(path):
+        _lower(program, path, excluded=REFUSED_AT_LOAD)
+        if not _loads(path):
+            raise TechniqueFailed(
+                "The ExecuTorch file was written, but XNNPACK refused to compile part of it when it was loaded, "
+                "even with the ops it is known to refuse left on portable kernels; the details are in EdgeOpt's "
+                "log. Please report it with the model's architecture."
+            )
+    return path
+
+
+# XNNPACK partitioner configs whose ops XNNPACK may refuse to compile at load time although the partitioner took them.
+REFUSED_AT_LOAD = ("ConstantPadConfig",)
+
+
+def _lower(program: ExportedProgram, path: Path, excluded: tuple[str, ...]) -> None:
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    configs = [config for config in ALL_PARTITIONER_CONFIGS if config.__name__ not in excluded]
     try:
-        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        edge = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner(configs=configs)])
         executorch_program = edge.to_executorch()
     except Exception as exc:
         raise TechniqueFailed(f"Lowering to ExecuTorch (.pte) failed: {_first_line(exc)}.") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("wb") as handle:
         executorch_program.write_to_file(handle)
-    return path
+
+
+def _loads(path: Path) -> bool:
+    """Whether the ExecuTorch runtime loads the file's method (XNNPACK compiles its part then)."""
+    import logging
+
+    from executorch.runtime import Runtime
+
+    try:
+        Runtime.get().load_program(path).load_method("forward")
+    except RuntimeError:
+        logging.getLogger(__name__).warning("ExecuTorch could not load %s", path.name, exc_info=True)
+        return False
+    return True
 
 
 def _first_line(exc: BaseException) -> str:
