@@ -27,6 +27,7 @@ from edgeopt.frameworks.pytorch.pruning import (
     prunable_weights,
     prune_channels,
     ranked_weights,
+    recalibrate_batch_norm,
     trainable_copy,
     zero_fraction,
 )
@@ -241,3 +242,35 @@ def test_nothing_but_shuffled_channels_to_prune_is_skipped_naming_the_layers() -
     module = editable_module(torch.export.export(OnlyShuffled().eval(), (torch.rand(1, 1, 16, 16),)))
     with pytest.raises(Unsupported, match=r"prune_structured found no channel.*stem\.0.*prune_unstructured"):
         prune_channels(module, torch.rand(1, 1, 16, 16), ratio=0.5, technique="prune_structured")
+
+
+def test_recalibration_sets_batch_norm_statistics_to_those_of_the_pruned_network() -> None:
+    """After pruning, each batch norm's running mean/variance describe what the pruned layers now feed it."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    conv, norm = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+    module = nn.Sequential(conv, norm, nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.LazyLinear(2)).eval()
+    images = np.random.default_rng(0).random((130, 8, 8, 3), dtype=np.float32)  # NHWC: two batches of 64 are used
+    module(torch.rand(1, 3, 8, 8))
+    norm.running_mean.fill_(5.0)  # stale statistics, as after channels upstream were removed
+    norm.running_var.fill_(9.0)
+    weights = [p.detach().clone() for p in module.parameters()]
+
+    assert recalibrate_batch_norm(module, images) == 1
+
+    with torch.no_grad():
+        features = conv(torch.from_numpy(images[:128]).permute(0, 3, 1, 2))
+    np.testing.assert_allclose(norm.running_mean, features.mean(dim=(0, 2, 3)), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(norm.running_var, features.var(dim=(0, 2, 3)), rtol=1e-2)
+    assert norm.momentum == 0.1 and not module.training and not norm.training
+    assert all(torch.equal(a, b) for a, b in zip(weights, module.parameters(), strict=True))
+
+
+def test_recalibration_leaves_a_model_without_batch_norm_alone() -> None:
+    import numpy as np
+
+    module = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(), nn.Linear(144, 2))
+    before = copy.deepcopy(module.state_dict())
+    assert recalibrate_batch_norm(module, np.zeros((8, 8, 8, 3), dtype=np.float32)) == 0
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())

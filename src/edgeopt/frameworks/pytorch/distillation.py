@@ -15,7 +15,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgeopt.frameworks.pytorch.layout import example_input
-from edgeopt.frameworks.pytorch.pruning import export_fp32, prune_channels, removes_channels, trainable_copy
+from edgeopt.frameworks.pytorch.pruning import (
+    export_fp32,
+    prune_channels,
+    recalibrate_batch_norm,
+    removes_channels,
+    trainable_copy,
+)
 from edgeopt.frameworks.pytorch.training import LossFn, fine_tune
 from edgeopt.strength_search import KNOBS, Candidate, recovery_subset, search_note
 from edgeopt.techniques import DistillationConfig, TechniqueConfig, TechniqueContext, TechniqueOutput
@@ -73,6 +79,7 @@ class Distillation:
         def evaluate(width: float) -> Candidate:
             student = _unfrozen_copy(teacher)
             summary = prune_channels(student, example, ratio=1.0 - width, technique=self.name)
+            recalibrate_batch_norm(student, recovery.x_train)
             fine_tune(student, recovery, epochs=1, lr=config.learning_rate, batch_size=config.batch_size,
                       reporter=search_reporter, stage=f"Searching the strength: short distillation at {width:.0%} "
                       "width", loss_fn=loss, seed=ctx.seed)  # fmt: skip
@@ -91,6 +98,7 @@ class Distillation:
         reporter.stage(f"Building the student ({width:.0%} of the teacher's channels)", 0.02)
         student = _unfrozen_copy(teacher)
         summary = prune_channels(student, example, ratio=1.0 - width, technique=self.name)
+        recalibrate_batch_norm(student, ctx.data.x_train)
         fine_tune(
             student,
             ctx.data,

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any, ClassVar
 from unittest import mock
 
+import numpy as np
 import torch
 from torch import nn
 
 from edgeopt.errors import EdgeOptError, TechniqueFailed, Unsupported
 from edgeopt.frameworks.pytorch.export import export_program, save_pt2, to_pte
 from edgeopt.frameworks.pytorch.graph_modules import editable_module
-from edgeopt.frameworks.pytorch.layout import example_input
+from edgeopt.frameworks.pytorch.layout import example_input, iterate_batches
 from edgeopt.frameworks.pytorch.training import fine_tune
 from edgeopt.progress import StageReporter
 from edgeopt.report import StrengthSearch
@@ -370,6 +371,44 @@ def _layers_breaking(module: nn.Module, example: torch.Tensor) -> list[nn.Module
     return None
 
 
+BN_RECALIBRATION_IMAGES = 512
+
+
+def recalibrate_batch_norm(module: nn.Module, images: np.ndarray) -> int:
+    """Re-estimates every batch norm's running mean and variance on ``images`` (train images), in place.
+
+    Removing channels changes what each following layer sums, so the statistics a batch norm kept from training no
+    longer describe its input, and the pruned network is scored and fine-tuned from a needlessly broken start
+    (batch-norm recalibration, as in AdaBN). Only the batch norms run in training mode, with a cumulative average
+    over at most ``BN_RECALIBRATION_IMAGES`` images; weights are not touched. On MobileNetV2 trained on digits,
+    5 % of the channels removed scored 77.8 % on validation before and 92.6 % after, with no fine-tuning
+    (benchmarks/results/pruning_recalibration.md). Returns how many batch norms were recalibrated: 0 for a model
+    without them (LayerNorm keeps no running statistics).
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    batch = 64
+    count = min(len(images), BN_RECALIBRATION_IMAGES)
+    if count > batch:
+        count -= count % batch  # whole batches only: the cumulative average weighs every batch alike
+    images = images[:count]
+    if not norms or count < 2:  # a batch of one has no variance on a 1x1 feature map
+        return 0
+    was_training = module.training
+    momenta = [norm.momentum for norm in norms]
+    module.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over every batch, not an exponential one
+        norm.train()
+    with torch.no_grad():
+        for x, _ in iterate_batches(images, batch_size=batch):
+            module(x)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    module.train(was_training)
+    return len(norms)
+
+
 def prune_and_fine_tune(
     ctx: TechniqueContext,
     *,
@@ -383,6 +422,7 @@ def prune_and_fine_tune(
     module = trainable_copy(ctx.model, reporter.technique)
     reporter.stage(f"Removing {channel_sparsity:.0%} of the channels", 0.02)
     summary = prune_channels(module, example_input(ctx.data.image_shape), channel_sparsity, reporter.technique)
+    recalibrate_batch_norm(module, ctx.data.x_train)
     fine_tune(
         module,
         ctx.data,
@@ -419,6 +459,7 @@ def search_channel_sparsity(
     def evaluate(ratio: float) -> Candidate:
         module = trainable_copy(ctx.model, technique)
         summary = prune_channels(module, example, ratio, technique)
+        recalibrate_batch_norm(module, recovery.x_train)
         fine_tune(
             module,
             recovery,
