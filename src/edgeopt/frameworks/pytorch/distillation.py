@@ -19,6 +19,7 @@ from edgeopt.frameworks.pytorch.pruning import (
     export_fp32,
     prune_channels,
     recalibrate_batch_norm,
+    recovered_score,
     removes_channels,
     trainable_copy,
 )
@@ -80,11 +81,12 @@ class Distillation:
             student = _unfrozen_copy(teacher)
             summary = prune_channels(student, example, ratio=1.0 - width, technique=self.name)
             recalibrate_batch_norm(student, recovery.x_train)
+            before = val_accuracy(student, ctx.search)  # type: ignore[arg-type]
             fine_tune(student, recovery, epochs=1, lr=config.learning_rate, batch_size=config.batch_size,
                       reporter=search_reporter, stage=f"Searching the strength: short distillation at {width:.0%} "
                       "width", loss_fn=loss, seed=ctx.seed)  # fmt: skip
             return Candidate(
-                val_accuracy=val_accuracy(student, ctx.search),  # type: ignore[arg-type]
+                val_accuracy=recovered_score(before, val_accuracy(student, ctx.search)),  # type: ignore[arg-type]
                 params=summary.params_after,
                 flops=2 * summary.macs_after,
                 size_ratio=summary.params_before / max(1, summary.params_after),
