@@ -35,10 +35,10 @@ log = logging.getLogger(__name__)
 
 # Before the original model has been measured, the unit is a prior: seconds one unit took for each framework's demo
 # model (about 1.5 MB) on a quiet 2-core host (benchmarks/results/eta.md: for PyTorch, three quiet runs with the
-# strength search took 75-80 s over about 10.7 units, where 10 s, fitted before the search, put the 10 % point 47-75 %
-# high; TensorFlow 41 s over 6.6 units), grown with the model file's size (export, lowering and measurement scale with the weights:
-# a 45 MB ResNet18 took about 4x the demo's unit). A baseline running past it raises it (``_unit``); the measured
-# baseline replaces it.
+# strength search took 75-80 s over about 10.7 units, where 10 s, fitted before the search, put the 10 % point
+# 47-75 % high; TensorFlow 41 s over 6.6 units), grown with the model file's size (export, lowering and measurement
+# scale with the weights: a 45 MB ResNet18 took about 4x the demo's unit). A baseline running past it raises it
+# (``_unit``); the measured baseline replaces it.
 PRIOR_UNIT_S: dict[str, float] = {"pytorch": 7.5, "tensorflow": 6.0}
 PRIOR_REFERENCE_MB = 1.5
 PRIOR_MB_SCALE = 15.0

@@ -415,7 +415,8 @@ def recovered_score(recalibrated: float, after_recovery: float) -> float:
     The recovery is a fraction of an epoch at the full fine-tune's learning rate with none of its schedule, and it
     sometimes knocks a network further down before the full fine-tune would bring it back: ResNet18 with 20 % of
     its channels removed scored 97.2 % recalibrated and 45.4 % after it, while MobileNetV2 went from 29.2 % to 63.0 %
-    (benchmarks/results/pruning_recalibration.md). Either is a state the full fine-tune starts from or passes.
+    (benchmarks/results/pruning_recalibration.md). The recalibrated network is where the full fine-tune starts,
+    so its score is one the search may count on.
     """
     return max(recalibrated, after_recovery)
 
