@@ -387,7 +387,7 @@ class Pipeline:
             run = self._technique(backend, loaded, data, report.baseline, name, index, total, out_dir)
             report.runs.append(run)
             write_report(report, out_dir)
-        return self._end(report, backend, data)
+        return self._end(report, data)
 
     # -- the three phases, also run one by one: the Celery worker runs each technique as its own task
 
@@ -420,7 +420,7 @@ class Pipeline:
         data, _loaded = self._load(backend)
         order = {name: i for i, name in enumerate(catalog.TECHNIQUE_NAMES)}
         report.runs.sort(key=lambda run: order.get(run.technique, len(order)))
-        return self._end(report, backend, data)
+        return self._end(report, data)
 
     def _begin(self) -> tuple[Report, FrameworkBackend, LoadedModel, Dataset]:
         spec = self.spec
@@ -480,10 +480,10 @@ class Pipeline:
             name for name in self.spec.ordered_techniques if name not in self._previous and self._searches(name)
         ]
 
-    def _end(self, report: Report, backend: FrameworkBackend, data: Dataset) -> Report:
+    def _end(self, report: Report, data: Dataset) -> Report:
         out_dir = Path(self.spec.out_dir)
         total = len(self.spec.ordered_techniques)
-        self._retime(backend, report, data, out_dir, total)
+        self._retime(report, data, out_dir)
         report.recommendation = self._recommend(report)
         write_report(report, out_dir)
         if self._started is not None:
@@ -527,13 +527,14 @@ class Pipeline:
         search.min_trials = DEFAULT_MIN_TRIALS if self.spec.time_budget_s is None else 0
         return trimmed, search
 
-    def _retime(self, backend: FrameworkBackend, report: Report, data: Dataset, out_dir: Path, total: int) -> None:
+    def _retime(self, report: Report, data: Dataset, out_dir: Path) -> None:
         """Host latencies re-timed side by side (``edgeopt.host_timing``) so the report's figures compare."""
         from edgeopt import host_timing
 
         if self._cancelled():
             raise Cancelled("The experiment was cancelled.")
-        noisy = host_timing.retime(backend, report, out_dir, data.x_test[:1], self.settings.latency_seconds)
+        timer = host_timing.in_fresh_process(self.spec.framework, data.x_test[:1], self.settings.threads)
+        noisy = host_timing.retime(report, out_dir, timer, self.settings.latency_seconds)
         for run in report.runs:
             if run.technique in noisy and run.latency_ms is not None:
                 spread = run.latency_ms.host_p90 / max(run.latency_ms.host, 1e-9)
