@@ -231,8 +231,17 @@ def run_technique(name: str, loaded: Any, data: Any, work: Path, overrides: dict
     return out
 
 
-def run_model(key: str, work: Path, techniques: tuple[str, ...] = TECHNIQUES, train_epochs: int = 1) -> dict:
-    """Every technique on one family; the dict is what the child process prints as JSON."""
+def run_model(
+    key: str,
+    work: Path,
+    techniques: tuple[str, ...] = TECHNIQUES,
+    train_epochs: int = 1,
+    save: Callable[[dict[str, Any]], None] = lambda result: None,
+) -> dict:
+    """Every technique on one family; the dict is what the child process writes as JSON.
+
+    ``save`` gets the row after the baseline and after every technique, so a model stopped by the timeout keeps the
+    techniques it finished (the rest read "not finished")."""
     from edgeopt.frameworks.tensorflow.backend import TensorFlowBackend
     from edgeopt.frameworks.tensorflow.runtime import accuracy, load_tflite
 
@@ -246,18 +255,20 @@ def run_model(key: str, work: Path, techniques: tuple[str, ...] = TECHNIQUES, tr
     except Exception as exc:  # noqa: BLE001 - reported as the model's row, every technique marked failed
         result["error"] = _one_line(exc)
         return result
+    save(result)
     for name in techniques:
         result["runs"].append(run_technique(name, loaded, data, work, CONFIGS[name]))
-    result["seconds"] = round(time.perf_counter() - started, 1)
+        result["seconds"] = round(time.perf_counter() - started, 1)
+        save(result)
     return result
 
 
 # ------------------------------------------------------------------------------------------------- table
 
 
-def _cell(run: dict[str, Any] | None, notes: list[str]) -> str:
+def _cell(run: dict[str, Any] | None, notes: list[str], stopped: str = "") -> str:
     if run is None:
-        return "not run"
+        return f"not finished ({stopped})" if stopped else "not run"
     if run["status"] == "completed":
         return "completed"
     note = f"{run['status']}: {run['message']}"
@@ -291,7 +302,7 @@ def table(results: list[dict[str, Any]], command: str, partial: str) -> list[str
             cells = [cell] * len(TECHNIQUES)
         else:
             runs = {run["technique"]: run for run in result["runs"]}
-            cells = [_cell(runs.get(name), notes) for name in TECHNIQUES]
+            cells = [_cell(runs.get(name), notes, result.get("stopped", "")) for name in TECHNIQUES]
         title = FAMILIES[result["model"]].title if result["model"] in FAMILIES else result["model"]
         measured = f" on {result['code']}, load {result['load']}" if "code" in result else ""
         timing = f" | {result.get('seconds', '-')} | {result.get('date', '')}{measured} |"
@@ -316,21 +327,30 @@ def totals(results: list[dict[str, Any]]) -> list[str]:
     if not count:
         return ["No model ran."]
     failed = 0
-    lines = ["| technique | completed | skipped | failed | target | met |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| technique | completed | skipped | failed | not finished | target | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name in TECHNIQUES:
         statuses = []
         for result in results:
             run = next((r for r in result.get("runs", []) if r["technique"] == name), None)
-            statuses.append("failed" if run is None else run["status"])
-        done, skipped, bad = (statuses.count(s) for s in ("completed", "skipped", "failed"))
+            # A model stopped by its timeout leaves the techniques it had not reached unfinished, not failed.
+            statuses.append(run["status"] if run else "not finished" if "stopped" in result else "failed")
+        done, skipped, bad, open_ = (statuses.count(s) for s in ("completed", "skipped", "failed", "not finished"))
         failed += bad
-        share = done / count
+        finished = done + skipped + bad
+        share = done / finished if finished else 0.0
         lines.append(
-            f"| {name} | {done}/{count} ({share:.0%}) | {skipped} | {bad} | >= {TARGETS[name]:.0%} | "
-            f"{'yes' if share >= TARGETS[name] and not bad else 'NO'} |"
+            f"| {name} | {done}/{finished} ({share:.0%}) | {skipped} | {bad} | {open_} | >= {TARGETS[name]:.0%} | "
+            f"{'yes' if finished and share >= TARGETS[name] and not bad else 'NO'} |"
         )
     not_counted = f"; {len(refused)} refused at load as bad input, not counted" if refused else ""
-    lines.insert(0, f"Totals over {count} models: {failed} failed runs (target 0){not_counted}.")
+    lines.insert(
+        0,
+        f"Totals over {count} models: {failed} failed runs (target 0){not_counted}; shares are over the runs that "
+        "finished (a model stopped by its timeout counts only the techniques it finished).",
+    )
     lines.insert(1, "")
     return lines
 
@@ -365,7 +385,9 @@ def _child(key: str, timeout: int, train_epochs: int, techniques: tuple[str, ...
         try:
             proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
         except subprocess.TimeoutExpired:
-            return {"model": key, "error": f"timed out after {timeout} s", "runs": []}
+            saved = json.loads(result_file.read_text()) if result_file.exists() else {"model": key, "runs": []}
+            saved.pop("error", None)
+            return {**saved, "stopped": f"stopped after {timeout} s", "seconds": timeout}
         if result_file.exists():
             result = json.loads(result_file.read_text())
         else:
@@ -395,8 +417,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.child:
         with tempfile.TemporaryDirectory(prefix="coverage-work-") as work:
-            result = run_model(args.child, Path(work), _names(args.techniques), train_epochs=args.train_epochs)
-        args.result.write_text(json.dumps(result))
+            result = run_model(
+                args.child,
+                Path(work),
+                _names(args.techniques),
+                train_epochs=args.train_epochs,
+                save=lambda row: _write_atomically(args.result, json.dumps(row)),
+            )
+        _write_atomically(args.result, json.dumps(result))
         return 0
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in FAMILIES] + [t for t in _names(args.techniques) if t not in TECHNIQUES]
@@ -441,6 +469,13 @@ def code_version() -> str:
         return git("rev-parse", "--short", "HEAD") + ("-dirty" if changed else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A timeout may kill the child mid-write: the parent reads the previous row or the new one, never half."""
+    part = path.with_suffix(".part")
+    part.write_text(text)
+    part.replace(path)
 
 
 def _names(text: str) -> tuple[str, ...]:
