@@ -338,3 +338,32 @@ def test_rabbitmq_as_broker_runs_an_experiment_to_the_end(tmp_path: Path, torch_
             "SELECT worker_pid, attempts FROM optimization_runs WHERE experiment_id = :id", id=exp_id
         )
         assert pid in {p.pid for p in top.worker_children()} and attempts == 1
+
+
+def test_a_technique_past_the_time_limit_is_stopped_on_the_worker_and_the_experiment_finishes(
+    tmp_path: Path, torch_demo_file: Path
+) -> None:
+    """A real worker with a 60 s limit per task: Celery kills the pool child running a 100-epoch QAT (minutes of
+    work), the run fails with the sentence that names the limit and the setting, and the experiment still finishes.
+    The demo's baseline takes 10 to 30 s, well inside the limit."""
+    postgres, redis_url = _service_urls()
+    with _running_topology(tmp_path, postgres, redis_url, ["t1"], EDGEOPT_TASK_TIME_LIMIT_S="60") as top:
+        with top.server.client() as client:
+            exp = create_experiment(
+                client,
+                torch_demo_file,
+                "pytorch",
+                techniques=["qat_int8"],
+                technique_configs={"qat_int8": {"epochs": 100}},
+            )
+            stream = Stream(top.server, exp["id"])
+            stream.next(timeout=20)  # the snapshot
+            assert client.post(f"/api/experiments/{exp['id']}/start").status_code == 202
+        final = stream.until(lambda m: m["type"] in TERMINAL, timeout=600)
+        assert final["type"] == "experiment_completed", final
+        (run,) = final["report"]["runs"]
+        assert run["status"] == "failed", run
+        assert "time limit of 60 s" in run["error"] and "EDGEOPT_TASK_TIME_LIMIT_S" in run["error"]
+        assert "TimeLimitExceeded" not in run["error"]
+        assert top.active_tasks(exp["id"]) == []
+        assert "Hard time limit (60.0s) exceeded" in (tmp_path / "t1.log").read_text()  # Celery's kill, not ours
