@@ -43,7 +43,7 @@ def _simulate(durations: dict[str, float], samples: list[float]) -> list[tuple[f
             timeline.append((t + durations[name] * i / steps, _event("progress", name, 0.85 * i / steps, stage)))
         t += durations[name]
         timeline.append((t, _event("technique_completed", name, 1.0)))
-    total = t
+    total = t + durations.get("retime", 0.0)  # the side-by-side re-timing reports nothing; the run ends after it
     out = []
     queue = sorted(samples)
     for when, event in timeline:
@@ -59,7 +59,8 @@ def _simulate(durations: dict[str, float], samples: list[float]) -> list[tuple[f
 def _as_predicted(scale: float = 1.0) -> dict[str, float]:
     """True durations equal to what the cost model predicts (times ``scale``) for a 2-second baseline."""
     model = EtaModel(techniques=TECHNIQUES, unit_s=2.0)
-    return {"baseline": 2.0, **{name: scale * model.predicted_seconds(name) for name in TECHNIQUES}}
+    predicted = {name: scale * model.predicted_seconds(name) for name in TECHNIQUES}
+    return {"baseline": 2.0, **predicted, "retime": scale * model.retime_seconds()}
 
 
 def test_eta_is_close_when_the_cost_model_fits() -> None:
@@ -103,7 +104,7 @@ def test_eta_before_the_baseline_is_measured_comes_from_the_prior_and_counts_the
     model = EtaModel(techniques=TECHNIQUES, clock=clock, framework="pytorch", model_bytes=1_500_000)
     model.observe(_event("progress", "baseline", 0.0, "Loading the dataset"))
     unit = prior_unit_seconds("pytorch", 1_500_000)
-    expected = unit + sum(model.predicted_seconds(name) for name in TECHNIQUES)
+    expected = unit + sum(model.predicted_seconds(name) for name in TECHNIQUES) + model.retime_seconds()
     assert model.overall_eta() == expected
     assert expected > 3 * unit  # the techniques are counted at the prior unit, not at one second each
 
