@@ -1,9 +1,9 @@
 """Structured pruning's global allocation: channels are ranked across layers, capped per layer (issue 14).
 
 ``prune_channels`` ranks every channel group's channels together (batch-norm scale when the network has batch
-norms, else L2 magnitude relative to its group) so a layer whose channels count less loses more; no layer loses more
-than ``MAX_LAYER_RATIO`` of its channels. Uniform per-layer removal would take the same share from every layer and
-fail the first test.
+norms, else L2 magnitude, each LAMP-normalised within its group) so a layer whose channels count less loses more; no
+layer loses more than ``MAX_LAYER_RATIO`` of its channels. Uniform per-layer removal would take the same share from
+every layer and fail the first test.
 """
 
 from __future__ import annotations
@@ -49,17 +49,17 @@ def _pruned(eager: nn.Module, ratio: float) -> tuple[nn.Module, object]:
 
 
 def _quiet_middle_layer() -> ThreeConvs:
-    """Batch-norm scales between 0.5 and 1.5, except the middle layer's, a thousand times smaller."""
+    """Batch-norm scales between 0.5 and 1.5, except 12 of the middle layer's 16, a thousand times smaller."""
     torch.manual_seed(0)
     net = ThreeConvs()
     with torch.no_grad():
         for block in (net.a, net.b, net.c):
             block[1].weight.uniform_(0.5, 1.5)
-        net.b[1].weight.mul_(1e-3)
+        net.b[1].weight[:12].mul_(1e-3)
     return net
 
 
-def test_the_layer_whose_batch_norm_scales_are_small_loses_the_most_but_is_not_emptied() -> None:
+def test_the_layer_with_most_small_batch_norm_scales_loses_the_most_but_no_more_than_the_cap() -> None:
     module, summary = _pruned(_quiet_middle_layer(), 0.3)
     a, b, c = _widths(module)
     assert b == 16 - int(16 * MAX_LAYER_RATIO), "the quiet layer loses up to the cap, and no more"
