@@ -5,13 +5,15 @@ For each model (a baseline file from ``benchmarks/pytorch_techniques.py``'s work
 and each ratio, channels are removed from a fresh copy and the copy is scored on the validation split the strength
 search uses (``carve_validation``: carved from the train split; the test split is not read):
 
-- **engine**: ``prune_channels`` as the techniques call it (uniform per-layer ratio, L2 magnitude), scored with the
+- **engine**: ``prune_channels`` as the techniques call it (uniform per-layer L2 magnitude until commit ea5d104, then
+  global allocation ranked by batch-norm scale with a per-layer cap: ``channel_ranking``), scored with the
   statistics the batch norms kept from training, then after ``recalibrate_batch_norm``, then after the search's
   short recovery fine-tune (``recovery_subset``, one pass, Adam at the technique's rate) without and with the
   recalibration first;
 - **ranking**: torch-pruning's ``MetaPruner`` directly with other channel rankings (first-order Taylor on 256 train
   images, batch-norm scale) and global instead of per-layer allocation (at most 80 % of a layer), scored after
-  recalibration. These are not in the engine; they show what a per-layer allocation could gain.
+  recalibration. Their ``max_pruning_ratio`` of 0.8 caps nothing in one-shot global pruning (torch-pruning checks it
+  only between iterative steps); the engine applies its cap in the importance instead (``_GuardedImportance``).
 
     .venv/bin/python benchmarks/pruning_recalibration.py [--models mobilenet_v2,resnet18] [--ratios 0.05,0.1,0.2]
 
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         "`benchmarks/pytorch_techniques.py`; validation accuracy (%) on the "
         f"{len(y_val)} images the strength search carves from the train split. MACs ratio = before / after.",
         "",
-        "## What the engine does (`prune_channels`, uniform L2), with and without `recalibrate_batch_norm`",
+        "## What the engine does (`prune_channels`), with and without `recalibrate_batch_norm`",
         "",
         "| model | original | channels removed | MACs ratio | stale statistics | recalibrated | stale + short "
         "recovery | recalibrated + short recovery |",

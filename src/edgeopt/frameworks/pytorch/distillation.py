@@ -122,8 +122,8 @@ class Distillation:
             search=record,
             notes=(
                 (search_note(record) + " " if record else "")
-                + f"Student = the teacher with {1 - width:.0%} of its channels removed structurally "
-                f"({summary.describe()}), trained {config.epochs} epoch(s) on the "
+                + f"Student = the teacher with {1 - width:.0%} of its channels removed structurally, ranked across "
+                f"layers by {summary.ranking} ({summary.describe()}), trained {config.epochs} epoch(s) on the "
                 f"train split with KL divergence at T={config.temperature:g} (weight {config.alpha:g}) plus "
                 f"cross-entropy (weight {1 - config.alpha:g})."
             ),
