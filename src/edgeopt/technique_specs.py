@@ -139,8 +139,13 @@ def _both(expected: Expectation) -> dict[str, Expectation]:
     return {PYTORCH: expected, TENSORFLOW: expected}
 
 
-# Ladders: prune_structured needs ~0.2 of the channels for 1.5x fewer FLOPs (both sides of each layer shrink),
-# distillation ~0.75 width for 0.6x the parameters; the strongest ends are the former fixed strengths and beyond.
+# Ladders: channel_sparsity is the share of all the network's prunable channels removed. On TensorFlow they are
+# ranked across layers (``filter_pruning._global_removals``: LAMP-normalised BatchNorm-folded filter norms, at most
+# ``MAX_SPACE_SHARE`` = 80 % of any layer, so the ladder stops below that); FLOPs follow the ranking rather than the
+# share (LAMP takes most from wide layers, MobileNetV2's 1280-channel head first), so each trial and the result
+# record their FLOPs, which the issue's target reads. On PyTorch the share is taken from every layer. Distillation:
+# the student keeps ``width_ratio`` of the channels (the rest removed the same way). The strongest ends are the
+# former fixed strengths and beyond.
 _CHANNELS = Knob("channel_sparsity", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), "{:.0%} of the channels removed")
 
 # Cost models, (fixed units, epoch weight) per framework. PyTorch: exporting and lowering dominate and a QAT epoch runs
