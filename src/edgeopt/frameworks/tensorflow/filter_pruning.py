@@ -187,7 +187,9 @@ def lamp(scores: np.ndarray) -> np.ndarray:
 
     Each space's weakest channel scores near 1 / width and its strongest exactly 1, whatever the space's scale,
     so one threshold can rank spaces of different widths and norms together (Lee et al., "Layer-adaptive sparsity
-    for the magnitude-based pruning"). Returned in the input's order; a space of zeros scores 0.
+    for the magnitude-based pruning"). A space whose filters are all scaled alike scores as before: what ranks a
+    filter low is being small next to the stronger filters of its own space. Returned in the input's order; a space
+    of zeros scores 0.
     """
     order = np.argsort(scores, kind="stable")
     squared = np.square(scores[order].astype(np.float64))
