@@ -442,3 +442,20 @@ def test_global_allocation_keeps_protected_channels_whole_however_weak() -> None
     protected = prune_filters(model, 0.5, protect=True)
     assert protected.model.get_layer("project").filters == 12
     assert protected.filters_before - protected.filters_after == (24 + 32) // 2
+
+
+def test_prune_scored_keeps_the_allocation_that_scores_better_after_recalibration() -> None:
+    """Neither allocation wins on every model, so both are pruned, recalibrated and scored; the better one is kept.
+    Checked against the two computed by hand: labels taken from each candidate's own predictions make it win."""
+    from edgeopt.frameworks.tensorflow.filter_pruning import prune_scored
+    from edgeopt.frameworks.tensorflow.training import recalibrate_batchnorm
+
+    model = _three_convs(1e-3)
+    x = np.random.default_rng(1).random((64, 8, 8, 3), dtype=np.float32)
+    for favoured in ("global", "uniform"):
+        reference = prune_filters(model, 0.25, protect=True, allocation=favoured)
+        recalibrate_batchnorm(reference.model, x, 0)
+        labels = np.argmax(reference.model.predict(x, verbose=0), axis=1)  # 100 % for the favoured allocation
+        chosen = prune_scored(model, 0.25, x, 0, (x, labels))
+        assert chosen.allocation == favoured or _widths(chosen) == _widths(reference)
+        np.testing.assert_allclose(chosen.model.predict(x, verbose=0), reference.model.predict(x, verbose=0), atol=1e-5)

@@ -20,10 +20,11 @@ import tf_keras  # noqa: E402
 
 from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite  # noqa: E402
 from edgeopt.frameworks.tensorflow.filter_pruning import (  # noqa: E402
-    MAX_SPACE_SHARE,
+    allocation_phrase,
     kept_whole_note,
     protected_note,
-    prune_filters,
+    prune_scored,
+    scoring_images,
     removes_filters,
 )
 from edgeopt.frameworks.tensorflow.training import (  # noqa: E402
@@ -142,8 +143,7 @@ class Distillation:
         params_before = int(teacher.count_params())
 
         def evaluate(width: float) -> Candidate:
-            pruned = prune_filters(teacher, 1.0 - width, protect=True)
-            recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
+            pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed))
             stage = f"Searching the strength: short distillation at {width:.0%} width"
             distill(pruned.model, recovery.x_train, recovery.y_train, recovery_targets, config, 1,
                     search_reporter, stage)  # fmt: skip
@@ -162,9 +162,8 @@ class Distillation:
         )
         reporter = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
         reporter.stage(f"Building the student: the teacher with {width:.0%} of its prunable channels", 0.0)
-        pruned = prune_filters(teacher, 1.0 - width, protect=True)
+        pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed))
         student = pruned.model
-        recalibrate_batchnorm(student, ctx.data.x_train, config.seed)
         stage = f"Distilling into the student (T={config.temperature:g}, alpha={config.alpha:g})"
         distill(student, ctx.data.x_train, ctx.data.y_train, targets, config, config.epochs, reporter.sub(0.05, 0.9),
                 stage)  # fmt: skip
@@ -176,9 +175,9 @@ class Distillation:
         keras_file = save_keras(student, ctx.work_dir / f"{self.name}.keras")
         reporter.stage("Exported", 1.0)
         notes = (search_note(record) + " " if record else "") + (
-            f"Student = the teacher structurally pruned to {width:.0%} of its prunable channels, ranked across "
-            f"layers so the layers whose filters matter less lose more (at most {MAX_SPACE_SHARE:.0%} of any layer; "
-            f"{pruned.filters_before} -> {pruned.filters_after} filters and units), distilled for {config.epochs} "
+            f"Student = the teacher structurally pruned to {width:.0%} of its prunable channels, "
+            f"{allocation_phrase(pruned)} ({pruned.filters_before} -> {pruned.filters_after} filters and units), "
+            f"distilled for {config.epochs} "
             f"epoch(s) with a Keras distiller: {config.alpha:g} x T^2 x KL(T={config.temperature:g}) + "
             f"{1 - config.alpha:g} x cross-entropy, teacher frozen; BatchNorm statistics recalibrated on train images."
         )
