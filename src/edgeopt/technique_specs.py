@@ -139,14 +139,16 @@ def _both(expected: Expectation) -> dict[str, Expectation]:
     return {PYTORCH: expected, TENSORFLOW: expected}
 
 
-# Ladders: channel_sparsity is the share of all the network's prunable channels removed. On PyTorch they are ranked
-# across layers (``prune_channels``: layers whose channels matter less lose more, none more than 80 %, so the ladder
-# stops below that), and FLOPs follow the ranking rather than the share: 20 % of MobileNetV2's channels removed
-# 1.12x of its multiply-adds ranked globally, 1.53x taken uniformly from every layer; the global ranking needs 50 %
-# for 1.50x (and then keeps 99 % of validation accuracy before fine-tuning: benchmarks/results/pruning_ranking.md).
-# Each trial and the result record their FLOPs, which the issue's target reads. On TensorFlow the share is taken
-# from every layer it can slice. Distillation: ~0.75 width for 0.6x the parameters (uniform; MobileNetV2 ranked
-# globally: 0.4 width for 0.25x). The strongest ends are the former fixed strengths and beyond.
+# Ladders: channel_sparsity is the share of all the network's prunable channels removed, and FLOPs follow how that
+# share is spread rather than the share itself, so each trial and the result record their FLOPs, which the issue's
+# target reads. PyTorch ranks channels across layers (``prune_channels``: LAMP-normalised scores, none more than 80 %
+# of a layer, so the ladder stops below that): 20 % of MobileNetV2's channels removed 1.12x of its multiply-adds
+# ranked globally, 1.53x taken uniformly from every layer; the global ranking needs 50 % for 1.50x and then keeps
+# 99 % of validation accuracy before fine-tuning (benchmarks/results/pruning_ranking.md). TensorFlow prunes both ways,
+# ranked across layers (``filter_pruning._global_removals``, the same LAMP rule and cap) and the same share of every
+# layer, and keeps the one that scores better after a short recovery (``filter_pruning.prune_scored``). Distillation:
+# the student keeps ``width_ratio`` of the channels, the rest removed the same way. The strongest ends are the former
+# fixed strengths and beyond.
 _CHANNELS = Knob("channel_sparsity", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), "{:.0%} of the channels removed")
 
 # Cost models, (fixed units, epoch weight) per framework. PyTorch: exporting and lowering dominate and a QAT epoch runs

@@ -20,7 +20,7 @@ from edgeopt.data.dataset import Dataset
 from edgeopt.errors import Unsupported
 from edgeopt.frameworks import LoadedModel
 from edgeopt.frameworks.tensorflow.convert import to_tflite
-from edgeopt.frameworks.tensorflow.filter_pruning import PruneStructured, prune_filters
+from edgeopt.frameworks.tensorflow.filter_pruning import MAX_SPACE_SHARE, PruneStructured, lamp, prune_filters
 from edgeopt.frameworks.tensorflow.runtime import load_tflite
 from edgeopt.frameworks.tensorflow.training import fine_tune
 from edgeopt.progress import silent_reporter
@@ -182,7 +182,8 @@ def test_pruning_nothing_rebuilds_an_identical_model(model: Any) -> None:
 
 
 def test_half_of_the_filters_go_and_compute_drops_at_least_twofold(model: Any) -> None:
-    pruned = prune_filters(model, 0.5)
+    """Uniform allocation: half of every layer's filters, so both sides of each layer shrink."""
+    pruned = prune_filters(model, 0.5, allocation="uniform")
     before, after = _producers(model), _producers(pruned.model)
     classifier = model.layers[-1].name
     assert after[classifier] == before[classifier]  # the classes are never pruned
@@ -371,3 +372,90 @@ def test_a_custom_layer_with_channel_weights_keeps_its_channels_and_weights() ->
 def test_a_custom_layer_keras_cannot_rebuild_is_unsupported_with_a_reason() -> None:
     with pytest.raises(Unsupported, match="get_config"):
         prune_filters(_with_custom_layer(Widened(2.0)), 0.5)
+
+
+# ------------------------------------------------------------------------------------------------- global allocation
+
+
+def _three_convs(weak_scale: float) -> Any:
+    """Three 16-filter convolutions with BatchNorm; 12 of the middle one's filters scaled by ``weak_scale``.
+
+    LAMP compares a filter with the stronger filters of its own layer, so scaling a whole layer would change
+    nothing: the layer that matters less is one where most filters are tiny next to a few.
+    """
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = inputs
+    for name in ("first", "weak", "last"):
+        x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", name=name)(x)))
+    model = keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    weak = model.get_layer("weak")
+    kernel, bias = weak.get_weights()
+    kernel[..., 4:] *= weak_scale
+    weak.set_weights([kernel, bias])
+    return model
+
+
+def _widths(pruned: Any) -> dict[str, int]:
+    return {name: pruned.model.get_layer(name).filters for name in ("first", "weak", "last")}
+
+
+def test_lamp_scores_each_channel_against_the_channels_not_below_it() -> None:
+    np.testing.assert_allclose(lamp(np.array([3.0, 1.0, 2.0])), [1.0, 1 / 14, 4 / 13])
+    np.testing.assert_array_equal(lamp(np.zeros(3)), np.zeros(3))
+
+
+def test_global_allocation_takes_more_from_the_layer_whose_filters_matter_less() -> None:
+    model = _three_convs(1e-3)
+    pruned = prune_filters(model, 0.25)
+    widths = _widths(pruned)
+    assert sum(16 - w for w in widths.values()) == 12  # a quarter of the 48 prunable channels
+    assert widths["weak"] < min(widths["first"], widths["last"])
+    assert list(_widths(prune_filters(model, 0.25, allocation="uniform")).values()) == [12, 12, 12]
+    assert pruned.model(_inputs(model)).shape == (4, 10)
+
+
+def test_global_allocation_never_empties_a_layer() -> None:
+    """However weak a layer and however strong the setting, it keeps ``1 - MAX_SPACE_SHARE`` of its channels."""
+    model = _three_convs(0.0)  # the weak layer's filters are all zero
+    widths = _widths(prune_filters(model, 0.5))
+    assert widths["weak"] == 16 - int(16 * MAX_SPACE_SHARE)
+    assert sum(16 - w for w in widths.values()) == 24
+    strongest = _widths(prune_filters(model, 0.95))  # more than the caps allow: every layer at its cap
+    assert set(strongest.values()) == {16 - int(16 * MAX_SPACE_SHARE)}
+    single = keras.Sequential([keras.Input((4, 4, 1)), layers.Conv2D(1, 3), layers.Flatten(), layers.Dense(2)])
+    assert single.layers[0].filters == prune_filters(single, 0.9).model.layers[0].filters == 1
+
+
+def test_global_allocation_keeps_protected_channels_whole_however_weak() -> None:
+    """A linear bottleneck with tiny filters would be the first to go; protection keeps it whole all the same."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = layers.ReLU()(layers.Conv2D(24, 1, name="expand")(inputs))
+    x = layers.DepthwiseConv2D(3, padding="same")(x)
+    x = layers.Conv2D(12, 1, name="project")(x)
+    x = layers.ReLU()(layers.Conv2D(32, 1, name="head")(x))
+    model = keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    project = model.get_layer("project")
+    project.set_weights([w * 1e-3 for w in project.get_weights()])
+    assert prune_filters(model, 0.5).model.get_layer("project").filters < 12
+    protected = prune_filters(model, 0.5, protect=True)
+    assert protected.model.get_layer("project").filters == 12
+    assert protected.filters_before - protected.filters_after == (24 + 32) // 2
+
+
+def test_prune_scored_keeps_the_allocation_that_scores_better_after_recalibration() -> None:
+    """Neither allocation wins on every model, so both are pruned, recalibrated and scored; the better one is kept.
+    Checked against the two computed by hand: labels taken from each candidate's own predictions make it win."""
+    from edgeopt.frameworks.tensorflow.filter_pruning import prune_scored
+    from edgeopt.frameworks.tensorflow.training import recalibrate_batchnorm
+
+    model = _three_convs(1e-3)
+    x = np.random.default_rng(1).random((64, 8, 8, 3), dtype=np.float32)
+    for favoured in ("global", "uniform"):
+        reference = prune_filters(model, 0.25, protect=True, allocation=favoured)
+        recalibrate_batchnorm(reference.model, x, 0)
+        labels = np.argmax(reference.model.predict(x, verbose=0), axis=1)  # 100 % for the favoured allocation
+        chosen = prune_scored(model, 0.25, x, 0, (x, labels))
+        assert chosen.allocation == favoured or _widths(chosen) == _widths(reference)
+        np.testing.assert_allclose(chosen.model.predict(x, verbose=0), reference.model.predict(x, verbose=0), atol=1e-5)

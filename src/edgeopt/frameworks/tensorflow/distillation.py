@@ -1,6 +1,7 @@
 """distillation for Keras: the teacher's knowledge distilled into its own structurally pruned, narrower copy.
 
-The student starts as the teacher with ``1 - width_ratio`` of its filters removed (``filter_pruning``), so it
+The student starts as the teacher with ``1 - width_ratio`` of its prunable channels removed (``filter_pruning``,
+allocated across layers by LAMP-normalised filter norms, so the width is an overall share, not each layer's), so it
 already knows something; a Keras distiller (a ``Model`` with its own ``train_step``) then trains it on
 ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels, student)``. The teacher is frozen: it runs
 in inference mode and its logits do not change during training, so they are computed once for the train split
@@ -19,9 +20,11 @@ import tf_keras  # noqa: E402
 
 from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite  # noqa: E402
 from edgeopt.frameworks.tensorflow.filter_pruning import (  # noqa: E402
+    allocation_phrase,
     kept_whole_note,
     protected_note,
-    prune_filters,
+    prune_scored,
+    scoring_images,
     removes_filters,
 )
 from edgeopt.frameworks.tensorflow.training import (  # noqa: E402
@@ -140,8 +143,7 @@ class Distillation:
         params_before = int(teacher.count_params())
 
         def evaluate(width: float) -> Candidate:
-            pruned = prune_filters(teacher, 1.0 - width, protect=True)
-            recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
+            pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed))
             stage = f"Searching the strength: short distillation at {width:.0%} width"
             distill(pruned.model, recovery.x_train, recovery.y_train, recovery_targets, config, 1,
                     search_reporter, stage)  # fmt: skip
@@ -159,10 +161,9 @@ class Distillation:
             ctx, self.name, config.width_ratio, teacher, evaluate, search_reporter, ladder=ladder
         )
         reporter = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
-        reporter.stage(f"Building the student: the teacher with {width:.0%} of its filters", 0.0)
-        pruned = prune_filters(teacher, 1.0 - width, protect=True)
+        reporter.stage(f"Building the student: the teacher with {width:.0%} of its prunable channels", 0.0)
+        pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed))
         student = pruned.model
-        recalibrate_batchnorm(student, ctx.data.x_train, config.seed)
         stage = f"Distilling into the student (T={config.temperature:g}, alpha={config.alpha:g})"
         distill(student, ctx.data.x_train, ctx.data.y_train, targets, config, config.epochs, reporter.sub(0.05, 0.9),
                 stage)  # fmt: skip
@@ -174,8 +175,9 @@ class Distillation:
         keras_file = save_keras(student, ctx.work_dir / f"{self.name}.keras")
         reporter.stage("Exported", 1.0)
         notes = (search_note(record) + " " if record else "") + (
-            f"Student = the teacher structurally pruned to {width:.0%} of its filters "
-            f"({pruned.filters_before} -> {pruned.filters_after} filters and units), distilled for {config.epochs} "
+            f"Student = the teacher structurally pruned to {width:.0%} of its prunable channels, "
+            f"{allocation_phrase(pruned)} ({pruned.filters_before} -> {pruned.filters_after} filters and units), "
+            f"distilled for {config.epochs} "
             f"epoch(s) with a Keras distiller: {config.alpha:g} x T^2 x KL(T={config.temperature:g}) + "
             f"{1 - config.alpha:g} x cross-entropy, teacher frozen; BatchNorm statistics recalibrated on train images."
         )

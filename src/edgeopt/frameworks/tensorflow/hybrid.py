@@ -1,7 +1,7 @@
 """hybrid_prune_int8 for Keras: structured filter pruning and fine-tune, then post-training full-integer INT8.
 
-The two compound: pruning removes a share of the filters (searched for the accuracy budget unless the config sets
-``channel_sparsity``; half of them remove about 4x the weights between pruned layers), INT8 stores each remaining
+The two compound: pruning removes a share of all prunable channels, allocated across layers (``filter_pruning``;
+searched for the accuracy budget unless the config sets ``channel_sparsity``), INT8 stores each remaining
 weight in one byte instead of four. Post-training INT8 is used rather than pruning-preserving QAT
 because the pruned model is physically smaller (no zeros to preserve) and PTQ of the fine-tuned model loses well
 under a point on the reference models (benchmarks/results/tensorflow.md), at no extra training.
