@@ -100,3 +100,37 @@ def test_without_batch_norms_the_layer_with_most_small_filters_loses_the_most() 
 @pytest.mark.parametrize(("ratio", "expected"), [(0.01, False), (0.03, True)])
 def test_a_setting_counts_when_it_removes_one_channel_of_the_whole_network(ratio: float, expected: bool) -> None:
     assert removes_channels(ThreeConvs(), ratio) is expected  # 48 prunable channels: 0.48 and 1.44
+
+
+def test_prune_scored_keeps_the_allocation_that_scores_better_and_the_fewer_multiply_adds_on_a_tie() -> None:
+    """Both ways are pruned from fresh copies and scored; labels taken from one way's own predictions make it win.
+    With a label neither can get right, they tie and the one with fewer multiply-adds wins."""
+    import numpy as np
+
+    from edgeopt.frameworks.pytorch.layout import iterate_batches
+    from edgeopt.frameworks.pytorch.pruning import prune_scored, recalibrate_batch_norm
+
+    source = editable_module(export_program(_quiet_middle_layer().eval(), EXAMPLE))
+    x = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
+
+    def fresh() -> nn.Module:
+        import copy
+
+        return copy.deepcopy(source)
+
+    for favoured in ("global", "uniform"):
+        reference = fresh()
+        prune_channels(reference, EXAMPLE, 0.3, "prune_structured", allocation=favoured)
+        recalibrate_batch_norm(reference, x)
+        with torch.no_grad():
+            (batch, _), *_ = list(iterate_batches(x, np.zeros(len(x), dtype=np.int64), batch_size=len(x)))
+            labels = reference.eval()(batch).argmax(dim=1).numpy()
+        chosen = prune_scored(fresh, EXAMPLE, 0.3, "prune_structured", x, (x, labels))
+        assert chosen.summary.allocation == favoured and chosen.accuracy == 1.0
+        assert _widths(chosen.module) == _widths(reference)
+    macs = {}
+    for allocation in ("global", "uniform"):
+        module = fresh()
+        macs[allocation] = prune_channels(module, EXAMPLE, 0.3, "prune_structured", allocation=allocation).macs_after
+    chosen = prune_scored(fresh, EXAMPLE, 0.3, "prune_structured", x, (x[:1], np.array([-1])))  # nobody is right
+    assert chosen.summary.macs_after == min(macs.values())

@@ -18,9 +18,11 @@ from edgeopt.frameworks.pytorch.layout import example_input
 from edgeopt.frameworks.pytorch.pruning import (
     export_fp32,
     prune_channels,
+    prune_scored,
     recalibrate_batch_norm,
-    recovered_score,
     removes_channels,
+    scoring_images,
+    short_recovery,
     trainable_copy,
 )
 from edgeopt.frameworks.pytorch.training import LossFn, fine_tune
@@ -68,7 +70,7 @@ class Distillation:
     searches_strength: ClassVar[bool] = True
 
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
-        from edgeopt.frameworks.pytorch.search import choose_strength, finish_record, val_accuracy
+        from edgeopt.frameworks.pytorch.search import choose_strength, finish_record
 
         assert isinstance(config, DistillationConfig)
         teacher = trainable_copy(ctx.model, self.name).eval()
@@ -78,15 +80,14 @@ class Distillation:
         recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images) if ctx.search else ctx.data
 
         def evaluate(width: float) -> Candidate:
-            student = _unfrozen_copy(teacher)
-            summary = prune_channels(student, example, ratio=1.0 - width, technique=self.name)
-            recalibrate_batch_norm(student, recovery.x_train)
-            before = val_accuracy(student, ctx.search)  # type: ignore[arg-type]
-            fine_tune(student, recovery, epochs=1, lr=config.learning_rate, batch_size=config.batch_size,
-                      reporter=search_reporter, stage=f"Searching the strength: short distillation at {width:.0%} "
-                      "width", loss_fn=loss, seed=ctx.seed)  # fmt: skip
+            recover = short_recovery(ctx, learning_rate=config.learning_rate, batch_size=config.batch_size,
+                                     reporter=search_reporter, stage=f"Searching the strength: short distillation "
+                                     f"at {width:.0%} width", loss_fn=loss)  # fmt: skip
+            chosen = prune_scored(lambda: _unfrozen_copy(teacher), example, 1.0 - width, self.name, recovery.x_train,
+                                  scoring_images(ctx), recover)  # fmt: skip
+            summary = chosen.summary
             return Candidate(
-                val_accuracy=recovered_score(before, val_accuracy(student, ctx.search)),  # type: ignore[arg-type]
+                val_accuracy=chosen.accuracy,
                 params=summary.params_after,
                 flops=2 * summary.macs_after,
                 size_ratio=summary.params_before / max(1, summary.params_after),
@@ -98,8 +99,13 @@ class Distillation:
         )
         reporter = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
         reporter.stage(f"Building the student ({width:.0%} of the teacher's channels)", 0.02)
-        student = _unfrozen_copy(teacher)
-        summary = prune_channels(student, example, ratio=1.0 - width, technique=self.name)
+        recover = short_recovery(ctx, learning_rate=config.learning_rate, batch_size=config.batch_size,
+                                 reporter=reporter.sub(0.02, 0.05), stage="Comparing two ways to build the student",
+                                 loss_fn=loss)  # fmt: skip
+        chosen = prune_scored(lambda: _unfrozen_copy(teacher), example, 1.0 - width, self.name, ctx.data.x_train,
+                              scoring_images(ctx), recover)  # fmt: skip
+        student = _unfrozen_copy(teacher)  # the chosen way again, untrained: the distillation starts from here
+        summary = prune_channels(student, example, 1.0 - width, self.name, allocation=chosen.summary.allocation)
         recalibrate_batch_norm(student, ctx.data.x_train)
         fine_tune(
             student,
@@ -122,8 +128,8 @@ class Distillation:
             search=record,
             notes=(
                 (search_note(record) + " " if record else "")
-                + f"Student = the teacher with {1 - width:.0%} of its channels removed structurally, ranked across "
-                f"layers by {summary.ranking} ({summary.describe()}), trained {config.epochs} epoch(s) on the "
+                + f"Student = the teacher with {1 - width:.0%} of its channels removed structurally, "
+                f"{summary.how()} ({summary.describe()}), trained {config.epochs} epoch(s) on the "
                 f"train split with KL divergence at T={config.temperature:g} (weight {config.alpha:g}) plus "
                 f"cross-entropy (weight {1 - config.alpha:g})."
             ),

@@ -57,7 +57,7 @@ class HybridPruneInt8:
             search=record,
             notes=(
                 (search_note(record) + " " if record else "")
-                + f"{ratio:.0%} of the channels removed (torch-pruning, ranked across layers by {summary.ranking}; "
+                + f"{ratio:.0%} of the channels removed (torch-pruning, {summary.how()}; "
                 f"{summary.describe()}) and fine-tuned {config.epochs} epoch(s), then INT8 weights (per-channel) "
                 f"and activations calibrated on {min(config.calibration_samples, len(ctx.data.x_train))} train "
                 "images; the .pte runs XNNPACK's INT8 kernels."
