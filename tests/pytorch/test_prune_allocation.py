@@ -134,3 +134,27 @@ def test_prune_scored_keeps_the_allocation_that_scores_better_and_the_fewer_mult
         macs[allocation] = prune_channels(module, EXAMPLE, 0.3, "prune_structured", allocation=allocation).macs_after
     chosen = prune_scored(fresh, EXAMPLE, 0.3, "prune_structured", x, (x[:1], np.array([-1])))  # nobody is right
     assert chosen.summary.macs_after == min(macs.values())
+
+
+def test_prune_scored_with_a_floor_keeps_the_fewer_multiply_adds_among_those_within_the_budget() -> None:
+    """Within the user's budget, the stronger compression: both reach a floor of 0, the fewer multiply-adds wins; a
+    floor only the better one reaches keeps that one."""
+    import copy
+
+    import numpy as np
+
+    from edgeopt.frameworks.pytorch.pruning import prune_scored
+
+    source = editable_module(export_program(_quiet_middle_layer().eval(), EXAMPLE))
+    x = np.random.default_rng(0).random((64, 12, 12, 1), dtype=np.float32)
+    labels = np.zeros(len(x), dtype=np.int64)
+    macs = {
+        a: prune_channels(copy.deepcopy(source), EXAMPLE, 0.3, "p", allocation=a).macs_after
+        for a in ("global", "uniform")
+    }
+    fewer = min(macs, key=macs.__getitem__)
+    chosen = prune_scored(lambda: copy.deepcopy(source), EXAMPLE, 0.3, "p", x, (x, labels), floor=0.0)
+    assert chosen.summary.allocation == fewer
+    unreachable = prune_scored(lambda: copy.deepcopy(source), EXAMPLE, 0.3, "p", x, (x, labels), floor=2.0)
+    plain = prune_scored(lambda: copy.deepcopy(source), EXAMPLE, 0.3, "p", x, (x, labels))
+    assert unreachable.summary.allocation == plain.summary.allocation  # no one reaches it: as without a floor

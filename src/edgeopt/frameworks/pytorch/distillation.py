@@ -16,6 +16,7 @@ from torch.nn import functional as F
 
 from edgeopt.frameworks.pytorch.layout import example_input
 from edgeopt.frameworks.pytorch.pruning import (
+    acceptance_floor,
     export_fp32,
     prune_channels,
     prune_scored,
@@ -79,12 +80,14 @@ class Distillation:
         search_reporter = ctx.reporter.sub(0.0, 0.4)
         recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images) if ctx.search else ctx.data
 
+        floor = acceptance_floor(ctx, teacher)
+
         def evaluate(width: float) -> Candidate:
             recover = short_recovery(ctx, learning_rate=config.learning_rate, batch_size=config.batch_size,
                                      reporter=search_reporter, stage=f"Searching the strength: short distillation "
                                      f"at {width:.0%} width", loss_fn=loss)  # fmt: skip
             chosen = prune_scored(lambda: _unfrozen_copy(teacher), example, 1.0 - width, self.name, recovery.x_train,
-                                  scoring_images(ctx), recover)  # fmt: skip
+                                  scoring_images(ctx), recover, floor)  # fmt: skip
             summary = chosen.summary
             return Candidate(
                 val_accuracy=chosen.accuracy,
@@ -103,7 +106,7 @@ class Distillation:
                                  reporter=reporter.sub(0.02, 0.05), stage="Comparing two ways to build the student",
                                  loss_fn=loss)  # fmt: skip
         chosen = prune_scored(lambda: _unfrozen_copy(teacher), example, 1.0 - width, self.name, ctx.data.x_train,
-                              scoring_images(ctx), recover)  # fmt: skip
+                              scoring_images(ctx), recover, floor)  # fmt: skip
         student = _unfrozen_copy(teacher)  # the chosen way again, untrained: the distillation starts from here
         summary = prune_channels(student, example, 1.0 - width, self.name, allocation=chosen.summary.allocation)
         recalibrate_batch_norm(student, ctx.data.x_train)

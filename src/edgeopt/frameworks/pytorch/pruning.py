@@ -350,10 +350,13 @@ def prune_scored(
     recalibration: np.ndarray,
     score: tuple[np.ndarray, np.ndarray],
     recover: Callable[[nn.Module], None] | None = None,
+    floor: float | None = None,
 ) -> Scored:
     """``ratio`` of the channels removed both ways, ranked across layers and the same share from every layer, each
     from a ``fresh()`` copy, recalibrated, scored on ``score`` before and after ``recover`` (``recovered_score``);
-    the better is kept, and where both score alike (within one image) the one with fewer multiply-adds.
+    the better is kept, and where both score alike (within one image) the one with fewer multiply-adds. With a
+    ``floor`` (the lowest accuracy the user's budget allows, ``acceptance_floor``), the one with fewer multiply-adds
+    among those that reach it: the strongest compression within the budget, as the search itself chooses.
 
     Neither wins everywhere. Ranked across layers, MobileNetV2 (digits) kept its accuracy with half of its channels
     removed where a fifth from every layer broke it; but the ranking takes most from wide, parameter-heavy late
@@ -386,7 +389,20 @@ def prune_scored(
         raise failure
     best = max(candidate.accuracy for candidate in candidates)
     close = [c for c in candidates if c.accuracy >= best - 1.0 / max(1, len(y_score)) - 1e-12]
+    if floor is not None and best >= floor - 1e-12:
+        close = [c for c in candidates if c.accuracy >= floor - 1e-12]
     return min(close, key=lambda candidate: candidate.summary.macs_after)
+
+
+def acceptance_floor(ctx: TechniqueContext, original: nn.Module) -> float | None:
+    """The lowest validation accuracy the user's budget allows (``SearchContext.budget``), or None without a search."""
+    from edgeopt.frameworks.pytorch.search import val_accuracy
+
+    if ctx.search is None:
+        return None
+    original_accuracy = val_accuracy(original, ctx.search)
+    points, _ = ctx.search.budget(original_accuracy)
+    return original_accuracy - points / 100.0
 
 
 def scoring_images(ctx: TechniqueContext) -> tuple[np.ndarray, np.ndarray]:
@@ -606,8 +622,9 @@ def prune_and_fine_tune(
     recover = short_recovery(ctx, learning_rate=learning_rate, batch_size=batch_size, reporter=reporter.sub(0.02, 0.1),
                              stage="Comparing two ways to share the removal among layers")  # fmt: skip
     example = example_input(ctx.data.image_shape)
+    floor = acceptance_floor(ctx, trainable_copy(ctx.model, technique))
     chosen = prune_scored(lambda: trainable_copy(ctx.model, technique), example, channel_sparsity, technique,
-                          ctx.data.x_train, scoring_images(ctx), recover)  # fmt: skip
+                          ctx.data.x_train, scoring_images(ctx), recover, floor)  # fmt: skip
     module = trainable_copy(ctx.model, technique)  # the chosen way again, untrained: the fine-tune starts from here
     summary = prune_channels(module, example, channel_sparsity, technique, allocation=chosen.summary.allocation)
     recalibrate_batch_norm(module, ctx.data.x_train)
@@ -645,6 +662,7 @@ def search_channel_sparsity(
         return fixed, None
     example = example_input(ctx.data.image_shape)
     recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images)
+    floor = acceptance_floor(ctx, trainable_copy(ctx.model, technique))
 
     def evaluate(ratio: float) -> Candidate:
         stage = f"Searching the strength: short recovery at {ratio:.0%} of the channels"
@@ -652,7 +670,7 @@ def search_channel_sparsity(
             ctx, learning_rate=learning_rate, batch_size=batch_size, reporter=reporter, stage=stage
         )
         chosen = prune_scored(lambda: trainable_copy(ctx.model, technique), example, ratio, technique,
-                              recovery.x_train, scoring_images(ctx), recover)  # fmt: skip
+                              recovery.x_train, scoring_images(ctx), recover, floor)  # fmt: skip
         summary = chosen.summary
         return Candidate(
             val_accuracy=chosen.accuracy,

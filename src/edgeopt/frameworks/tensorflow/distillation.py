@@ -20,6 +20,7 @@ import tf_keras  # noqa: E402
 
 from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite  # noqa: E402
 from edgeopt.frameworks.tensorflow.filter_pruning import (  # noqa: E402
+    acceptance_floor,
     allocation_phrase,
     kept_whole_note,
     protected_note,
@@ -141,9 +142,11 @@ class Distillation:
             recovery = recovery_subset(ctx.data, ctx.seed, ctx.search.recovery_images)
             recovery_targets = teacher_logits(teacher, recovery.x_train)  # the few images a candidate trains on
         params_before = int(teacher.count_params())
+        floor = acceptance_floor(ctx, teacher)
 
         def evaluate(width: float) -> Candidate:
-            pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed))
+            pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed),
+                                  floor=floor)  # fmt: skip
             stage = f"Searching the strength: short distillation at {width:.0%} width"
             distill(pruned.model, recovery.x_train, recovery.y_train, recovery_targets, config, 1,
                     search_reporter, stage)  # fmt: skip
@@ -162,7 +165,8 @@ class Distillation:
         )
         reporter = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
         reporter.stage(f"Building the student: the teacher with {width:.0%} of its prunable channels", 0.0)
-        pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed))
+        pruned = prune_scored(teacher, 1.0 - width, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed),
+                              floor=floor)  # fmt: skip
         student = pruned.model
         stage = f"Distilling into the student (T={config.temperature:g}, alpha={config.alpha:g})"
         distill(student, ctx.data.x_train, ctx.data.y_train, targets, config, config.epochs, reporter.sub(0.05, 0.9),

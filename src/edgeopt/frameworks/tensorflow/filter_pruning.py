@@ -656,11 +656,13 @@ def prune_scored(
     seed: int,
     score: tuple[np.ndarray, np.ndarray],
     recover: Callable[[PrunedModel], None] | None = None,
+    floor: float | None = None,
 ) -> PrunedModel:
     """``prune_filters`` (protected) with the allocation that keeps more accuracy on ``score``: the ranking across
     layers or the same share of every layer, each scored after BatchNorm recalibration and ``recover`` (a short
     fine-tune, when given). Where both keep the same accuracy (within one scored image), the one that leaves fewer
-    FLOPs wins. Returns the winner as scored (recovered, when ``recover`` is given).
+    FLOPs wins; with a ``floor`` (the lowest accuracy the user's budget allows, ``acceptance_floor``), the one with
+    fewer FLOPs among those that reach it. Returns the winner as scored (recovered, when ``recover`` is given).
 
     Neither wins everywhere. On keras.applications MobileNetV2 (digits) 5 % of every layer lost 3.24 validation
     points while the ranking across layers kept its accuracy at 50 % of the channels. On the demo CNN the ranking
@@ -686,7 +688,20 @@ def prune_scored(
         scored.append((accuracy, int(profile_keras(pruned.model).flops), pruned))
     best = max(accuracy for accuracy, _, _ in scored)
     close = [entry for entry in scored if entry[0] >= best - 1.0 / max(1, len(y_score)) - 1e-12]
+    if floor is not None and best >= floor - 1e-12:
+        close = [entry for entry in scored if entry[0] >= floor - 1e-12]
     return min(close, key=lambda entry: entry[1])[2]
+
+
+def acceptance_floor(ctx: TechniqueContext, original: Any) -> float | None:
+    """The lowest validation accuracy the user's budget allows (``SearchContext.budget``), or None without a search."""
+    from edgeopt.frameworks.tensorflow.search import val_accuracy
+
+    if ctx.search is None:
+        return None
+    original_accuracy = val_accuracy(original, ctx.search)
+    points, _ = ctx.search.budget(original_accuracy)
+    return original_accuracy - points / 100.0
 
 
 def short_recovery(
@@ -767,11 +782,13 @@ def search_filter_sparsity(
     model = ctx.model.model
     search = ctx.search
     params_before = int(model.count_params())
+    floor = acceptance_floor(ctx, model)
 
     def evaluate(ratio: float) -> Candidate:
         stage = f"Searching the strength: short recovery at {ratio:.0%} of the prunable filters removed"
         recover = short_recovery(ctx, config, reporter, stage)
-        pruned = prune_scored(model, ratio, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed), recover)
+        pruned = prune_scored(model, ratio, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed), recover,
+                              floor)  # fmt: skip
         params = int(pruned.model.count_params())
         return Candidate(
             val_accuracy=val_accuracy(pruned.model, search),
@@ -858,9 +875,9 @@ def prune_and_fine_tune(
     _require_transformable(ctx)
     reporter.stage(f"Removing {sparsity:.0%} of the prunable filters and rebuilding the model", 0.0)
     recover = short_recovery(ctx, config, reporter.sub(0.0, 0.05), "Comparing two ways to share the removal")
-    chosen = prune_scored(
-        ctx.model.model, sparsity, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed), recover
-    )
+    floor = acceptance_floor(ctx, ctx.model.model)
+    chosen = prune_scored(ctx.model.model, sparsity, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed),
+                          recover, floor)  # fmt: skip
     pruned = prune_filters(ctx.model.model, sparsity, protect=True, allocation=chosen.allocation)  # untrained again
     recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
     fine_tune(
