@@ -176,6 +176,9 @@ def run_search(
             )
         )
         good, bad = (mid, bad) if ok else (good, mid)
+    strongest = good
+    if knob.fewest_flops:
+        good = _fewest_flops(trials, steps, good)
     record = StrengthSearch(
         knob=knob.field,
         budget_points=budget,
@@ -188,8 +191,17 @@ def run_search(
         seconds=search.clock() - started,
         stopped_by_time=stopped_by_time,
     )
-    record.reason = _reason(record, knob, steps, good, bad)
+    record.reason = _reason(record, knob, steps, good, bad, strongest)
     return record
+
+
+def _fewest_flops(trials: Sequence[SearchTrial], steps: Sequence[float], good: int) -> int:
+    """The step, among those tried within budget, that leaves the fewest FLOPs (the stronger on a tie)."""
+    passing = [trial for trial in trials if trial.within_budget and trial.flops is not None]
+    if good < 0 or not passing:
+        return good
+    best = min(passing, key=lambda trial: (trial.flops, -steps.index(trial.setting)))
+    return steps.index(best.setting)
 
 
 def choose_strength(
@@ -212,7 +224,9 @@ def choose_strength(
     return record.chosen, record
 
 
-def _reason(record: StrengthSearch, knob: Knob, steps: Sequence[float], good: int, bad: int) -> str:
+def _reason(
+    record: StrengthSearch, knob: Knob, steps: Sequence[float], good: int, bad: int, strongest: int | None = None
+) -> str:
     budget = f"{record.budget_points:.2g}-point budget ({_source(record.budget_source)})"
     scored = {trial.setting: trial for trial in record.trials}
     if good >= 0:
@@ -221,6 +235,14 @@ def _reason(record: StrengthSearch, knob: Knob, steps: Sequence[float], good: in
             f"Chose {knob.describe(steps[good])}: the strongest setting tried whose validation accuracy stayed "
             f"within the {budget}, losing {chosen.drop_points:.2f} points."
         )
+        if strongest is not None and strongest != good:  # ``Knob.fewest_flops``: a milder share removed more
+            stronger = scored[steps[strongest]]
+            text = (
+                f"Chose {knob.describe(steps[good])}: of the settings tried whose validation accuracy stayed within "
+                f"the {budget}, the one that leaves the fewest FLOPs ({chosen.flops:,}; it lost "
+                f"{chosen.drop_points:.2f} points). {knob.describe(steps[strongest])} also stayed within it but "
+                f"leaves {stronger.flops:,}: its channels came from layers that compute less."
+            )
         if bad < len(steps) and steps[bad] in scored:
             text += f" {knob.describe(steps[bad])} lost {scored[steps[bad]].drop_points:.2f}."
         elif bad < len(steps) and record.stopped_by_time:

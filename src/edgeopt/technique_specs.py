@@ -34,6 +34,10 @@ class Knob:
     field: str
     ladder: tuple[float, ...]
     label: str  # how a note names one setting, formatted with the value: "{:.0%} of the channels removed"
+    # Judge the settings within budget by the FLOPs they leave rather than by the setting: a milder share of
+    # channels can remove more compute than a stronger one when the two are shared among layers differently
+    # (``prune_scored`` keeps whichever way does better at each share).
+    fewest_flops: bool = False
 
     def describe(self, value: float) -> str:
         return self.label.format(value)
@@ -149,7 +153,9 @@ def _both(expected: Expectation) -> dict[str, Expectation]:
 # layer, and keeps the one that scores better after a short recovery (``filter_pruning.prune_scored``). Distillation:
 # the student keeps ``width_ratio`` of the channels, the rest removed the same way. The strongest ends are the former
 # fixed strengths and beyond.
-_CHANNELS = Knob("channel_sparsity", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), "{:.0%} of the channels removed")
+_CHANNELS = Knob(
+    "channel_sparsity", (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6), "{:.0%} of the channels removed", fewest_flops=True
+)
 
 # Cost models, (fixed units, epoch weight) per framework. PyTorch: exporting and lowering dominate and a QAT epoch runs
 # a graph full of fake-quantize nodes (about 12x a plain epoch). TensorFlow: conversion is cheap next to its import,

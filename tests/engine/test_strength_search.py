@@ -120,3 +120,19 @@ def test_validation_is_carved_from_the_train_split_only() -> None:
     assert all(row.tobytes() in train_rows for row in x_val)
     assert not {row.tobytes() for row in x_val} & {row.tobytes() for row in trimmed.x_train}
     assert trimmed.x_test is data.x_test and trimmed.info["validation"]["images"] == 30
+
+
+def test_a_milder_share_that_leaves_fewer_flops_is_chosen_over_the_strongest_within_budget() -> None:
+    """Channel shares are judged by what they remove: 20 % taken from every layer can leave fewer FLOPs than 30 %
+    ranked across layers (the PyTorch demo CNN: 1.58x against 1.26x), so the search keeps the 20 %."""
+    flops = {0.05: 950, 0.1: 900, 0.15: 850, 0.2: 630, 0.3: 790, 0.4: 700, 0.5: 600, 0.6: 500}
+
+    def evaluate(s: float) -> Candidate:
+        return Candidate(val_accuracy=0.95 if s <= 0.3 + 1e-9 else 0.80, flops=flops[s])
+
+    record = run_search(_context(), KNOB, 0.95, evaluate, silent_reporter())
+    assert {t.setting for t in record.trials if t.within_budget} >= {0.2, 0.3}
+    assert record.chosen == 0.2
+    assert "leaves the fewest FLOPs (630" in record.reason and "30% of the channels removed also" in record.reason
+    plain = run_search(_context(), KNOBS["prune_unstructured"], 0.95, evaluate, silent_reporter())
+    assert not KNOBS["prune_unstructured"].fewest_flops and "fewest FLOPs" not in plain.reason
