@@ -19,7 +19,6 @@ Writes ``benchmarks/results/pruning_ranking.md``.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import shlex
@@ -33,39 +32,21 @@ import torch._dynamo  # noqa: F401 - before anything that might import TensorFlo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pytorch_techniques import BASELINE_EPOCHS, INPUT, train_baseline  # noqa: E402
+from benchmarks.pruning_bench import parse_args, validation_split, write_results  # noqa: E402
+from benchmarks.pytorch_techniques import BASELINE_EPOCHS, train_baseline  # noqa: E402
 
 VARIANTS = ("engine", "global BN raw", "global BN mean", "global L2 LAMP", "uniform L2")
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
 
-    from edgeopt.data import adapt, load_dataset
     from edgeopt.frameworks import ModelSource
     from edgeopt.frameworks.pytorch.backend import PyTorchBackend
-    from edgeopt.frameworks.pytorch.layout import example_input, predict_module
-    from edgeopt.strength_search import carve_validation
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mobilenet_v2", help="torchvision models of pytorch_techniques.py")
-    parser.add_argument("--ratios", default="0.1,0.2,0.3,0.4,0.5,0.6")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "benchmarks" / "out" / "pytorch")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pruning_ranking.md")
-    args = parser.parse_args(argv)
-    ratios = [float(r) for r in args.ratios.split(",")]
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not set(models) <= set(BASELINE_EPOCHS):
-        parser.error(f"--models takes the 3-channel torchvision baselines: {', '.join(BASELINE_EPOCHS)}")
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
-
-    data = adapt(load_dataset("digits", seed=0), *INPUT, 3)
-    train, x_val, y_val = carve_validation(data, seed=0)
-    example = example_input(data.image_shape)
-
-    def score(module: torch.nn.Module) -> float:
-        return 100.0 * float((predict_module(module.eval(), x_val).argmax(1) == y_val).mean())
+    args = parse_args(__doc__.splitlines()[0], argv, "mobilenet_v2", "0.1,0.2,0.3,0.4,0.5,0.6", "pruning_ranking.md")
+    ratios, models = args.ratios, args.models
+    split = validation_split()
+    data, train, y_val, example, score = split.data, split.train, split.y_val, split.example, split.score
 
     rows: list[str] = []
     for name in models:
@@ -91,9 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         *rows,
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(args.out.read_text())
+    write_results(args.out, lines)
 
 
 def _pruned(loaded: Any, variant: str, ratio: float, example: Any, images: Any, score: Any) -> tuple[float, ...]:

@@ -22,7 +22,6 @@ Writes ``benchmarks/results/pruning_recalibration.md``.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime as dt
 import os
@@ -36,45 +35,30 @@ import torch._dynamo  # noqa: F401 - before anything that might import TensorFlo
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pytorch_techniques import BASELINE_EPOCHS, INPUT, train_baseline  # noqa: E402
+from benchmarks.pruning_bench import parse_args, validation_split, write_results  # noqa: E402
+from benchmarks.pytorch_techniques import BASELINE_EPOCHS, train_baseline  # noqa: E402
 
 RANKINGS = ("uniform L2", "uniform Taylor", "global Taylor", "global BN scale")
 
 
 def main(argv: list[str] | None = None) -> None:
-    import torch
 
-    from edgeopt.data import adapt, load_dataset
     from edgeopt.frameworks import ModelSource
     from edgeopt.frameworks.pytorch.backend import PyTorchBackend
-    from edgeopt.frameworks.pytorch.layout import example_input, predict_module
     from edgeopt.frameworks.pytorch.pruning import prune_channels, recalibrate_batch_norm, trainable_copy
     from edgeopt.frameworks.pytorch.training import fine_tune
     from edgeopt.progress import silent_reporter
-    from edgeopt.strength_search import carve_validation, recovery_subset
+    from edgeopt.strength_search import recovery_subset
     from edgeopt.techniques import PruneStructuredConfig
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mobilenet_v2,resnet18", help="torchvision models of pytorch_techniques.py")
-    parser.add_argument("--ratios", default="0.05,0.1,0.2")
-    parser.add_argument("--work-dir", type=Path, default=ROOT / "benchmarks" / "out" / "pytorch")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pruning_recalibration.md")
-    args = parser.parse_args(argv)
-    ratios = [float(r) for r in args.ratios.split(",")]
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    if not set(models) <= set(BASELINE_EPOCHS):
-        parser.error(f"--models takes the 3-channel torchvision baselines: {', '.join(BASELINE_EPOCHS)}")
-    args.work_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(1)
+    args = parse_args(
+        __doc__.splitlines()[0], argv, "mobilenet_v2,resnet18", "0.05,0.1,0.2", "pruning_recalibration.md"
+    )
+    ratios, models = args.ratios, args.models
     lr = PruneStructuredConfig().learning_rate
-
-    data = adapt(load_dataset("digits", seed=0), *INPUT, 3)
-    train, x_val, y_val = carve_validation(data, seed=0)
+    split = validation_split()
+    data, train, y_val, example, score = split.data, split.train, split.y_val, split.example, split.score
     recovery = recovery_subset(train, seed=0)
-    example = example_input(data.image_shape)
-
-    def score(module: torch.nn.Module) -> float:
-        return 100.0 * float((predict_module(module.eval(), x_val).argmax(1) == y_val).mean())
 
     engine_rows: list[str] = []
     ranking_rows: list[str] = []
@@ -124,9 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         *ranking_rows,
         "",
     ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    print(args.out.read_text())
+    write_results(args.out, lines)
 
 
 def _ranked(loaded: Any, ranking: str, ratio: float, example: Any, train: Any, score: Any) -> tuple[float, float]:
