@@ -21,6 +21,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 import numpy as np
 
@@ -29,6 +30,8 @@ from edgeopt.data.split import train_test_indices
 from edgeopt.progress import StageReporter
 from edgeopt.report import Constraints, SearchTrial, StrengthSearch
 from edgeopt.technique_specs import SPECS, Knob
+
+T = TypeVar("T")
 
 DEFAULT_BUDGET_POINTS = 1.0  # accuracy points a result may lose when the user set no accuracy constraint
 MAX_TIME_BUDGET_S = 7 * 24 * 3600  # the longest search time budget an experiment may ask for (API, web form)
@@ -286,3 +289,24 @@ def search_note(record: StrengthSearch) -> str:
             else "."
         )
     )
+
+
+def pick_allocation(candidates: Sequence[tuple[float, int, T]], images: int, floor: float | None = None) -> T:
+    """Structured pruning's choice between its two ways of sharing the removal (both frameworks' ``prune_scored``):
+    ``candidates`` are (accuracy, compute left, item). The best accuracy wins, and within one scored image of it
+    the one that leaves less compute; with a ``floor`` (``accuracy_floor``) that some reach, the one that leaves
+    the least compute among those."""
+    best = max(accuracy for accuracy, _, _ in candidates)
+    close = [c for c in candidates if c[0] >= best - 1.0 / max(1, images) - 1e-12]
+    if floor is not None and best >= floor - 1e-12:
+        close = [c for c in candidates if c[0] >= floor - 1e-12]
+    return min(close, key=lambda candidate: candidate[1])[2]
+
+
+def accuracy_floor(search: SearchContext | None, original_accuracy: Callable[[], float]) -> float | None:
+    """The lowest validation accuracy the user's budget allows (``SearchContext.budget``); None without a search."""
+    if search is None:
+        return None
+    original = original_accuracy()
+    points, _ = search.budget(original)
+    return original - points / 100.0

@@ -25,7 +25,14 @@ from edgeopt.frameworks.pytorch.layout import example_input, iterate_batches
 from edgeopt.frameworks.pytorch.training import fine_tune
 from edgeopt.progress import StageReporter
 from edgeopt.report import StrengthSearch
-from edgeopt.strength_search import KNOBS, Candidate, recovery_subset, search_note
+from edgeopt.strength_search import (
+    KNOBS,
+    Candidate,
+    accuracy_floor,
+    pick_allocation,
+    recovery_subset,
+    search_note,
+)
 from edgeopt.techniques import (
     PruneStructuredConfig,
     PruneUnstructuredConfig,
@@ -387,22 +394,14 @@ def prune_scored(
     if not candidates:
         assert failure is not None
         raise failure
-    best = max(candidate.accuracy for candidate in candidates)
-    close = [c for c in candidates if c.accuracy >= best - 1.0 / max(1, len(y_score)) - 1e-12]
-    if floor is not None and best >= floor - 1e-12:
-        close = [c for c in candidates if c.accuracy >= floor - 1e-12]
-    return min(close, key=lambda candidate: candidate.summary.macs_after)
+    return pick_allocation([(c.accuracy, c.summary.macs_after, c) for c in candidates], len(y_score), floor)
 
 
 def acceptance_floor(ctx: TechniqueContext, original: nn.Module) -> float | None:
     """The lowest validation accuracy the user's budget allows (``SearchContext.budget``), or None without a search."""
     from edgeopt.frameworks.pytorch.search import val_accuracy
 
-    if ctx.search is None:
-        return None
-    original_accuracy = val_accuracy(original, ctx.search)
-    points, _ = ctx.search.budget(original_accuracy)
-    return original_accuracy - points / 100.0
+    return accuracy_floor(ctx.search, lambda: val_accuracy(original, ctx.search))  # type: ignore[arg-type]
 
 
 def scoring_images(ctx: TechniqueContext) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,14 @@ from edgeopt.errors import Unsupported  # noqa: E402
 from edgeopt.frameworks.tensorflow.failures import readable_failures  # noqa: E402
 from edgeopt.progress import StageReporter  # noqa: E402
 from edgeopt.report import StrengthSearch  # noqa: E402
-from edgeopt.strength_search import KNOBS, Candidate, recovery_subset, search_note  # noqa: E402
+from edgeopt.strength_search import (  # noqa: E402
+    KNOBS,
+    Candidate,
+    accuracy_floor,
+    pick_allocation,
+    recovery_subset,
+    search_note,
+)
 from edgeopt.techniques import (  # noqa: E402
     FineTuneConfig,
     PruneStructuredConfig,
@@ -686,22 +693,14 @@ def prune_scored(
         outputs = pruned.model.predict(x_score, batch_size=256, verbose=0)
         accuracy = float(np.mean(np.argmax(outputs, axis=1) == y_score))
         scored.append((accuracy, int(profile_keras(pruned.model).flops), pruned))
-    best = max(accuracy for accuracy, _, _ in scored)
-    close = [entry for entry in scored if entry[0] >= best - 1.0 / max(1, len(y_score)) - 1e-12]
-    if floor is not None and best >= floor - 1e-12:
-        close = [entry for entry in scored if entry[0] >= floor - 1e-12]
-    return min(close, key=lambda entry: entry[1])[2]
+    return pick_allocation(scored, len(y_score), floor)
 
 
 def acceptance_floor(ctx: TechniqueContext, original: Any) -> float | None:
     """The lowest validation accuracy the user's budget allows (``SearchContext.budget``), or None without a search."""
     from edgeopt.frameworks.tensorflow.search import val_accuracy
 
-    if ctx.search is None:
-        return None
-    original_accuracy = val_accuracy(original, ctx.search)
-    points, _ = ctx.search.budget(original_accuracy)
-    return original_accuracy - points / 100.0
+    return accuracy_floor(ctx.search, lambda: val_accuracy(original, ctx.search))  # type: ignore[arg-type]
 
 
 def short_recovery(
