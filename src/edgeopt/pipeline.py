@@ -533,7 +533,10 @@ class Pipeline:
 
         if self._cancelled():
             raise Cancelled("The experiment was cancelled.")
-        timer = host_timing.in_fresh_process(self.spec.framework, data.x_test[:1], self.settings.threads)
+        if self.settings.host_timing == "fresh_process":
+            timer = host_timing.in_fresh_process(self.spec.framework, data.x_test[:1], self.settings.threads)
+        else:
+            timer = host_timing.in_this_process(get_backend(self.spec.framework), data.x_test[:1])
         noisy = host_timing.retime(report, out_dir, timer, self.settings.latency_seconds)
         for run in report.runs:
             if run.technique in noisy and run.latency_ms is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,12 @@ class Settings(BaseSettings):
         "Redis redelivers a dead worker's task this long + 60 s after it started (visibility timeout).",
     )
     threads: int = Field(default=1, ge=1, le=64, description="Threads used for host latency measurement.")
+    host_timing: Literal["fresh_process", "this_process"] = Field(
+        default="fresh_process",
+        description="Where an experiment's artifacts are re-timed side by side at its end: a fresh process that "
+        "holds nothing else (edgeopt.host_timing), or the experiment's own process (saves a framework import; the "
+        "test suite's choice, where figures are checked to exist, not to be steady).",
+    )
     latency_seconds: float = Field(
         default=0.5,
         ge=0.0,
