@@ -274,3 +274,30 @@ def test_recalibration_leaves_a_model_without_batch_norm_alone() -> None:
     before = copy.deepcopy(module.state_dict())
     assert recalibrate_batch_norm(module, np.zeros((8, 8, 8, 3), dtype=np.float32)) == 0
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+class HeadDeclaredFirst(nn.Module):
+    """The logits' layer declared before the body, as users' models sometimes are: the last layer declared is a
+    feature convolution, not the classifier."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 10)
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        )  # fmt: skip
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.body(x)).flatten(1))
+
+
+def test_the_classifier_is_the_last_layer_run_not_the_last_declared() -> None:
+    module = HeadDeclaredFirst().eval()
+    example = torch.rand(1, 1, 8, 8)
+    assert classifier_layer(module, example) is module.fc
+    prune_channels(module, example, ratio=0.5, allocation="uniform")
+    assert module.fc.out_features == 10, "pruning removed classes"
+    assert module(torch.rand(3, 1, 8, 8)).shape == (3, 10)
+    assert module.body[3].out_channels < 16, "the feature layers were pruned"

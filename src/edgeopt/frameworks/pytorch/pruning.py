@@ -63,12 +63,29 @@ def prunable_weights(module: nn.Module) -> list[tuple[nn.Module, str]]:
     return [(layer, "weight") for layer in module.modules() if isinstance(layer, PRUNABLE_TYPES)]
 
 
-def classifier_layer(module: nn.Module) -> nn.Module:
-    """The layer producing the logits: pruning its outputs would remove classes, so it is never pruned."""
+def classifier_layer(module: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
+    """The layer producing the logits: pruning its outputs would remove classes, so it is never pruned.
+
+    With an ``example`` it is the last convolution or linear layer the forward pass runs: a model of the user's
+    may declare its head before its body (``self.fc`` first in ``__init__``), and the last layer declared would then
+    be a feature layer, leaving the logits' layer prunable. Without one, or if that pass fails, the last declared.
+    """
     layers = [layer for layer in module.modules() if isinstance(layer, PRUNABLE_TYPES)]
     if not layers:
         raise TechniqueFailed("The model has no convolution or linear layer to prune.")
-    return layers[-1]
+    if example is None:
+        return layers[-1]
+    ran: list[nn.Module] = []
+    hooks = [layer.register_forward_hook(lambda layer, _inputs, _output: ran.append(layer)) for layer in layers]
+    try:
+        with torch.no_grad():
+            module(example)
+    except Exception:  # noqa: BLE001 - the pruner's own pass reports a model that does not run
+        ran = []
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ran[-1] if ran else layers[-1]
 
 
 @dataclass(frozen=True)
@@ -266,7 +283,7 @@ def prune_channels(
     pristine = copy.deepcopy(module)
     try:
         macs_before, params_before = tp.utils.count_ops_and_params(module, example)
-        ignored = [classifier_layer(module)]
+        ignored = [classifier_layer(module, example)]
         kept_whole = _layers_feeding_regrouped_channels(module)
         kept_whole += [layer for layer in _layers_feeding(module, example, ignored) if layer not in kept_whole]
         ranking = channel_ranking(module)
@@ -276,7 +293,7 @@ def prune_channels(
                 _restore(module, pristine)
                 layers = dict(module.named_modules())
                 kept_whole = [layers[name] for name in kept_names]
-                ignored = [classifier_layer(module)]
+                ignored = [classifier_layer(module, example)]
             unrankable: list[nn.Module] = []
             with _reshapes_it_cannot_follow():
                 pruner = tp.pruner.MetaPruner(
