@@ -444,6 +444,22 @@ def test_global_allocation_keeps_protected_channels_whole_however_weak() -> None
     assert protected.filters_before - protected.filters_after == (24 + 32) // 2
 
 
+def test_a_pointwise_convolution_followed_by_an_activation_is_not_a_linear_bottleneck() -> None:
+    """MobileNet V1 puts a 1x1 convolution after every depthwise one, each followed by batch norm and ReLU: ordinary
+    layers, not MobileNetV2's linear projections. Protected as bottlenecks, 2 of its 1,506 filters could go."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.MobileNet(input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=10)
+    pruned = prune_filters(model, 0.3, protect=True)
+    assert "bottleneck" not in pruned.protected
+    assert pruned.filters_after < 0.8 * pruned.filters_before
+    assert pruned.model.predict(np.zeros((4, 32, 32, 3), np.float32), verbose=0).shape == (4, 10)
+    inputs = keras.Input((8, 8, 3))  # the same pattern with the activation fused into the convolution
+    x = layers.DepthwiseConv2D(3, padding="same")(layers.Conv2D(8, 1)(inputs))
+    x = layers.Conv2D(16, 1, activation="relu", name="pointwise")(x)
+    fused = keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    assert prune_filters(fused, 0.5, protect=True).model.get_layer("pointwise").filters < 16
+
+
 def test_prune_scored_keeps_the_allocation_that_scores_better_after_recalibration() -> None:
     """Neither allocation wins on every model, so both are pruned, recalibrated and scored; the better one is kept.
     Checked against the two computed by hand: labels taken from each candidate's own predictions make it win."""

@@ -61,6 +61,7 @@ _PASS_THROUGH = frozenset(
     }
 )  # fmt: skip
 _ELEMENTWISE = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
+_ACTIVATIONS = frozenset({"ReLU", "Activation", "Softmax", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU"})
 _ADDITIVE = frozenset({"Add", "Subtract", "Average"})  # a residual stream meets its block's output here
 _PER_CHANNEL = frozenset({"BatchNormalization", "LayerNormalization"})  # every weight is a (C,) vector
 _NESTED = frozenset({"Functional", "Sequential", "Model"})
@@ -405,6 +406,10 @@ class _Analysis:
         self.ins: dict[str, list[Desc]] = {}
         self.produced: dict[str, int] = {}  # layer name -> the space of the channels it creates
         self.kept_whole: list[str] = []
+        self._consumers: dict[str, list[_Node]] = {}
+        for node in nodes:
+            for name in node.inputs:
+                self._consumers.setdefault(name, []).append(node)
         for node in nodes:
             self.ins[node.name] = [self.out[name] for name in node.inputs]
             self.out[node.name] = self._visit(node, self.ins[node.name])
@@ -424,8 +429,30 @@ class _Analysis:
         if additive and len(node.inputs) > 1:
             self._keep_whole("residual", node.name, self.out[node.name])
         pointwise = tuple(cfg.get("kernel_size", ())) in ((1, 1), [1, 1])
-        if cls == "Conv2D" and pointwise and node.name in self.produced and node.inputs[0] in self._after_depthwise:
+        if (
+            cls == "Conv2D"
+            and pointwise
+            and node.name in self.produced
+            and node.inputs[0] in self._after_depthwise
+            and self._stays_linear(node)
+        ):
             self._keep_whole("bottleneck", node.name, ((self.produced[node.name], 0),))
+
+    def _stays_linear(self, node: _Node) -> bool:
+        """Whether ``node``'s output reaches no activation (through batch norms): a linear bottleneck, as in
+        MobileNetV2's projections. MobileNet V1's pointwise convolutions also follow a depthwise one, but a ReLU
+        follows them: they are ordinary layers, and protecting them left 2 of its 1,506 filters prunable."""
+        if node.config.get("activation", "linear") != "linear":
+            return False
+        for consumer in self._consumers.get(node.name, []):
+            cls, cfg = consumer.class_name, consumer.config
+            if cls in _ACTIVATIONS and not (cls == "Activation" and cfg.get("activation") == "linear"):
+                return False
+            if cls == "TFOpLambda" and cfg.get("function") in _TF_UNARY - {"identity", "math.negative"}:
+                return False
+            if cls in _PER_CHANNEL and not self._stays_linear(consumer):
+                return False
+        return True
 
     def _keep_whole(self, reason: str, name: str, desc: Desc) -> None:
         for space, _ in desc.channels if isinstance(desc, _Flat) else desc:
