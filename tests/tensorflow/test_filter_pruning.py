@@ -460,6 +460,31 @@ def test_a_pointwise_convolution_followed_by_an_activation_is_not_a_linear_bottl
     assert prune_filters(fused, 0.5, protect=True).model.get_layer("pointwise").filters < 16
 
 
+def test_channels_through_a_squeeze_and_excite_reshape_are_pruned_and_the_gate_stays_aligned() -> None:
+    """EfficientNet's squeeze-and-excite reshapes the pooled (N, C) to (N, 1, 1, C) before the gate. Half of the
+    expansion's and the gate's filters are zero here, so removing exactly those channels (from the expansion, the
+    excite gate and the reshape's target shape alike) must leave the outputs as they were."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = layers.ReLU()(layers.Conv2D(16, 1, use_bias=False, name="expand")(inputs))
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    gate = layers.Reshape((1, 1, 16), name="squeeze")(layers.GlobalAveragePooling2D()(x))
+    gate = layers.Conv2D(4, 1, activation="relu", name="reduce")(gate)
+    gate = layers.Conv2D(16, 1, activation="sigmoid", name="excite")(gate)
+    x = layers.Conv2D(8, 1, name="project")(layers.Multiply()([x, gate]))
+    model = keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+    for name in ("expand", "excite"):  # the two layers whose filters make the same channels: zero on both sides
+        weights = model.get_layer(name).get_weights()
+        for array in weights:
+            array[..., :8] = 0.0
+        model.get_layer(name).set_weights(weights)
+    images = np.random.default_rng(0).random((4, 8, 8, 3)).astype(np.float32)
+    pruned = prune_filters(model, 8 / 28)  # 28 prunable channels: expand/excite 16, reduce 4, project 8
+    assert pruned.model.get_layer("expand").filters == pruned.model.get_layer("excite").filters == 8
+    assert pruned.model.get_layer("squeeze").target_shape == (1, 1, 8)
+    np.testing.assert_allclose(pruned.model.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
+
+
 def test_prune_scored_keeps_the_allocation_that_scores_better_after_recalibration() -> None:
     """Neither allocation wins on every model, so both are pruned, recalibrated and scored; the better one is kept.
     Checked against the two computed by hand: labels taken from each candidate's own predictions make it win."""

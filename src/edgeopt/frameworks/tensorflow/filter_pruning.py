@@ -406,6 +406,7 @@ class _Analysis:
         self.ins: dict[str, list[Desc]] = {}
         self.produced: dict[str, int] = {}  # layer name -> the space of the channels it creates
         self.kept_whole: list[str] = []
+        self.channel_reshapes: list[str] = []  # Reshapes that keep channels last: their target_shape follows them
         self._consumers: dict[str, list[_Node]] = {}
         for node in nodes:
             for name in node.inputs:
@@ -503,6 +504,9 @@ class _Analysis:
             if _axis_is_last(cfg.get("axis", -1), out_rank):
                 return tuple(seg for desc in ins for seg in desc)  # type: ignore[union-attr]
             return self._merge(ins)
+        if cls == "Reshape" and not isinstance(first, _Flat) and self._keeps_channels_last(node):
+            self.channel_reshapes.append(node.name)  # (N, C) -> (N, 1, 1, C) before a squeeze-and-excite gate
+            return first
         if cls in _ELEMENTWISE:
             return self._merge(ins)
         if cls == "TFOpLambda" and _scalar_constants_only(node.call):
@@ -512,6 +516,17 @@ class _Analysis:
             if function in _TF_UNARY and len(ins) == 1:
                 return first
         return self._unknown(node, ins)
+
+    def _keeps_channels_last(self, node: _Node) -> bool:
+        """A Reshape that only adds or merges spatial axes: channels stay the last axis, in order (EfficientNet's
+        squeeze-and-excite reshapes the pooled (N, C) to (N, 1, 1, C)). Treated as unknown, it kept every channel
+        feeding an excite gate whole: 3 % of EfficientNetB0's filters could go."""
+        layer = self._layer(node.name)
+        before, after = layer.input_shape, layer.output_shape
+        target = node.config.get("target_shape")
+        if isinstance(before, list) or isinstance(after, list) or not target or not before or not after:
+            return False
+        return before[-1] is not None and before[-1] == after[-1] == target[-1]
 
     def _fold_batchnorm(self, space: int, cfg: dict[str, Any], weights: list[np.ndarray]) -> None:
         """Rank a filter followed by BatchNorm by the norm of the filter as deployed (BatchNorm folded into it).
@@ -659,6 +674,10 @@ def prune_filters(model: Any, sparsity: float, protect: bool = False, allocation
             before += int(node.config["units" if node.class_name == "Dense" else "filters"])
             after += width
             node.config["units" if node.class_name == "Dense" else "filters"] = width
+    for node in nodes:
+        if node.name in analysis.channel_reshapes:
+            kept = len(_rows(analysis.ins[node.name][0], analysis.spaces))
+            node.config["target_shape"] = [*node.config["target_shape"][:-1], kept]
     custom = {type(layer).__name__: type(layer) for layer in model.layers}
     try:
         # The model is already in memory, so its own Lambda functions are rebuilt without a new trust decision.
