@@ -62,13 +62,13 @@ def build_at_smallest_size(arch: str) -> tuple[Any, int]:
     import torchvision
 
     builder = torchvision.models.get_model_builder(arch)
-    sized = "image_size" in inspect.signature(builder).parameters
-    model = None
+    model = torchvision.models.get_model(arch, weights=None, num_classes=10).eval()
+    # vit_b_16(**kwargs) passes image_size on without naming it: the built model says it holds one
+    sized = "image_size" in inspect.signature(builder).parameters or hasattr(model, "image_size")
     for size in SIZES:
         try:
-            if model is None or sized:
-                extra = {"image_size": size} if sized else {}
-                model = torchvision.models.get_model(arch, weights=None, num_classes=10, **extra).eval()
+            if sized:
+                model = torchvision.models.get_model(arch, weights=None, num_classes=10, image_size=size).eval()
             with torch.no_grad():
                 model(torch.rand(1, 3, size, size))
         except Exception:  # noqa: BLE001 - too small for this architecture: try the next size
