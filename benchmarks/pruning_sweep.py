@@ -27,6 +27,7 @@ import shlex
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -36,7 +37,6 @@ def sweep_one(arch: str, max_params: float, max_input: int) -> dict[str, str]:
     import torch
 
     from benchmarks.coverage import build_at_smallest_size
-    from edgeopt.errors import EdgeOptError
     from edgeopt.frameworks.pytorch.graph_modules import editable_module
     from edgeopt.frameworks.pytorch.pruning import ALLOCATIONS, prune_channels
 
@@ -48,50 +48,50 @@ def sweep_one(arch: str, max_params: float, max_input: int) -> dict[str, str]:
         return {**row, **{a: "left out (size)" for a in ALLOCATIONS}}
     example = torch.rand(1, 3, size, size)
     program = torch.export.export(model, (example,))
-    for allocation in ALLOCATIONS:
+
+    def attempt(allocation: str) -> str:
         module = editable_module(program)
-        try:
-            summary = prune_channels(module, example, 0.3, "prune_structured", allocation=allocation)
-            with torch.no_grad():
-                out = module(torch.rand(4, 3, size, size))
-            ok = tuple(out.shape) == (4, 10)
-            row[allocation] = (
-                f"ok, {summary.macs_before / max(summary.macs_after, 1):.2f}x fewer MACs"
-                if ok
-                else f"BUG: logits {tuple(out.shape)}"
-            )
-        except EdgeOptError as exc:
-            row[allocation] = f"refused: {str(exc)[:160]}"
-        except Exception as exc:  # noqa: BLE001 - recorded: an internal error is the bug this sweep looks for
-            traceback.print_exc()
-            row[allocation] = f"BUG: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-    return row
+        summary = prune_channels(module, example, 0.3, "prune_structured", allocation=allocation)
+        with torch.no_grad():
+            out = module(torch.rand(4, 3, size, size))
+        if tuple(out.shape) != (4, 10):
+            return f"BUG: logits {tuple(out.shape)}"
+        return f"ok, {summary.macs_before / max(summary.macs_after, 1):.2f}x fewer MACs"
+
+    return {**row, **{allocation: _cell(attempt, allocation) for allocation in ALLOCATIONS}}
+
+
+def _cell(attempt: Callable[[str], str], allocation: str) -> str:
+    """``attempt(allocation)``'s verdict; EdgeOpt's own refusal is a result, any other exception a bug."""
+    from edgeopt.errors import EdgeOptError
+
+    try:
+        return attempt(allocation)
+    except EdgeOptError as exc:
+        return f"refused: {str(exc)[:160]}"
+    except Exception as exc:  # noqa: BLE001 - recorded: an internal error is the bug this sweep looks for
+        traceback.print_exc()
+        return f"BUG: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
 
 
 def sweep_one_keras(key: str) -> dict[str, str]:
     import numpy as np
 
     from benchmarks.coverage_tensorflow import FAMILIES
-    from edgeopt.errors import EdgeOptError
     from edgeopt.frameworks.tensorflow.filter_pruning import ALLOCATIONS, prune_filters
 
     family = FAMILIES[key]
     model = family.build((family.size, family.size, 3), 10)
     row = {"input": f"{family.size}x{family.size}", "params": f"{model.count_params() / 1e6:.1f}M"}
-    for allocation in ALLOCATIONS:
-        try:
-            pruned = prune_filters(model, 0.3, protect=True, allocation=allocation)
-            out = pruned.model.predict(np.random.rand(4, family.size, family.size, 3).astype("float32"), verbose=0)
-            ok = tuple(out.shape) == (4, 10)
-            row[allocation] = (
-                f"ok, filters {pruned.filters_before} -> {pruned.filters_after}" if ok else f"BUG: logits {out.shape}"
-            )
-        except EdgeOptError as exc:
-            row[allocation] = f"refused: {str(exc)[:160]}"
-        except Exception as exc:  # noqa: BLE001 - recorded: an internal error is the bug this sweep looks for
-            traceback.print_exc()
-            row[allocation] = f"BUG: {type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}"
-    return row
+
+    def attempt(allocation: str) -> str:
+        pruned = prune_filters(model, 0.3, protect=True, allocation=allocation)
+        out = pruned.model.predict(np.random.rand(4, family.size, family.size, 3).astype("float32"), verbose=0)
+        if tuple(out.shape) != (4, 10):
+            return f"BUG: logits {out.shape}"
+        return f"ok, filters {pruned.filters_before} -> {pruned.filters_after}"
+
+    return {**row, **{allocation: _cell(attempt, allocation) for allocation in ALLOCATIONS}}
 
 
 def main(argv: list[str] | None = None) -> int:
