@@ -500,3 +500,48 @@ def test_prune_scored_keeps_the_allocation_that_scores_better_after_recalibratio
         chosen = prune_scored(model, 0.25, x, 0, (x, labels))
         assert chosen.allocation == favoured or _widths(chosen) == _widths(reference)
         np.testing.assert_allclose(chosen.model.predict(x, verbose=0), reference.model.predict(x, verbose=0), atol=1e-5)
+
+
+def _costly_and_cheap() -> Any:
+    """A 16-filter convolution at 16x16 (costly channels), then, after pooling to 2x2, a 64-filter one (cheap)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 16, 3))
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(16, 3, padding="same", name="costly")(inputs)))
+    x = layers.MaxPooling2D(8)(x)
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(64, 1, name="cheap")(x)))
+    return keras.Model(inputs, layers.Dense(10)(layers.GlobalAveragePooling2D()(x)))
+
+
+def test_the_compute_ranking_removes_as_many_channels_and_more_multiply_adds() -> None:
+    """Structured pruning's goal is fewer FLOPs: weighed by what each channel costs, the same share of channels
+    comes more from the high-resolution layer, and the rebuilt model still computes the same kind of output."""
+    model = _costly_and_cheap()
+    by_lamp = prune_filters(model, 0.3, allocation="global")
+    by_compute = prune_filters(model, 0.3, allocation="compute")
+    assert by_compute.filters_after == by_lamp.filters_after < by_lamp.filters_before
+    assert by_compute.model.get_layer("costly").filters < by_lamp.model.get_layer("costly").filters
+    assert _macs(by_compute.model) < _macs(by_lamp.model)
+    assert by_compute.model.predict(_inputs(model), verbose=0).shape == (4, 10)
+
+
+def test_only_structured_pruning_compares_the_compute_ranking(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hybrid and distillation want a smaller file, which the compute ranking does not aim at: ``prune_scored``
+    tries it only when asked (prune_structured asks, with every allocation)."""
+    from edgeopt.frameworks.tensorflow import filter_pruning
+
+    tried: list[str] = []
+    real = filter_pruning.prune_filters
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        tried.append(kwargs["allocation"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(filter_pruning, "prune_filters", spy)
+    model = _costly_and_cheap()
+    x = np.random.default_rng(1).random((32, 16, 16, 3), dtype=np.float32)
+    labels = np.zeros(32, dtype=np.int64)
+    filter_pruning.prune_scored(model, 0.3, x, 0, (x, labels))
+    assert tried == list(filter_pruning.SIZE_ALLOCATIONS)
+    tried.clear()
+    chosen = filter_pruning.prune_scored(model, 0.3, x, 0, (x, labels), allocations=filter_pruning.ALLOCATIONS)
+    assert tried == ["global", "uniform", "compute"] and chosen.allocation in tried

@@ -13,7 +13,9 @@ space loses is planned once per call, globally (``_global_removals``): the score
 LAMP and one threshold removes the requested share of all prunable channels, at most ``MAX_SPACE_SHARE`` of any
 space, so the spaces whose filters matter less lose more. On MobileNetV2 alpha 0.35 trained on digits, taking 5 %
 from every layer lost 3.24 validation points (benchmarks/results/tensorflow.md); the global plan's figures are in
-benchmarks/results/tensorflow_budget_global.md. Each space keeps its largest scores.
+benchmarks/results/tensorflow_budget_global.md. Each space keeps its largest scores. Structured pruning, whose goal
+is fewer FLOPs, also tries the ranking weighed by what each channel costs in multiply-adds (every layer a space
+touches, at its output resolution), which takes the same share of channels more from high-resolution layers.
 The config is then rewritten with the new widths, the model rebuilt and every weight sliced to the kept channels,
 so the result is a plain, smaller Keras model.
 """
@@ -104,6 +106,7 @@ class _Spaces:
         self._frozen: list[bool] = []
         self._score: list[np.ndarray] = []
         self._scale: list[float] = []  # share of the pruning ratio a space takes: 1 normally, 0 when protected
+        self._cost: list[float] = []  # multiply-adds one channel of the space costs, over every layer it touches
         self._removed: dict[int, int] = {}  # the plan: channels each root loses (``allocate``)
 
     def new(self, width: int, *, frozen: bool = False, score: np.ndarray | None = None) -> int:
@@ -112,6 +115,7 @@ class _Spaces:
         self._frozen.append(frozen)
         self._score.append(np.zeros(width) if score is None else score.astype(np.float64))
         self._scale.append(1.0)
+        self._cost.append(0.0)
         return len(self._parent) - 1
 
     def find(self, i: int) -> int:
@@ -127,6 +131,11 @@ class _Spaces:
             self._frozen[ra] = self._frozen[ra] or self._frozen[rb]
             self._scale[ra] = min(self._scale[ra], self._scale[rb])
             self._score[ra] = self._score[ra] + self._score[rb]
+            self._cost[ra] += self._cost[rb]
+
+    def charge(self, space: int, macs: float) -> None:
+        """Add ``macs`` to what one channel of ``space`` costs (removing the channel saves them)."""
+        self._cost[self.find(space)] += macs
 
     def rescale(self, space: int, factor: np.ndarray) -> None:
         """Scale the scores of a space not yet united with others (its own filters only)."""
@@ -152,8 +161,10 @@ class _Spaces:
         """Decide once how many channels each space loses (the plan ``kept`` reads), for ``sparsity``.
 
         ``"global"`` (``_global_removals``): ``sparsity`` is the share of all prunable channels removed, ranked
-        across spaces by LAMP-normalised scores, so spaces whose channels matter less lose more. ``"uniform"``:
-        every free space loses ``sparsity`` times its protection scale of its own channels.
+        across spaces by LAMP-normalised scores, so spaces whose channels matter less lose more. ``"compute"``: the
+        same share and ranking, each channel's score divided by the square root of its relative compute cost, so
+        channels that cost many multiply-adds go sooner. ``"uniform"``: every free space loses ``sparsity`` times
+        its protection scale of its own channels.
         """
         if allocation not in ALLOCATIONS:
             raise ValueError(f"allocation must be one of {ALLOCATIONS}, got {allocation!r}")
@@ -164,8 +175,9 @@ class _Spaces:
                 for r in roots
             }
         else:
+            costs = {r: self._cost[r] for r in roots} if allocation == "compute" else None
             self._removed = _global_removals(
-                {r: self._score[r] for r in roots}, {r: self._scale[r] for r in roots}, sparsity
+                {r: self._score[r] for r in roots}, {r: self._scale[r] for r in roots}, sparsity, costs
             )
 
     def prunable(self, producers: list[int]) -> int:
@@ -183,9 +195,14 @@ class _Spaces:
         return np.sort(np.argsort(-self._score[root], kind="stable")[: width - removed])
 
 
-# How ``prune_filters`` shares the removal among spaces: one ranking across all of them (the default), or the same
-# share of each (kept to compare against and for the tests that check the slicing layer by layer).
-ALLOCATIONS = ("global", "uniform")
+# How ``prune_filters`` shares the removal among spaces: one ranking across all of them (the default), the same
+# ranking weighed by each channel's compute, or the same share of each. ``prune_scored`` compares the ranking and the
+# same share (``SIZE_ALLOCATIONS``) for every technique, and all three for structured pruning: its goal is fewer
+# FLOPs, while hybrid's and distillation's is a smaller file, and the channels cheapest in compute (the wide, late,
+# low-resolution layers) hold most of the weights. On keras.applications MobileNetV2 the plain ranking removed half
+# the channels but only 1.31x the FLOPs (benchmarks/results/tensorflow_budget_global.md): most came from those layers.
+ALLOCATIONS = ("global", "uniform", "compute")
+SIZE_ALLOCATIONS = ("global", "uniform")
 # The most of one space the global ranking may remove (times its protection scale); one channel always stays. The
 # same cap as PyTorch's structured pruning; the channel knob's ladder stops below it (technique_specs.py).
 MAX_SPACE_SHARE = 0.8
@@ -208,13 +225,18 @@ def lamp(scores: np.ndarray) -> np.ndarray:
     return out
 
 
-def _global_removals(scores: dict[int, np.ndarray], scales: dict[int, float], sparsity: float) -> dict[int, int]:
+def _global_removals(
+    scores: dict[int, np.ndarray], scales: dict[int, float], sparsity: float, costs: dict[int, float] | None = None
+) -> dict[int, int]:
     """How many channels each space loses when ``sparsity`` of all their channels go by one LAMP threshold.
 
     Channels are taken in ascending LAMP order (a protection scale below 1 divides a space's LAMP scores by it, so
     its channels rank as more important), skipping those of a space already at its cap: ``MAX_SPACE_SHARE`` times
     its scale of its width, and never its last channel. LAMP grows with the raw score inside a space, so each space
-    loses its smallest summed norms, as under uniform removal. Ties (equal scores) go in space order.
+    loses its smallest summed norms, as under uniform removal. Ties (equal scores) go in space order. With
+    ``costs`` (multiply-adds per channel of each space), each space's LAMP scores are also divided by the square
+    root of its cost over the mean cost per channel: a compromise between importance alone and importance per
+    multiply-add, which would strip every high-resolution layer to its cap first.
     """
     total = sum(len(s) for s in scores.values())
     target = int(round(total * sparsity))
@@ -223,7 +245,7 @@ def _global_removals(scores: dict[int, np.ndarray], scales: dict[int, float], sp
     spaces, values = [], []
     for root, s in scores.items():
         spaces.append(np.full(len(s), root))
-        values.append(lamp(s) / scales[root])
+        values.append(lamp(s) / scales[root] / _relative_cost(costs, scores, root))
     space_of = np.concatenate(spaces)
     order = np.argsort(np.concatenate(values), kind="stable")
     caps = {r: min(len(s) - 1, int(np.floor(len(s) * MAX_SPACE_SHARE * scales[r]))) for r, s in scores.items()}
@@ -236,6 +258,17 @@ def _global_removals(scores: dict[int, np.ndarray], scales: dict[int, float], sp
             if not left:
                 break
     return removed
+
+
+def _relative_cost(costs: dict[int, float] | None, scores: dict[int, np.ndarray], root: int) -> float:
+    """The square root of ``root``'s cost per channel over the mean cost per channel (1 without costs)."""
+    if costs is None:
+        return 1.0
+    channels = sum(len(s) for s in scores.values())
+    mean = sum(costs[r] * len(s) for r, s in scores.items()) / max(1, channels)
+    if mean <= 0:
+        return 1.0
+    return float(np.sqrt(max(costs[root], 1e-12 * mean) / mean))
 
 
 @dataclass
@@ -466,10 +499,27 @@ class _Analysis:
     def _fresh_frozen(self, width: int) -> Segments:
         return ((self.spaces.new(width, frozen=True), width),)
 
-    def _produce(self, node: _Node, kernel: np.ndarray) -> Segments:
+    def _produce(self, node: _Node, kernel: np.ndarray, first: Desc, per_out: float, per_in: float) -> Segments:
+        """A new space for the layer's filters; ``per_out`` / ``per_in``: multiply-adds per output position that one
+        filter / one input channel costs in this layer (``_charge``)."""
         width = int(kernel.shape[-1])
         self.produced[node.name] = self.spaces.new(width, score=_filter_norms(kernel))
+        positions = self._charge(node, first, per_in)
+        self.spaces.charge(self.produced[node.name], per_out * positions)
         return ((self.produced[node.name], width),)
+
+    def _charge(self, node: _Node, first: Desc, per_in: float) -> float:
+        """Charge each input space ``per_in`` multiply-adds per output position of ``node``; returns the positions
+        (1 where the output's spatial size is unknown: the cost ranking then ignores resolution)."""
+        try:
+            shape = self._layer(node.name).output_shape
+        except (AttributeError, RuntimeError):  # a layer called on several inputs has no single output shape
+            shape = None
+        spatial = shape[1:-1] if isinstance(shape, tuple) and len(shape) > 2 else ()
+        positions = float(np.prod([d or 1 for d in spatial])) if spatial else 1.0
+        for space, _ in first.channels if isinstance(first, _Flat) else first:
+            self.spaces.charge(space, per_in * positions)
+        return positions
 
     def _visit(self, node: _Node, ins: list[Desc]) -> Desc:  # noqa: C901 - one dispatch over layer kinds
         cls, cfg = node.class_name, node.config
@@ -483,12 +533,17 @@ class _Analysis:
         weights = self._layer(node.name).get_weights()
         rank = len(self._layer(node.name).input_shape) if len(ins) == 1 else 0
         if cls == "Conv2D" and cfg.get("groups", 1) == 1 and cfg.get("data_format") != "channels_first":
-            return self._produce(node, weights[0])
+            taps = float(np.prod(weights[0].shape[:2]))
+            return self._produce(node, weights[0], first, taps * weights[0].shape[2], taps * weights[0].shape[3])
         if cls == "Dense":
-            return self._produce(node, weights[0])
+            units = weights[0].shape[1]
+            per_in = units * first.positions if isinstance(first, _Flat) else units
+            return self._produce(node, weights[0], first, weights[0].shape[0], per_in)
         if cls == "SeparableConv2D" and cfg.get("depth_multiplier") == 1 and cfg.get("data_format") != "channels_first":
-            return self._produce(node, weights[1])
+            taps = float(np.prod(weights[0].shape[:2]))
+            return self._produce(node, weights[1], first, weights[1].shape[2], taps + weights[1].shape[3])
         if cls == "DepthwiseConv2D" and cfg.get("depth_multiplier") == 1 and cfg.get("data_format") != "channels_first":
+            self._charge(node, first, float(np.prod(weights[0].shape[:2])))
             return first
         if cls in _PER_CHANNEL and not isinstance(first, _Flat) and _axis_is_last(cfg.get("axis", -1), rank):
             if cls == "BatchNormalization" and node.inputs and node.inputs[0] in self.produced:
@@ -710,12 +765,14 @@ def prune_scored(
     score: tuple[np.ndarray, np.ndarray],
     recover: Callable[[PrunedModel], None] | None = None,
     floor: float | None = None,
+    allocations: tuple[str, ...] = SIZE_ALLOCATIONS,
 ) -> PrunedModel:
-    """``prune_filters`` (protected) with the allocation that keeps more accuracy on ``score``: the ranking across
-    layers or the same share of every layer, each scored after BatchNorm recalibration and ``recover`` (a short
-    fine-tune, when given). Where both keep the same accuracy (within one scored image), the one that leaves fewer
-    FLOPs wins; with a ``floor`` (the lowest accuracy the user's budget allows, ``acceptance_floor``), the one with
-    fewer FLOPs among those that reach it. Returns the winner as scored (recovered, when ``recover`` is given).
+    """``prune_filters`` (protected) with the allocation of ``allocations`` that keeps more accuracy on ``score``:
+    the ranking across layers or the same share of every layer (and, for structured pruning, the ranking weighed by
+    compute), each scored after BatchNorm recalibration and ``recover`` (a short fine-tune, when given). Among those
+    within one scored image of the best accuracy, the one that leaves the fewest FLOPs wins; with a ``floor`` (the
+    lowest accuracy the user's budget allows, ``acceptance_floor``), the one with the fewest FLOPs among those that
+    reach it. Returns the winner as scored (recovered, when ``recover`` is given).
 
     Neither wins everywhere. On keras.applications MobileNetV2 (digits) 5 % of every layer lost 3.24 validation
     points while the ranking across layers kept its accuracy at 50 % of the channels. On the demo CNN the ranking
@@ -729,7 +786,7 @@ def prune_scored(
 
     x_score, y_score = score
     scored: list[tuple[float, int, PrunedModel]] = []
-    for allocation in ALLOCATIONS:
+    for allocation in allocations:
         pruned = prune_filters(model, sparsity, protect=True, allocation=allocation)
         recalibrate_batchnorm(pruned.model, x_train, seed)
         if sparsity <= 0.0:
@@ -790,10 +847,10 @@ class PruneStructured:
         if not isinstance(config, PruneStructuredConfig):
             config = PruneStructuredConfig.model_validate(config.model_dump())
         ratio, record = search_filter_sparsity(
-            ctx, self.name, config.channel_sparsity, config, ctx.reporter.sub(0.0, 0.4)
+            ctx, self.name, config.channel_sparsity, config, ctx.reporter.sub(0.0, 0.4), ALLOCATIONS
         )
         rest = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
-        pruned = prune_and_fine_tune(ctx, ratio, config, rest.sub(0.0, 0.9))
+        pruned = prune_and_fine_tune(ctx, ratio, config, rest.sub(0.0, 0.9), ALLOCATIONS)
         finish_record(record, pruned.model, ctx)
         rest.stage("Exporting the pruned model to .tflite", 0.92)
         artifact = to_tflite(pruned.model, ctx.work_dir / f"{self.name}.tflite")
@@ -810,7 +867,12 @@ class PruneStructured:
 
 
 def search_filter_sparsity(
-    ctx: TechniqueContext, technique: str, fixed: float, config: FineTuneConfig, reporter: StageReporter
+    ctx: TechniqueContext,
+    technique: str,
+    fixed: float,
+    config: FineTuneConfig,
+    reporter: StageReporter,
+    allocations: tuple[str, ...] = SIZE_ALLOCATIONS,
 ) -> tuple[float, StrengthSearch | None]:
     """The share of prunable channels to remove (``prune_filters``' global allocation): ``fixed`` without a search,
     else the strongest within the accuracy budget. Each trial records its FLOPs, which a share does not fix.
@@ -833,7 +895,7 @@ def search_filter_sparsity(
         stage = f"Searching the strength: short recovery at {ratio:.0%} of the prunable filters removed"
         recover = short_recovery(ctx, config, reporter, stage)
         pruned = prune_scored(model, ratio, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed), recover,
-                              floor)  # fmt: skip
+                              floor, allocations)  # fmt: skip
         params = int(pruned.model.count_params())
         return Candidate(
             val_accuracy=val_accuracy(pruned.model, search),
@@ -857,6 +919,11 @@ def allocation_phrase(pruned: PrunedModel) -> str:
         return (
             "the same share from every prunable layer (it kept more accuracy right after pruning than a ranking "
             "across layers)"
+        )
+    if pruned.allocation == "compute":
+        return (
+            "ranked across layers by importance per unit of compute, so channels that cost many multiply-adds "
+            f"and matter little go first (at most {MAX_SPACE_SHARE:.0%} of any layer)"
         )
     return (
         "ranked across layers so the layers whose filters matter less lose more "
@@ -909,7 +976,11 @@ def kept_whole_note(pruned: PrunedModel) -> str:
 
 
 def prune_and_fine_tune(
-    ctx: TechniqueContext, sparsity: float, config: FineTuneConfig, reporter: StageReporter
+    ctx: TechniqueContext,
+    sparsity: float,
+    config: FineTuneConfig,
+    reporter: StageReporter,
+    allocations: tuple[str, ...] = SIZE_ALLOCATIONS,
 ) -> PrunedModel:
     """Prune ``ctx.model`` structurally, then fine-tune the smaller model; shared by prune_structured and hybrid.
 
@@ -919,10 +990,11 @@ def prune_and_fine_tune(
 
     _require_transformable(ctx)
     reporter.stage(f"Removing {sparsity:.0%} of the prunable filters and rebuilding the model", 0.0)
-    recover = short_recovery(ctx, config, reporter.sub(0.0, 0.05), "Comparing two ways to share the removal")
+    stage = f"Comparing {len(allocations)} ways to share the removal"
+    recover = short_recovery(ctx, config, reporter.sub(0.0, 0.05), stage)
     floor = acceptance_floor(ctx, ctx.model.model)
     chosen = prune_scored(ctx.model.model, sparsity, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed),
-                          recover, floor)  # fmt: skip
+                          recover, floor, allocations)  # fmt: skip
     pruned = prune_filters(ctx.model.model, sparsity, protect=True, allocation=chosen.allocation)  # untrained again
     recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
     fine_tune(
