@@ -32,10 +32,12 @@ TRUST_HINT = (
     "Set EDGEOPT_TRUST_PICKLES=1 to load it, but only for files you trust: such layers run Python code stored "
     "in the file."
 )
-# Package -> folders (inside the package) whose classes are Keras layers and models.
+# Package -> folders (inside the package) whose classes are Keras layers and models. keras.applications defines a
+# few layers of its own (ConvNeXt's LayerScale, InceptionResNetV2's CustomScaleLayer): library code, saved under
+# their module's name like any built-in, so a stock ConvNeXt uploaded the usual way loads.
 LAYER_SOURCES: dict[str, tuple[str, ...]] = {
-    "keras": ("src/layers", "src/models"),
-    "tf_keras": ("src/layers", "src/engine"),
+    "keras": ("src/layers", "src/models", "src/applications"),
+    "tf_keras": ("src/layers", "src/engine", "src/applications"),
 }
 # Package -> folders whose classes may appear inside a layer's config (initializers, dtype policies, ...).
 OBJECT_SOURCES: dict[str, tuple[str, ...]] = {
@@ -46,6 +48,15 @@ OBJECT_SOURCES: dict[str, tuple[str, ...]] = {
     "tf_keras": (
         "src/initializers", "src/regularizers", "src/constraints", "src/activations", "src/mixed_precision",
         "src/losses", "src/metrics", "src/optimizers", "src/saving", "src/dtensor",
+    ),
+}  # fmt: skip
+# TensorFlow's own initializers, which tf_keras saves under their TensorFlow module (keras.applications
+# EfficientNetV2 sets ``tf.constant_initializer(0)`` as a bias initializer): classes that only fill a weight with
+# numbers, allowed by exact module and name (a TensorFlow module in general could name a class that opens files).
+TF_INITIALIZERS: dict[str, frozenset[str]] = {
+    "tensorflow.python.ops.init_ops_v2": frozenset(
+        {"Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal", "TruncatedNormal", "VarianceScaling",
+         "Orthogonal", "Identity", "GlorotUniform", "GlorotNormal"}
     ),
 }  # fmt: skip
 # Keras 3's serialization markers for values that are not classes (tensors, tuples, functions by name).
@@ -302,6 +313,87 @@ class NotBuiltIn(InvalidInput):
     needs none of that code); any other Keras file is refused."""
 
 
+def _call_refs(node: Any, names: set[str]) -> list[tuple[str, int]]:
+    """The (layer, call index) pairs a legacy node reads: its inputs, and tensors passed as keyword arguments."""
+    refs: list[tuple[str, int]] = []
+    stack = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            if len(item) >= 3 and isinstance(item[0], str) and item[0] in names and isinstance(item[1], int):
+                refs.append((item[0], item[1]))
+                stack.extend(item[3:])  # a kwargs dict
+            else:
+                stack.extend(item)
+    return refs
+
+
+def _first_calls(layer: dict[str, Any]) -> tuple[int, ...]:
+    """Where tf_keras starts numbering a layer's calls: 1 for a nested model that has a call of its own (built from an
+    input), else 0; either for a Sequential (its first layer may declare its input shape in several ways) or a
+    "Model" entry."""
+    class_name = layer.get("class_name")
+    if class_name == "Functional":
+        return (1,)
+    if class_name in ("Sequential", "Model"):  # "Model": a functional config, or a subclassed model's
+        return (0, 1)
+    return (0,)
+
+
+def _stuck_call(entries: list[dict[str, Any]]) -> str | None:
+    """Replay tf_keras's rebuild of one functional model's layer calls; the first layer left waiting, or None."""
+    names = {str(layer.get("name")) for layer in entries}
+    pending = {str(layer.get("name")): list(layer.get("inbound_nodes") or []) for layer in entries}
+    starts = {str(layer.get("name")): _first_calls(layer) for layer in entries}
+    inputs = {str(layer.get("name")) for layer in entries if layer.get("class_name") == "InputLayer"}
+    made = dict.fromkeys(pending, 0)
+
+    def ready(ref: tuple[str, int]) -> bool:
+        name, index = ref
+        return name in inputs or any(0 <= index - start < made[name] for start in starts[name])
+
+    progress = True
+    while progress and any(pending.values()):
+        progress = False
+        for name, nodes in pending.items():
+            while nodes and all(ready(ref) for ref in _call_refs(nodes[0], names)):
+                nodes.pop(0)
+                made[name] += 1
+                progress = True
+    return next((name for name, nodes in pending.items() if nodes), None)
+
+
+def legacy_graph_problem(model: Any) -> str | None:
+    """The first layer of a tf_keras (legacy) functional config whose call can never be rebuilt, or None.
+
+    tf_keras rebuilds a functional model by making each layer's calls once their inputs exist, re-queueing the rest
+    with no end: a call on a layer or call that does not exist (or a loop) makes it spin forever. This replays that
+    order on the config alone, for the model and every model nested in it.
+    """
+    stack = [model]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        stack.extend(item.values())
+        config = item.get("config")
+        layers = config.get("layers") if isinstance(config, dict) else None
+        if item.get("class_name") == "Sequential" or not isinstance(layers, list) or "input_layers" not in config:
+            continue
+        entries = [layer for layer in layers if isinstance(layer, dict)]
+        if any(not isinstance(node, list) for layer in entries for node in layer.get("inbound_nodes") or []):
+            continue  # Keras 3 nodes: Keras 3 stops by itself on a graph it cannot rebuild
+        stuck = _stuck_call(entries)
+        if stuck is not None:
+            return stuck
+    return None
+
+
 def check_config(config: Any, source: str, *, trust: bool) -> None:
     """Refuse (``InvalidInput``) a model config naming any class Keras does not define, or a layer carrying code.
 
@@ -338,6 +430,8 @@ def check_config(config: Any, source: str, *, trust: bool) -> None:
             continue
         allowed = names.layers if found.is_layer else names.objects
         custom = found.class_name not in allowed or not _is_keras_module(found.module)
+        if not found.is_layer and found.class_name in TF_INITIALIZERS.get(found.module or "", ()):
+            custom = False
         if found.registered_name not in (None, found.class_name) and not found.registered_name.startswith("keras"):
             custom = True
         if custom:
@@ -350,6 +444,13 @@ def check_config(config: Any, source: str, *, trust: bool) -> None:
             )
     if not_built_in is not None:  # raised after the whole walk: a layer carrying code is refused whatever the order
         raise not_built_in
+    stuck = legacy_graph_problem(config)
+    if stuck is not None:
+        raise InvalidInput(
+            f"{source}'s layer graph cannot be rebuilt: layer {stuck!r} is called on the output of a layer call that "
+            "does not exist (a damaged or hand-edited architecture). Save the model again from Keras.",
+            field="file",
+        )
 
 
 def check_model_file(path: Path, kind: str, *, trust: bool) -> None:

@@ -162,8 +162,9 @@ _CHANNELS = Knob(
 # so the fine-tuning techniques dominate, and the strength searches' short recoveries (structured pruning compares
 # two or three ways to share the removal per setting) outweigh the final fine-tuning. Refitted 2026-12-05 on the quiet
 # runs of benchmarks/results/eta.md (both demo models) and the one-worker run of benchmarks/results/scale.md, whose
-# technique tasks took the same shares of the baseline's time; the workers queue techniques by these predictions. Expectations: the techniques' acceptance table; against an FP32 .tflite,
-# whose flatbuffer overhead differs from a .pte's, the TensorFlow issue asks for less compression. The techniques
+# technique tasks took the same shares of the baseline's time; the workers queue techniques by these predictions.
+# Expectations: the techniques' acceptance table; against an FP32 .tflite, whose flatbuffer overhead differs from a
+# .pte's, the TensorFlow issue asks for less compression. The techniques
 # with a knob search their strength, so theirs are issue 14's floors for a searched result within a 1-point budget
 # (at least 30 % sparsity, 1.5x fewer FLOPs, 0.6x the parameters, 5x smaller), not the old fixed-50 % figures.
 SPECS: tuple[TechniqueSpec, ...] = (

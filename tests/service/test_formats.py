@@ -241,3 +241,56 @@ def test_a_savedmodel_with_a_custom_class_and_a_lambda_is_refused_whatever_the_o
         tmp_path / "c.zip", {"a/saved_model.pb": b"", "a/keras_metadata.pb": _keras_metadata(_sequential(custom))}
     )
     check_model_file(only_custom, "savedmodel_zip", trust=False)  # no refusal: the loader uses the graph instead
+
+
+def _functional(*layers: dict[str, object], output: str) -> dict[str, object]:
+    return {
+        "class_name": "Functional",
+        "config": {
+            "name": "m", "layers": list(layers), "input_layers": [["in", 0, 0]], "output_layers": [[output, 0, 0]]
+        },  # fmt: skip
+    }
+
+
+def _called(class_name: str, name: str, *calls: tuple[str, int], **config: object) -> dict[str, object]:
+    """A legacy (tf_keras) functional layer entry called once on each of ``calls`` (layer, call index)."""
+    entry = _layer(class_name, name, **config)
+    return {**entry, "name": name, "inbound_nodes": [[[layer, index, 0, {}]] for layer, index in calls]}
+
+
+def test_a_layer_called_on_a_call_that_does_not_exist_is_refused_instead_of_hanging_keras() -> None:
+    """tf_keras re-queues such a call forever while it rebuilds the model: the check replays the order first."""
+    from edgeopt.keras_config import check_config
+
+    inputs = {"class_name": "InputLayer", "name": "in", "config": {"name": "in"}, "inbound_nodes": []}
+    good = _functional(inputs, _called("Dense", "a", ("in", 0), units=4), _called("Dense", "b", ("a", 0), units=2),
+                       output="b")  # fmt: skip
+    check_config(good, "m.h5", trust=False)
+    dangling = _functional(inputs, _called("Dense", "a", ("in", 0), units=4), _called("Dense", "b", ("a", 3), units=2),
+                           output="b")  # fmt: skip
+    with pytest.raises(InvalidInput, match=r"layer 'b' is called on the output of a layer call that does not exist"):
+        check_config(dangling, "m.h5", trust=False)
+    loop = _functional(inputs, _called("Add", "a", ("in", 0), ("b", 0)), _called("Dense", "b", ("a", 0), units=2),
+                       output="b")  # fmt: skip
+    loop["config"]["layers"][1]["inbound_nodes"] = [[["in", 0, 0, {}], ["b", 0, 0, {}]]]  # a single call on both
+    with pytest.raises(InvalidInput, match="cannot be rebuilt"):
+        check_config(loop, "m.h5", trust=False)
+
+
+def test_layers_of_keras_applications_and_tensorflow_initializers_are_built_in() -> None:
+    """A stock ConvNeXt (LayerScale) and EfficientNetV2 (tf.constant_initializer) saved the usual way pass; a
+    TensorFlow class that is not an initializer, or an initializer from another module, does not."""
+    from edgeopt.keras_config import NotBuiltIn, check_config
+
+    scale = {"module": "tf_keras.src.applications.convnext", "class_name": "LayerScale",
+             "registered_name": "LayerScale",
+             "config": {"name": "scale", "init_values": 1e-6, "projection_dim": 4}}  # fmt: skip
+    constant = {"module": "tensorflow.python.ops.init_ops_v2", "class_name": "Constant", "config": {"value": 0},
+                "registered_name": "Constant"}  # fmt: skip
+    check_config(_sequential(_layer("Dense", "d", units=4, bias_initializer=constant), scale), "m.keras", trust=False)
+    for bad in (
+        {**constant, "class_name": "GFile", "registered_name": "GFile"},
+        {**constant, "module": "tensorflow.python.platform.gfile"},
+    ):
+        with pytest.raises(NotBuiltIn):
+            check_config(_sequential(_layer("Dense", "d", units=4, bias_initializer=bad)), "m.keras", trust=False)

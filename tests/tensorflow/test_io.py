@@ -223,3 +223,37 @@ def test_keras_allow_list_read_from_source_covers_every_layer_keras_can_deserial
     assert tf_keras_layers - builtin_names().layers == set()
     # Keras 3 keeps the layers that wrap other frameworks' code outside its layers package: refused in any case.
     assert keras3_layers - builtin_names().layers - CODE_LAYERS == set()
+
+
+def test_keras3_models_nested_in_a_model_are_rebuilt_with_their_calls_renumbered(tmp_path: Path) -> None:
+    """Keras 3 numbers a nested model's calls from 0, tf_keras from 1 (its own call from the input comes first):
+    left as they were, tf_keras waited forever for a call that never came."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    stem = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, name="stem_conv")], name="stem")
+    inner_in = keras.Input((6, 6, 4))
+    block = keras.Model(inner_in, keras.layers.Conv2D(4, 1, name="block_conv")(inner_in), name="block")
+    x = keras.layers.GlobalAveragePooling2D()(block(stem(inputs)))
+    original = keras.Model(inputs, keras.layers.Dense(10)(x))
+    original.save(tmp_path / "nested.keras")
+    loaded = _load(tmp_path / "nested.keras")
+    assert keras_compat.is_tf_keras_model(loaded.model), loaded.info
+    x = _probe((8, 8, 3))
+    np.testing.assert_allclose(loaded.model(x, training=False), original(x, training=False), atol=1e-5)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_layers_and_initializers_of_keras_applications_load(tmp_path: Path, suffix: str) -> None:
+    """ConvNeXt's LayerScale (a layer keras.applications defines) and EfficientNetV2's tf.constant_initializer, as
+    a stock model saved the usual way carries them."""
+    from tf_keras.src.applications.convnext import LayerScale
+
+    inputs = tf_keras.Input((8, 8, 3))
+    x = tf_keras.layers.Conv2D(4, 3, bias_initializer=tf.constant_initializer(0.5))(inputs)
+    x = LayerScale(0.5, 4, name="scale")(x)
+    model = tf_keras.Model(inputs, tf_keras.layers.Dense(10)(tf_keras.layers.GlobalAveragePooling2D()(x)))
+    model.save(tmp_path / f"apps{suffix}")
+    loaded = _load(tmp_path / f"apps{suffix}")
+    x = _probe((8, 8, 3))
+    np.testing.assert_allclose(loaded.model(x, training=False), model(x, training=False), atol=1e-6)

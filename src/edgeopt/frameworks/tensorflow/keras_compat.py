@@ -31,10 +31,12 @@ import tensorflow as tf  # noqa: E402,F401  - imported after the environment is 
 import tf_keras  # noqa: E402
 
 from edgeopt.errors import InvalidInput, Unsupported  # noqa: E402
-from edgeopt.keras_config import TRUST_HINT  # noqa: E402
+from edgeopt.keras_config import TRUST_HINT, legacy_graph_problem  # noqa: E402
 
 # Keys that Keras 3 writes into layer configs and tf_keras does not know; dropped when they hold their default.
-_KERAS3_ONLY_KEYS = frozenset({"optional", "lora_rank", "lora_alpha", "quantization_config", "gptq"})
+_KERAS3_ONLY_KEYS = frozenset(
+    {"optional", "lora_rank", "lora_alpha", "quantization_config", "gptq", "rms_scaling"}  # rms_scaling: LayerNorm
+)
 
 
 def is_tf_keras_model(model: Any) -> bool:
@@ -100,7 +102,7 @@ def _node_to_legacy(node: dict[str, Any]) -> list[list[Any]]:
                 walk(sub)
 
     walk(node.get("args", []))
-    kwargs = {k: v for k, v in node.get("kwargs", {}).items() if not isinstance(v, dict | list)}
+    kwargs = {k: v for k, v in node.get("kwargs", {}).items() if v is not None and not isinstance(v, dict | list)}
     if kwargs and history:
         history[0][3] = kwargs
     return history
@@ -136,12 +138,34 @@ def _io_list(value: Any) -> list[list[Any]]:
     return [list(v) for v in value]
 
 
+def _own_first_node(layer: dict[str, Any]) -> bool:
+    """Whether tf_keras rebuilds this (converted) nested model with a call of its own as node 0, as it does for a
+    Functional model and a Sequential one that starts from an input: tf_keras then numbers the calls made in the
+    outer model from 1. Keras 3 numbers them from 0."""
+    if layer["class_name"] in ("Functional", "Model"):
+        return True
+    if layer["class_name"] != "Sequential":
+        return False
+    inner = layer["config"].get("layers") or []
+    return bool(inner) and (inner[0]["class_name"] == "InputLayer" or "batch_input_shape" in inner[0]["config"])
+
+
+def _shift_calls(entries: list[list[Any]], shifted: set[str]) -> list[list[Any]]:
+    return [[name, index + 1, *rest] if name in shifted else [name, index, *rest] for name, index, *rest in entries]
+
+
 def _model_config_to_legacy(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in config.items() if k not in ("layers", "dtype", "trainable")}
     out["layers"] = [_layer_to_legacy(layer) for layer in config["layers"]]
+    # Calls of a nested model renumbered as tf_keras counts them: left at Keras 3's numbers, tf_keras waits
+    # forever for a call that never comes (its rebuild loop re-queues a node whose input does not exist).
+    shifted = {layer["config"]["name"] for layer in out["layers"] if _own_first_node(layer)}
+    for layer in out["layers"]:
+        if "inbound_nodes" in layer:
+            layer["inbound_nodes"] = [_shift_calls(node, shifted) for node in layer["inbound_nodes"]]
     if class_name != "Sequential":
         out["input_layers"] = _io_list(config["input_layers"])
-        out["output_layers"] = _io_list(config["output_layers"])
+        out["output_layers"] = _shift_calls(_io_list(config["output_layers"]), shifted)
     return out
 
 
@@ -163,11 +187,14 @@ def keras3_to_tf_keras(model: Any) -> Any:
     if type(model).__name__ not in ("Sequential", "Functional"):
         raise Unsupported(f"a subclassed Keras 3 model ({type(model).__name__}) cannot be rebuilt from its config")
     legacy = _model_config_to_legacy(class_name, model.get_config())
+    stuck = legacy_graph_problem({"class_name": class_name, "config": legacy})
+    if stuck is not None:  # tf_keras would re-queue that call forever
+        raise Unsupported(f"tf_keras could not rebuild the call of layer {stuck!r} in the Keras 3 graph")
     try:
         if class_name == "Sequential":
-            rebuilt = tf_keras.Sequential.from_config(legacy)
+            rebuilt = tf_keras.Sequential.from_config(legacy, custom_objects=application_layers())
         else:
-            rebuilt = tf_keras.Model.from_config(legacy)
+            rebuilt = tf_keras.Model.from_config(legacy, custom_objects=application_layers())
         _copy_weights(model, rebuilt)
     except (TypeError, ValueError, KeyError) as exc:
         raise Unsupported(f"tf_keras could not rebuild the Keras 3 config: {exc}") from exc
@@ -189,6 +216,29 @@ def _unsafe_refusal(exc: Exception) -> bool:
     return "safe_mode" in text or "lambda" in text and "arbitrary code" in text
 
 
+def application_layers() -> dict[str, type]:
+    """The layer classes keras.applications defines in its own modules (ConvNeXt's LayerScale, ...), by name.
+
+    Library code that ``keras_config`` allows; tf_keras's ``.keras`` loader finds them by module, but its HDF5 loader
+    only by name, so they are passed to it as custom objects.
+    """
+    import importlib
+    import pkgutil
+
+    from tf_keras.src import applications
+
+    found: dict[str, type] = {}
+    for info in pkgutil.iter_modules(applications.__path__):
+        if info.name.endswith("_test"):
+            continue
+        module = importlib.import_module(f"{applications.__name__}.{info.name}")
+        for name, value in vars(module).items():
+            layer_class = isinstance(value, type) and issubclass(value, tf_keras.layers.Layer)
+            if layer_class and value.__module__ == module.__name__:
+                found[name] = value
+    return found
+
+
 def load_keras_file(path: Path, *, trust: bool) -> tuple[Any, str, str]:
     """Load a ``.keras``/``.h5`` file as a tf_keras model when at all possible.
 
@@ -196,7 +246,10 @@ def load_keras_file(path: Path, *, trust: bool) -> tuple[Any, str, str]:
     could not be rebuilt; ``note`` says why).
     """
     try:
-        return tf_keras.models.load_model(path, compile=False, safe_mode=not trust), "tf_keras", ""
+        model = tf_keras.models.load_model(
+            path, compile=False, safe_mode=not trust, custom_objects=application_layers()
+        )
+        return model, "tf_keras", ""
     except Exception as exc:  # noqa: BLE001 - Keras raises many types; sorted out below
         if _unsafe_refusal(exc):
             raise InvalidInput(f"{path.name} contains a Lambda layer (Python code). {TRUST_HINT}") from exc
