@@ -233,7 +233,7 @@ SPECS: tuple[TechniqueSpec, ...] = (
             PYTORCH: "edgeopt.frameworks.pytorch.pruning:PruneStructured",
             TENSORFLOW: "edgeopt.frameworks.tensorflow.filter_pruning:PruneStructured",
         },
-        cost={PYTORCH: CostModel(0.67, 0.35), TENSORFLOW: CostModel(4.6, 1.05)},
+        cost={PYTORCH: CostModel(0.67, 0.35), TENSORFLOW: CostModel(3.3, 1.05)},
         expected=_both(Expectation(min_compression=1.4, max_drop_points=1.5, min_flops_ratio=1.5)),
     ),
     TechniqueSpec(

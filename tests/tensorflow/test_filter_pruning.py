@@ -522,26 +522,3 @@ def test_the_compute_ranking_removes_as_many_channels_and_more_multiply_adds() -
     assert by_compute.model.get_layer("costly").filters < by_lamp.model.get_layer("costly").filters
     assert _macs(by_compute.model) < _macs(by_lamp.model)
     assert by_compute.model.predict(_inputs(model), verbose=0).shape == (4, 10)
-
-
-def test_only_structured_pruning_compares_the_compute_ranking(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hybrid and distillation want a smaller file, which the compute ranking does not aim at: ``prune_scored``
-    tries it only when asked (prune_structured asks, with every allocation)."""
-    from edgeopt.frameworks.tensorflow import filter_pruning
-
-    tried: list[str] = []
-    real = filter_pruning.prune_filters
-
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        tried.append(kwargs["allocation"])
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(filter_pruning, "prune_filters", spy)
-    model = _costly_and_cheap()
-    x = np.random.default_rng(1).random((32, 16, 16, 3), dtype=np.float32)
-    labels = np.zeros(32, dtype=np.int64)
-    filter_pruning.prune_scored(model, 0.3, x, 0, (x, labels))
-    assert tried == list(filter_pruning.SIZE_ALLOCATIONS)
-    tried.clear()
-    chosen = filter_pruning.prune_scored(model, 0.3, x, 0, (x, labels), allocations=filter_pruning.ALLOCATIONS)
-    assert tried == ["global", "uniform", "compute"] and chosen.allocation in tried

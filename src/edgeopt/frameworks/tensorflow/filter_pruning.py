@@ -13,9 +13,9 @@ space loses is planned once per call, globally (``_global_removals``): the score
 LAMP and one threshold removes the requested share of all prunable channels, at most ``MAX_SPACE_SHARE`` of any
 space, so the spaces whose filters matter less lose more. On MobileNetV2 alpha 0.35 trained on digits, taking 5 %
 from every layer lost 3.24 validation points (benchmarks/results/tensorflow.md); the global plan's figures are in
-benchmarks/results/tensorflow_budget_global.md. Each space keeps its largest scores. Structured pruning, whose goal
-is fewer FLOPs, also tries the ranking weighed by what each channel costs in multiply-adds (every layer a space
-touches, at its output resolution), which takes the same share of channels more from high-resolution layers.
+benchmarks/results/tensorflow_budget_global.md. Each space keeps its largest scores. A third plan, kept for
+comparison, weighs the ranking by what each channel costs in multiply-adds (every layer a space touches, at its
+output resolution), which takes the same share of channels more from high-resolution layers.
 The config is then rewritten with the new widths, the model rebuilt and every weight sliced to the kept channels,
 so the result is a plain, smaller Keras model.
 """
@@ -196,13 +196,13 @@ class _Spaces:
 
 
 # How ``prune_filters`` shares the removal among spaces: one ranking across all of them (the default), the same
-# ranking weighed by each channel's compute, or the same share of each. ``prune_scored`` compares the ranking and the
-# same share (``SIZE_ALLOCATIONS``) for every technique, and all three for structured pruning: its goal is fewer
-# FLOPs, while hybrid's and distillation's is a smaller file, and the channels cheapest in compute (the wide, late,
-# low-resolution layers) hold most of the weights. On keras.applications MobileNetV2 the plain ranking removed half
-# the channels but only 1.31x the FLOPs (benchmarks/results/tensorflow_budget_global.md): most came from those layers.
+# share of each, or the ranking weighed by each channel's compute. ``prune_scored`` compares the first two
+# (``SCORED_ALLOCATIONS``). The compute-weighed ranking is kept to compare against, not tried by the techniques: on
+# keras.applications MobileNetV2 it removes more FLOPs for the same channels (1.57x against 1.31x at half of them)
+# but, after the search's short recovery, keeps 86.9 % where the plain ranking keeps 94.4 %, so the search never
+# chose it and it only made each trial longer (benchmarks/results/tensorflow_budget_global.md).
 ALLOCATIONS = ("global", "uniform", "compute")
-SIZE_ALLOCATIONS = ("global", "uniform")
+SCORED_ALLOCATIONS = ("global", "uniform")
 # The most of one space the global ranking may remove (times its protection scale); one channel always stays. The
 # same cap as PyTorch's structured pruning; the channel knob's ladder stops below it (technique_specs.py).
 MAX_SPACE_SHARE = 0.8
@@ -765,14 +765,13 @@ def prune_scored(
     score: tuple[np.ndarray, np.ndarray],
     recover: Callable[[PrunedModel], None] | None = None,
     floor: float | None = None,
-    allocations: tuple[str, ...] = SIZE_ALLOCATIONS,
 ) -> PrunedModel:
-    """``prune_filters`` (protected) with the allocation of ``allocations`` that keeps more accuracy on ``score``:
-    the ranking across layers or the same share of every layer (and, for structured pruning, the ranking weighed by
-    compute), each scored after BatchNorm recalibration and ``recover`` (a short fine-tune, when given). Among those
-    within one scored image of the best accuracy, the one that leaves the fewest FLOPs wins; with a ``floor`` (the
-    lowest accuracy the user's budget allows, ``acceptance_floor``), the one with the fewest FLOPs among those that
-    reach it. Returns the winner as scored (recovered, when ``recover`` is given).
+    """``prune_filters`` (protected) with the allocation that keeps more accuracy on ``score``: the ranking across
+    layers or the same share of every layer (``SCORED_ALLOCATIONS``), each scored after BatchNorm recalibration and
+    ``recover`` (a short fine-tune, when given). Where both keep the same accuracy (within one scored image), the
+    one that leaves fewer FLOPs wins; with a ``floor`` (the lowest accuracy the user's budget allows,
+    ``acceptance_floor``), the one with fewer FLOPs among those that reach it. Returns the winner as scored
+    (recovered, when ``recover`` is given).
 
     Neither wins everywhere. On keras.applications MobileNetV2 (digits) 5 % of every layer lost 3.24 validation
     points while the ranking across layers kept its accuracy at 50 % of the channels. On the demo CNN the ranking
@@ -786,7 +785,7 @@ def prune_scored(
 
     x_score, y_score = score
     scored: list[tuple[float, int, PrunedModel]] = []
-    for allocation in allocations:
+    for allocation in SCORED_ALLOCATIONS:
         pruned = prune_filters(model, sparsity, protect=True, allocation=allocation)
         recalibrate_batchnorm(pruned.model, x_train, seed)
         if sparsity <= 0.0:
@@ -847,10 +846,10 @@ class PruneStructured:
         if not isinstance(config, PruneStructuredConfig):
             config = PruneStructuredConfig.model_validate(config.model_dump())
         ratio, record = search_filter_sparsity(
-            ctx, self.name, config.channel_sparsity, config, ctx.reporter.sub(0.0, 0.4), ALLOCATIONS
+            ctx, self.name, config.channel_sparsity, config, ctx.reporter.sub(0.0, 0.4)
         )
         rest = ctx.reporter.sub(0.4 if record else 0.0, 1.0)
-        pruned = prune_and_fine_tune(ctx, ratio, config, rest.sub(0.0, 0.9), ALLOCATIONS)
+        pruned = prune_and_fine_tune(ctx, ratio, config, rest.sub(0.0, 0.9))
         finish_record(record, pruned.model, ctx)
         rest.stage("Exporting the pruned model to .tflite", 0.92)
         artifact = to_tflite(pruned.model, ctx.work_dir / f"{self.name}.tflite")
@@ -867,12 +866,7 @@ class PruneStructured:
 
 
 def search_filter_sparsity(
-    ctx: TechniqueContext,
-    technique: str,
-    fixed: float,
-    config: FineTuneConfig,
-    reporter: StageReporter,
-    allocations: tuple[str, ...] = SIZE_ALLOCATIONS,
+    ctx: TechniqueContext, technique: str, fixed: float, config: FineTuneConfig, reporter: StageReporter
 ) -> tuple[float, StrengthSearch | None]:
     """The share of prunable channels to remove (``prune_filters``' global allocation): ``fixed`` without a search,
     else the strongest within the accuracy budget. Each trial records its FLOPs, which a share does not fix.
@@ -895,7 +889,7 @@ def search_filter_sparsity(
         stage = f"Searching the strength: short recovery at {ratio:.0%} of the prunable filters removed"
         recover = short_recovery(ctx, config, reporter, stage)
         pruned = prune_scored(model, ratio, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed), recover,
-                              floor, allocations)  # fmt: skip
+                              floor)  # fmt: skip
         params = int(pruned.model.count_params())
         return Candidate(
             val_accuracy=val_accuracy(pruned.model, search),
@@ -919,11 +913,6 @@ def allocation_phrase(pruned: PrunedModel) -> str:
         return (
             "the same share from every prunable layer (it kept more accuracy right after pruning than a ranking "
             "across layers)"
-        )
-    if pruned.allocation == "compute":
-        return (
-            "ranked across layers by importance per unit of compute, so channels that cost many multiply-adds "
-            f"and matter little go first (at most {MAX_SPACE_SHARE:.0%} of any layer)"
         )
     return (
         "ranked across layers so the layers whose filters matter less lose more "
@@ -976,11 +965,7 @@ def kept_whole_note(pruned: PrunedModel) -> str:
 
 
 def prune_and_fine_tune(
-    ctx: TechniqueContext,
-    sparsity: float,
-    config: FineTuneConfig,
-    reporter: StageReporter,
-    allocations: tuple[str, ...] = SIZE_ALLOCATIONS,
+    ctx: TechniqueContext, sparsity: float, config: FineTuneConfig, reporter: StageReporter
 ) -> PrunedModel:
     """Prune ``ctx.model`` structurally, then fine-tune the smaller model; shared by prune_structured and hybrid.
 
@@ -990,11 +975,10 @@ def prune_and_fine_tune(
 
     _require_transformable(ctx)
     reporter.stage(f"Removing {sparsity:.0%} of the prunable filters and rebuilding the model", 0.0)
-    stage = f"Comparing {len(allocations)} ways to share the removal"
-    recover = short_recovery(ctx, config, reporter.sub(0.0, 0.05), stage)
+    recover = short_recovery(ctx, config, reporter.sub(0.0, 0.05), "Comparing two ways to share the removal")
     floor = acceptance_floor(ctx, ctx.model.model)
     chosen = prune_scored(ctx.model.model, sparsity, ctx.data.x_train, config.seed, scoring_images(ctx, config.seed),
-                          recover, floor, allocations)  # fmt: skip
+                          recover, floor)  # fmt: skip
     pruned = prune_filters(ctx.model.model, sparsity, protect=True, allocation=chosen.allocation)  # untrained again
     recalibrate_batchnorm(pruned.model, ctx.data.x_train, config.seed)
     fine_tune(
