@@ -257,3 +257,38 @@ def test_layers_and_initializers_of_keras_applications_load(tmp_path: Path, suff
     loaded = _load(tmp_path / f"apps{suffix}")
     x = _probe((8, 8, 3))
     np.testing.assert_allclose(loaded.model(x, training=False), model(x, training=False), atol=1e-6)
+
+
+def test_a_keras3_hard_silu_is_rebuilt_as_tf_keras(tmp_path: Path) -> None:
+    """Keras 3 MobileNetV3 uses hard_silu, which tf_keras has no name for: the model stayed Keras 3, and every
+    technique that needs tf_keras skipped. The rebuilt model computes the same outputs."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="hard_silu")(inputs)
+    x = keras.layers.Activation("hard_swish")(keras.layers.Conv2D(4, 1)(x))
+    original = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
+    original.save(tmp_path / "hard.keras")
+    loaded = _load(tmp_path / "hard.keras")
+    assert keras_compat.is_tf_keras_model(loaded.model), loaded.info
+    x = _probe((8, 8, 3)) * 8.0 - 4.0  # both sides of the -3 and 3 knees
+    np.testing.assert_allclose(loaded.model(x, training=False), original(x, training=False), atol=1e-5)
+    rebuilt = tf_keras.Model.from_config(loaded.model.get_config())  # as pruning and cloning rebuild it
+    assert rebuilt.output_shape == (None, 10)
+
+
+def test_keras3_arithmetic_with_a_number_is_rebuilt_as_tf_keras(tmp_path: Path) -> None:
+    """Keras 3 records ``x + 3.0`` and ``x * (1 / 6)`` on a Keras tensor as Add / Multiply operations called on a
+    tensor and a number (MobileNetV3's hard sigmoid); tf_keras records them as TensorFlow operators."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3)(inputs)
+    gate = keras.layers.ReLU(6.0)(x + 3.0) * (1.0 / 6.0)
+    x = keras.layers.Multiply()([x, gate]) - 0.5
+    original = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x)))
+    original.save(tmp_path / "ops.keras")
+    loaded = _load(tmp_path / "ops.keras")
+    assert keras_compat.is_tf_keras_model(loaded.model), loaded.info
+    x = _probe((8, 8, 3))
+    np.testing.assert_allclose(loaded.model(x, training=False), original(x, training=False), atol=1e-5)

@@ -39,6 +39,17 @@ _KERAS3_ONLY_KEYS = frozenset(
 )
 
 
+@tf_keras.saving.register_keras_serializable(package="edgeopt")
+def hard_silu(x: Any) -> Any:
+    """Keras 3's ``hard_silu`` (``hard_swish``), ``x * relu6(x + 3) / 6``, which tf_keras has no name for: a Keras 3
+    MobileNetV3 uses it in every block. Registered, so the rebuilt model's config names it wherever it is rebuilt."""
+    return x * tf.nn.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+# Keras 3 activations tf_keras does not define, by the names Keras 3 saves them under.
+KERAS3_ACTIVATIONS = {"hard_silu": hard_silu, "hard_swish": hard_silu}
+
+
 def is_tf_keras_model(model: Any) -> bool:
     return isinstance(model, tf_keras.Model)
 
@@ -108,8 +119,47 @@ def _node_to_legacy(node: dict[str, Any]) -> list[list[Any]]:
     return history
 
 
+# Keras 3 records ``x + 3.0`` on a Keras tensor as an Add layer called on (tensor, number) (MobileNetV3's hard
+# sigmoid); tf_keras records it as the TensorFlow operator with the number as ``y``. Subtraction only with the tensor
+# first (``3.0 - x`` is left to fail, and the model stays Keras 3).
+_SCALAR_OPERATORS = {"Add": "__operators__.add", "Multiply": "math.multiply", "Subtract": "math.subtract"}
+
+
+def _scalar_operand(node: dict[str, Any]) -> tuple[list[Any], float] | None:
+    """(the tensor's Keras history, the number) of a Keras 3 merge-layer call on a tensor and a number, else None."""
+    args = node.get("args") if isinstance(node, dict) else None
+    if not isinstance(args, list | tuple) or len(args) != 2:
+        return None
+    tensor, number = args
+    if not (isinstance(tensor, dict) and tensor.get("class_name") == "__keras_tensor__"):
+        return None
+    if isinstance(number, bool) or not isinstance(number, int | float):
+        return None
+    return list(tensor["config"]["keras_history"]), float(number)
+
+
+def _scalar_operator_to_legacy(layer: dict[str, Any]) -> dict[str, Any] | None:
+    function = _SCALAR_OPERATORS.get(layer["class_name"])
+    nodes = layer.get("inbound_nodes") or []
+    operands = [_scalar_operand(node) for node in nodes]
+    if function is None or not nodes or any(operand is None for operand in operands):
+        return None
+    name = layer["config"]["name"]
+    return {
+        "class_name": "TFOpLambda",
+        "config": {"name": name, "trainable": True, "dtype": "float32", "function": function},
+        "name": layer.get("name", name),
+        # One entry per call, not a list of entries: TFOpLambda keeps its input's structure, and a list would reach
+        # the operator as x.
+        "inbound_nodes": [[*history, {"y": number, "name": None}] for history, number in operands],  # type: ignore[misc]
+    }
+
+
 def _layer_to_legacy(layer: dict[str, Any]) -> dict[str, Any]:
     class_name = layer["class_name"]
+    operator = _scalar_operator_to_legacy(layer)
+    if operator is not None:
+        return operator
     config = dict(layer["config"])
     if class_name in ("Functional", "Sequential", "Model"):
         config = _model_config_to_legacy(class_name, config)
@@ -150,8 +200,12 @@ def _own_first_node(layer: dict[str, Any]) -> bool:
     return bool(inner) and (inner[0]["class_name"] == "InputLayer" or "batch_input_shape" in inner[0]["config"])
 
 
-def _shift_calls(entries: list[list[Any]], shifted: set[str]) -> list[list[Any]]:
-    return [[name, index + 1, *rest] if name in shifted else [name, index, *rest] for name, index, *rest in entries]
+def _shift_calls(entries: list[Any], shifted: set[str]) -> list[Any]:
+    """A node's entries (or a TFOpLambda node's single entry) with calls of ``shifted`` layers numbered from 1."""
+    if entries and isinstance(entries[0], str):
+        name, index, *rest = entries
+        return [name, index + 1 if name in shifted else index, *rest]
+    return [_shift_calls(entry, shifted) for entry in entries]
 
 
 def _model_config_to_legacy(class_name: str, config: dict[str, Any]) -> dict[str, Any]:
@@ -192,9 +246,9 @@ def keras3_to_tf_keras(model: Any) -> Any:
         raise Unsupported(f"tf_keras could not rebuild the call of layer {stuck!r} in the Keras 3 graph")
     try:
         if class_name == "Sequential":
-            rebuilt = tf_keras.Sequential.from_config(legacy, custom_objects=application_layers())
+            rebuilt = tf_keras.Sequential.from_config(legacy, custom_objects=_rebuild_objects())
         else:
-            rebuilt = tf_keras.Model.from_config(legacy, custom_objects=application_layers())
+            rebuilt = tf_keras.Model.from_config(legacy, custom_objects=_rebuild_objects())
         _copy_weights(model, rebuilt)
     except (TypeError, ValueError, KeyError) as exc:
         raise Unsupported(f"tf_keras could not rebuild the Keras 3 config: {exc}") from exc
@@ -237,6 +291,10 @@ def application_layers() -> dict[str, type]:
             if layer_class and value.__module__ == module.__name__:
                 found[name] = value
     return found
+
+
+def _rebuild_objects() -> dict[str, Any]:
+    return {**application_layers(), **KERAS3_ACTIVATIONS}
 
 
 def load_keras_file(path: Path, *, trust: bool) -> tuple[Any, str, str]:

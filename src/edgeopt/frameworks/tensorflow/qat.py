@@ -40,6 +40,8 @@ KEEP_FLOAT = frozenset({"AveragePooling1D", "AveragePooling2D", "AveragePooling3
 # with no range in a quantization-aware model is written with scale 0 by the converter, which
 # XNNPACK refuses (EfficientNet's squeeze-and-excite Multiply feeding a convolution).
 OUTPUT_ONLY = "tfmot has no 8-bit rule for this layer type: its weights train in float, its output is fake-quantized"
+# The functions tfmot's 8-bit rule for an Activation layer knows (Default8BitActivationQuantizeConfig).
+TFMOT_ACTIVATIONS = frozenset({"relu", "swish", "gelu", "relu6", "linear", "softmax", "sigmoid", "tanh"})
 # TensorFlow functions called on Keras tensors (x + y): tfmot's wrapper cannot call them, so they stay float.
 UNWRAPPABLE = frozenset({"TFOpLambda", "SlicingOpLambda"})
 BATCH_NORMS = frozenset({"BatchNormalization", "SyncBatchNormalization"})
@@ -99,6 +101,8 @@ def _float_reason(layer: Any, registry: Any) -> str | None:
         return "tfmot's 8-bit pooling rule breaks the INT8 conversion, so the converter calibrates it instead"
     if not registry.supports(layer):
         return OUTPUT_ONLY
+    if name == "Activation" and getattr(layer.activation, "__name__", None) not in TFMOT_ACTIVATIONS:
+        return OUTPUT_ONLY  # tfmot's Activation rule knows these functions only; it raised on hard_silu
     return None
 
 
