@@ -372,18 +372,10 @@ def legacy_graph_problem(model: Any) -> str | None:
     with no end: a call on a layer or call that does not exist (or a loop) makes it spin forever. This replays that
     order on the config alone, for the model and every model nested in it.
     """
-    stack = [model]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        stack.extend(item.values())
-        config = item.get("config")
-        layers = config.get("layers") if isinstance(config, dict) else None
-        if item.get("class_name") == "Sequential" or not isinstance(layers, list) or "input_layers" not in config:
+    for found in _walk(model):
+        config = found.config if isinstance(found.config, dict) else {}
+        layers = config.get("layers")
+        if found.class_name == "Sequential" or not isinstance(layers, list) or "input_layers" not in config:
             continue
         entries = [layer for layer in layers if isinstance(layer, dict)]
         if any(not isinstance(node, list) for layer in entries for node in layer.get("inbound_nodes") or []):
