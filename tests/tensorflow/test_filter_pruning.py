@@ -502,6 +502,31 @@ def test_prune_scored_keeps_the_allocation_that_scores_better_after_recalibratio
         np.testing.assert_allclose(chosen.model.predict(x, verbose=0), reference.model.predict(x, verbose=0), atol=1e-5)
 
 
+
+def test_prune_scored_leaves_out_an_allocation_that_cannot_be_carried_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One allocation raising ``Unsupported`` on a model does not lose the technique: the other is kept. Only when
+    every allocation fails is the first reason raised (as on the PyTorch side)."""
+    from edgeopt.frameworks.tensorflow import filter_pruning
+
+    model = _three_convs(1e-3)
+    x = np.random.default_rng(1).random((32, 8, 8, 3), dtype=np.float32)
+    labels = np.zeros(len(x), dtype=np.int64)
+    real = filter_pruning.prune_filters
+
+    def refuse(refused: set[str]) -> Callable[..., Any]:
+        def prune(model: Any, sparsity: float, protect: bool = False, allocation: str = "global") -> Any:
+            if allocation in refused:
+                raise Unsupported(f"{allocation} cannot be carried out here")
+            return real(model, sparsity, protect=protect, allocation=allocation)
+
+        return prune
+
+    monkeypatch.setattr(filter_pruning, "prune_filters", refuse({"uniform"}))
+    assert filter_pruning.prune_scored(model, 0.25, x, 0, (x, labels)).allocation == "global"
+    monkeypatch.setattr(filter_pruning, "prune_filters", refuse({"global", "uniform"}))
+    with pytest.raises(Unsupported, match="global cannot be carried out"):
+        filter_pruning.prune_scored(model, 0.25, x, 0, (x, labels))
+
 def _costly_and_cheap() -> Any:
     """A 16-filter convolution at 16x16 (costly channels), then, after pooling to 2x2, a 64-filter one (cheap)."""
     keras.utils.set_random_seed(0)

@@ -771,7 +771,8 @@ def prune_scored(
     ``recover`` (a short fine-tune, when given). Where both keep the same accuracy (within one scored image), the
     one that leaves fewer FLOPs wins; with a ``floor`` (the lowest accuracy the user's budget allows,
     ``acceptance_floor``), the one with fewer FLOPs among those that reach it. Returns the winner as scored
-    (recovered, when ``recover`` is given).
+    (recovered, when ``recover`` is given). An allocation that cannot be carried out on this model (``Unsupported``)
+    is left out; if none can, the first one's reason is raised.
 
     Neither wins everywhere. On keras.applications MobileNetV2 (digits) 5 % of every layer lost 3.24 validation
     points while the ranking across layers kept its accuracy at 50 % of the channels. On the demo CNN the ranking
@@ -785,8 +786,13 @@ def prune_scored(
 
     x_score, y_score = score
     scored: list[tuple[float, int, PrunedModel]] = []
+    failure: Unsupported | None = None
     for allocation in SCORED_ALLOCATIONS:
-        pruned = prune_filters(model, sparsity, protect=True, allocation=allocation)
+        try:
+            pruned = prune_filters(model, sparsity, protect=True, allocation=allocation)
+        except Unsupported as exc:  # this allocation cannot be carried out here: the other may
+            failure = failure or exc
+            continue
         recalibrate_batchnorm(pruned.model, x_train, seed)
         if sparsity <= 0.0:
             return pruned  # nothing removed: both allocations rebuild the same model
@@ -795,6 +801,9 @@ def prune_scored(
         outputs = pruned.model.predict(x_score, batch_size=256, verbose=0)
         accuracy = float(np.mean(np.argmax(outputs, axis=1) == y_score))
         scored.append((accuracy, int(profile_keras(pruned.model).flops), pruned))
+    if not scored:
+        assert failure is not None
+        raise failure
     return pick_allocation(scored, len(y_score), floor)
 
 
