@@ -16,6 +16,11 @@ import {
 } from "./harness.mjs";
 
 const RUN_TIMEOUT_MS = Number(process.env.E2E_RUN_TIMEOUT_S ?? 1200) * 1000;
+// The full flows run three quick techniques of different precisions, enough for a recommendation that changes with
+// the goal and a table of several rows; every technique through the service is tests/runner/test_flow.py's job
+// (same API and WebSocket). E2E_ALL_TECHNIQUES=1 runs all seven here too (screenshots of the full table).
+const FLOW_TECHNIQUES =
+  process.env.E2E_ALL_TECHNIQUES === "1" ? undefined : ["Post-training INT8", "Post-training INT4 weights", "Prune then quantize"];
 const RUN_PATHS = [
   "/api/experiments/{experiment_id}/start",
   "/api/experiments/{experiment_id}/cancel",
@@ -164,7 +169,7 @@ async function fullFlow(ctx, framework) {
   const { page } = ctx;
   await requirePaths(ctx.stack.apiUrl, RUN_PATHS);
   const model = await demoModel(ctx, framework);
-  await fillSetup(page, { file: model, framework, name: `e2e ${framework}` });
+  await fillSetup(page, { file: model, framework, name: `e2e ${framework}`, techniques: FLOW_TECHNIQUES });
   const experimentId = await startAndOpenProgress(page);
   ctx.experiments[framework] = experimentId;
   await page.getByRole("heading", { name: /e2e/ }).waitFor({ timeout: 30_000 });

@@ -1,10 +1,10 @@
 // End-to-end tests of the web app against a real `edgeopt serve` (SQLite in a temp folder), driven with
 // playwright-core in Debian's Chromium. Run with `npm run e2e` after `npm run build`.
 //
-// Cases: setup validation, a rejected upload, the full PyTorch flow, the full TensorFlow flow, and a reload (plus a
-// dropped connection) during progress. Screenshots of every page go to test-results/e2e/screenshots/. The script
-// exits non-zero when any case fails; a case that needs a part of the service that is not there fails with
-// "backend endpoint missing: ..." rather than passing.
+// Cases: setup validation, a rejected upload, the full PyTorch flow, the full TensorFlow flow (three techniques each:
+// FLOW_TECHNIQUES in cases.mjs), and a reload (plus a dropped connection) during progress. Screenshots of every page
+// go to test-results/e2e/screenshots/. The script exits non-zero when any case fails; a case that needs a part of the
+// service that is not there fails with "backend endpoint missing: ..." rather than passing.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { chromium } from "playwright-core";

@@ -1,7 +1,7 @@
 /** The recommended result: why, its pros and cons, and how it stands against each of the user's limits. */
 import type { TechniqueInfo } from "../api/catalog";
 import type { ConstraintName, Recommendation, RunResult } from "../api/types";
-import { formatBytes, formatDrop, formatMs, formatPercent, formatRatio } from "../lib/format";
+import { formatBytes, formatAccuracyChange, formatMs, formatPercent, formatRatio } from "../lib/format";
 import { CONSTRAINT_LABELS } from "../lib/glossary";
 import { InfoTip } from "./InfoTip";
 
@@ -64,7 +64,7 @@ export function RecommendationCard({
       )}
       {run && run.status === "completed" && (
         <p className="text-sm text-slate-700">
-          {formatPercent(run.accuracy)} accuracy ({formatDrop(run.accuracy_drop)}), {formatBytes(run.size_bytes)} (
+          {formatPercent(run.accuracy)} accuracy ({formatAccuracyChange(run.accuracy_drop)}), {formatBytes(run.size_bytes)} (
           {formatRatio(run.compression_ratio)} smaller), {formatMs(run.estimates?.[device]?.latency_ms)} on {deviceTitle}
         </p>
       )}

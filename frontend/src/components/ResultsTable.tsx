@@ -8,7 +8,7 @@ import type { TechniqueInfo } from "../api/catalog";
 import type { BaselineResult, BoardLatency, DeviceEstimate, Recommendation, RunResult } from "../api/types";
 import {
   formatBytes,
-  formatDrop,
+  formatAccuracyChange,
   formatEnergy,
   formatMegabytes,
   formatMs,
@@ -47,7 +47,7 @@ function columns(deviceTitle: string): Column[] {
     { key: "technique", label: "Technique", help: "The optimization applied to the original model.", numeric: false },
     { key: "status", label: "Status", help: METRIC_HELP.status, numeric: false },
     { key: "accuracy", label: "Accuracy", help: METRIC_HELP.accuracy, numeric: true },
-    { key: "accuracy_drop", label: "Drop", help: METRIC_HELP.accuracy_drop, numeric: true },
+    { key: "accuracy_drop", label: "Change", help: METRIC_HELP.accuracy_drop, numeric: true },
     { key: "size_bytes", label: "Size", help: METRIC_HELP.size, numeric: true },
     { key: "compression_ratio", label: "Compression", help: METRIC_HELP.compression_ratio, numeric: true },
     { key: "host_latency", label: "Host latency", help: METRIC_HELP.host_latency, numeric: true },
@@ -226,7 +226,7 @@ export function ResultsTable(props: ResultsTableProps) {
                   )}
                 </td>
                 <Cell numeric verdict={verdict("accuracy")}>{formatPercent(run.accuracy)}</Cell>
-                <Cell numeric verdict={verdict("accuracy_drop")}>{formatDrop(run.accuracy_drop)}</Cell>
+                <Cell numeric verdict={verdict("accuracy_drop")}>{formatAccuracyChange(run.accuracy_drop)}</Cell>
                 <Cell numeric verdict={verdict("size_bytes")}>{formatBytes(run.size_bytes)}</Cell>
                 <Cell numeric>{formatRatio(run.compression_ratio)}</Cell>
                 <Cell numeric>

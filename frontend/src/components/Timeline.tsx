@@ -1,7 +1,7 @@
 /** Every technique of the experiment in order: finished ones with their headline figures, the current one, the rest. */
 import type { TechniqueInfo } from "../api/catalog";
 import type { RunResult } from "../api/types";
-import { formatBytes, formatDrop, formatPercent, formatRatio } from "../lib/format";
+import { formatBytes, formatAccuracyChange, formatPercent, formatRatio } from "../lib/format";
 import { StatusBadge } from "./StatusBadge";
 
 interface TimelineProps {
@@ -37,7 +37,7 @@ export function Timeline({ order, runs, current, techniques }: TimelineProps) {
               </span>
               {run?.status === "completed" && (
                 <span className="text-slate-700">
-                  {formatPercent(run.accuracy)} ({formatDrop(run.accuracy_drop)}) · {formatBytes(run.size_bytes)} ·{" "}
+                  {formatPercent(run.accuracy)} ({formatAccuracyChange(run.accuracy_drop)}) · {formatBytes(run.size_bytes)} ·{" "}
                   {formatRatio(run.compression_ratio)} compression
                 </span>
               )}

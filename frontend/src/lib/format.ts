@@ -7,8 +7,8 @@ export function formatPercent(fraction: number | null | undefined, digits = 1): 
   return `${(fraction * 100).toFixed(digits)} %`;
 }
 
-/** Accuracy drop in percentage points; a negative drop (a gain) is shown with a plus sign. */
-export function formatDrop(drop: number | null | undefined): string {
+/** An accuracy drop (a fraction; positive is a loss) as the change a user reads: "−1.4 pt" lost, "+0.3 pt" gained. */
+export function formatAccuracyChange(drop: number | null | undefined): string {
   if (drop === null || drop === undefined || Number.isNaN(drop)) return "—";
   const points = drop * 100;
   if (Math.abs(points) < 0.05) return "0.0 pt";
