@@ -277,6 +277,52 @@ def test_a_keras3_hard_silu_is_rebuilt_as_tf_keras(tmp_path: Path) -> None:
     assert rebuilt.output_shape == (None, 10)
 
 
+
+def test_a_download_naming_hard_silu_says_how_to_load_it_without_edgeopt(tmp_path: Path) -> None:
+    """The rebuilt model's ``.keras`` names EdgeOpt's registered hard_silu; the result's notes give the
+    ``custom_objects`` that load it in a Python that never imported EdgeOpt (checked in one), and stay silent for a
+    model without it."""
+    import json
+    import subprocess
+    import sys
+
+    import keras
+
+    from edgeopt.frameworks.tensorflow.convert import keras_download_note, save_keras
+
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="hard_silu")(inputs)
+    keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(x))).save(tmp_path / "h.keras")
+    model = _load(tmp_path / "h.keras").model
+    note = keras_download_note(model)
+    name = keras_compat.registered_name(keras_compat.hard_silu)
+    assert f'custom_objects={{"{name}": hard_silu}}' in note
+    path = save_keras(model, tmp_path / "download.keras")
+    probe = _probe((8, 8, 3))
+    np.save(tmp_path / "probe.npy", probe)
+    script = f"""
+import json, sys
+import numpy as np, tensorflow as tf, tf_keras
+assert "edgeopt" not in sys.modules
+def hard_silu(x):
+    return x * tf.nn.relu6(x + 3.0) / 6.0
+try:
+    tf_keras.models.load_model({str(path)!r})
+    bare = "loaded"
+except Exception as exc:
+    bare = type(exc).__name__
+model = tf_keras.models.load_model({str(path)!r}, custom_objects={{{name!r}: hard_silu}})
+print(json.dumps({{"bare": bare, "out": model(np.load({str(tmp_path / "probe.npy")!r})).numpy().tolist()}}))
+"""
+    env = {"TF_USE_LEGACY_KERAS": "1", "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["bare"] != "loaded"  # without the note's advice the download does not load
+    np.testing.assert_allclose(result["out"], model(probe, training=False), atol=1e-5)
+    plain = tf_keras.Sequential([tf_keras.Input((4,)), tf_keras.layers.Dense(2, activation="relu")])
+    assert keras_download_note(plain) == ""
+
 def test_keras3_arithmetic_with_a_number_is_rebuilt_as_tf_keras(tmp_path: Path) -> None:
     """Keras 3 records ``x + 3.0`` and ``x * (1 / 6)`` on a Keras tensor as Add / Multiply operations called on a
     tensor and a number (MobileNetV3's hard sigmoid); tf_keras records them as TensorFlow operators."""

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import TechniqueFailed
-from edgeopt.frameworks.tensorflow import keras_compat  # noqa: F401 - sets TF_USE_LEGACY_KERAS before tf.keras is used
+from edgeopt.frameworks.tensorflow import keras_compat  # sets TF_USE_LEGACY_KERAS before tf.keras is used
 
 
 def _check_single_input(model: Any) -> None:
@@ -83,8 +83,31 @@ def _write(converter: tf.lite.TFLiteConverter, path: Path, kind: str) -> Path:
 
 
 def save_keras(model: Any, path: Path) -> Path:
-    """Save the Keras model the user can download next to the ``.tflite`` (native ``.keras`` format)."""
+    """Save the Keras model the user can download next to the ``.tflite`` (native ``.keras`` format).
+
+    The techniques add ``keras_download_note(model)`` to their notes: it says how to load a file that names one of
+    the functions EdgeOpt registers for Keras 3 models."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     return path
+
+
+def keras_download_note(model: Any) -> str:
+    """A sentence for the result's notes when the downloadable ``.keras`` names a function EdgeOpt registered
+    (``keras_compat.KERAS3_ACTIVATIONS``: Keras 3's hard_silu, which tf_keras does not define), else "".
+
+    Without it, loading the download outside EdgeOpt fails with tf_keras's "Unknown activation function"."""
+    import json
+
+    config = json.dumps(model.get_config(), default=str)
+    names = {keras_compat.registered_name(fn) for fn in keras_compat.KERAS3_ACTIVATIONS.values()}
+    named = sorted(name for name in names if f'"{name}"' in config)
+    if not named:
+        return ""
+    objects = ", ".join(f'"{name}": hard_silu' for name in named)
+    return (
+        " The .keras file is a tf_keras model that uses Keras 3's hard_silu activation, which tf_keras does not "
+        f"define: load it with tf_keras.models.load_model(path, custom_objects={{{objects}}}), where "
+        "hard_silu(x) = x * tf.nn.relu6(x + 3) / 6. The .tflite file needs nothing of the kind."
+    )

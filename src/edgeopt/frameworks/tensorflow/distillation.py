@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras  # noqa: E402
 
-from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite  # noqa: E402
+from edgeopt.frameworks.tensorflow.convert import keras_download_note, save_keras, to_tflite  # noqa: E402
 from edgeopt.frameworks.tensorflow.filter_pruning import (  # noqa: E402
     acceptance_floor,
     allocation_phrase,
@@ -185,7 +185,7 @@ class Distillation:
             f"epoch(s) with a Keras distiller: {config.alpha:g} x T^2 x KL(T={config.temperature:g}) + "
             f"{1 - config.alpha:g} x cross-entropy, teacher frozen; BatchNorm statistics recalibrated on train images."
         )
-        notes += protected_note(pruned) + kept_whole_note(pruned)
+        notes += protected_note(pruned) + kept_whole_note(pruned) + keras_download_note(student)
         return TechniqueOutput(
             artifact=artifact,
             precision="fp32",

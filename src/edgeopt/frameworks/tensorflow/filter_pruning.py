@@ -849,7 +849,7 @@ class PruneStructured:
 
     @readable_failures
     def apply(self, ctx: TechniqueContext, config: TechniqueConfig) -> TechniqueOutput:
-        from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
+        from edgeopt.frameworks.tensorflow.convert import keras_download_note, save_keras, to_tflite
         from edgeopt.frameworks.tensorflow.search import finish_record
 
         if not isinstance(config, PruneStructuredConfig):
@@ -870,7 +870,8 @@ class PruneStructured:
             model=pruned.model,
             formats={"keras": keras_file},
             search=record,
-            notes=(search_note(record) + " " if record else "") + describe(pruned, ratio, config.epochs),
+            notes=(search_note(record) + " " if record else "") + describe(pruned, ratio, config.epochs)
+            + keras_download_note(pruned.model),
         )
 
 

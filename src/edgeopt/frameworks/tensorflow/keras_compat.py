@@ -50,6 +50,11 @@ def hard_silu(x: Any) -> Any:
 KERAS3_ACTIVATIONS = {"hard_silu": hard_silu, "hard_swish": hard_silu}
 
 
+def registered_name(fn: Any) -> str:
+    """The name a function registered above is saved under in a tf_keras config (``edgeopt>hard_silu``)."""
+    return tf_keras.saving.get_registered_name(fn)
+
+
 def is_tf_keras_model(model: Any) -> bool:
     return isinstance(model, tf_keras.Model)
 

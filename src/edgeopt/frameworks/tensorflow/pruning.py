@@ -18,7 +18,7 @@ import numpy as np
 from edgeopt.data.dataset import Dataset
 from edgeopt.errors import Unsupported
 from edgeopt.frameworks.tensorflow import keras_compat, layer_support
-from edgeopt.frameworks.tensorflow.convert import save_keras, to_tflite
+from edgeopt.frameworks.tensorflow.convert import keras_download_note, save_keras, to_tflite
 from edgeopt.frameworks.tensorflow.failures import readable_failures
 from edgeopt.frameworks.tensorflow.training import fine_tune, recalibrate_batchnorm
 from edgeopt.progress import StageReporter
@@ -181,7 +181,7 @@ class PruneUnstructured:
             f"{measured:.1%} of conv/dense kernel weights are zero. The FP32 .tflite stays dense ({dense:,} bytes) and "
             f"runs no faster; gzip -9 makes it {packed:,} bytes."
         )
-        notes += layer_support.left_out_sentence(left, "unpruned")
+        notes += layer_support.left_out_sentence(left, "unpruned") + keras_download_note(pruned)
         untouched = unpruned_kernels(pruned)
         if untouched:
             listed = ", ".join(f"{kind} ({count:,} weights)" for kind, count in sorted(untouched.items()))
