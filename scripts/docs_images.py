@@ -1,8 +1,9 @@
 """Turn a few of the end-to-end tests' screenshots into the small images of docs/user-guide.md.
 
-The e2e run (``cd frontend && E2E_ALL_TECHNIQUES=1 npm run e2e``: every technique, the full tables) saves a full-page screenshot of every page it checks, at 1280 px and,
-for phone shots, at 390 px, in ``frontend/test-results/e2e/screenshots/``. This script scales the chosen ones down
-and reduces them to a 64-colour palette (Pillow), so the guide shows what the tests saw without megabytes in git.
+The e2e run (``cd frontend && E2E_ALL_TECHNIQUES=1 npm run e2e``: every technique, the full tables) saves a
+full-page screenshot of every page it checks, at 1280 px and, for phone shots, at 390 px, in
+``frontend/test-results/e2e/screenshots/``. This script scales the chosen ones down and reduces them to a 64-colour
+palette (Pillow), so the guide shows what the tests saw without megabytes in git.
 """
 
 from __future__ import annotations
