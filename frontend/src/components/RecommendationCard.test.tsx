@@ -38,6 +38,16 @@ describe("RecommendationCard", () => {
     expect(screen.getByText(/Maximum size.*: met/)).toHaveAttribute("data-constraint", "met");
   });
 
+  it("claims no limits met when none were set, and shows no empty pros or cons", () => {
+    const rec = recommendation({ cons: [], constraints: {}, all_constraints_met: true });
+    render(<RecommendationCard {...props} recommendation={rec} run={run("ptq_int8")} />);
+    expect(screen.queryByText("Meets all your limits")).not.toBeInTheDocument();
+    expect(screen.getByText("No limits were set.")).toBeInTheDocument();
+    expect(screen.getByRole("heading", { name: "Pros" })).toBeInTheDocument();
+    expect(screen.queryByRole("heading", { name: "Cons" })).not.toBeInTheDocument();
+    expect(screen.queryByText("None listed.")).not.toBeInTheDocument();
+  });
+
   it("has an empty state before any recommendation exists", () => {
     render(<RecommendationCard {...props} recommendation={null} run={undefined} />);
     expect(screen.getByText(/No recommendation yet/)).toBeInTheDocument();

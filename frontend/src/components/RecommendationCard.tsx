@@ -44,7 +44,7 @@ export function RecommendationCard({
         <h2 id="rec-heading" className="h-section">
           Recommendation for “{goalTitle}”
         </h2>
-        {recommendation.all_constraints_met ? (
+        {Object.keys(verdicts).length === 0 ? null : recommendation.all_constraints_met ? (
           <span className="rounded-full bg-emerald-100 px-2 py-0.5 text-xs font-semibold text-emerald-900">
             Meets all your limits
           </span>
@@ -69,32 +69,30 @@ export function RecommendationCard({
         </p>
       )}
       <p className="text-slate-800">{recommendation.reasoning}</p>
-      <div className="grid gap-3 sm:grid-cols-2">
-        <div>
-          <h3 className="text-sm font-semibold text-emerald-900">Pros</h3>
-          {pros.length ? (
-            <ul className="mt-1 list-disc space-y-0.5 pl-5 text-sm">
-              {pros.map((pro) => (
-                <li key={pro}>{pro}</li>
-              ))}
-            </ul>
-          ) : (
-            <p className="mt-1 text-sm text-slate-600">None listed.</p>
+      {(pros.length > 0 || cons.length > 0) && (
+        <div className="grid gap-3 sm:grid-cols-2">
+          {pros.length > 0 && (
+            <div>
+              <h3 className="text-sm font-semibold text-emerald-900">Pros</h3>
+              <ul className="mt-1 list-disc space-y-0.5 pl-5 text-sm">
+                {pros.map((pro) => (
+                  <li key={pro}>{pro}</li>
+                ))}
+              </ul>
+            </div>
+          )}
+          {cons.length > 0 && (
+            <div>
+              <h3 className="text-sm font-semibold text-red-900">Cons</h3>
+              <ul className="mt-1 list-disc space-y-0.5 pl-5 text-sm">
+                {cons.map((con) => (
+                  <li key={con}>{con}</li>
+                ))}
+              </ul>
+            </div>
           )}
         </div>
-        <div>
-          <h3 className="text-sm font-semibold text-red-900">Cons</h3>
-          {cons.length ? (
-            <ul className="mt-1 list-disc space-y-0.5 pl-5 text-sm">
-              {cons.map((con) => (
-                <li key={con}>{con}</li>
-              ))}
-            </ul>
-          ) : (
-            <p className="mt-1 text-sm text-slate-600">None listed.</p>
-          )}
-        </div>
-      </div>
+      )}
       <div>
         <h3 className="text-sm font-semibold">Your limits</h3>
         {Object.keys(verdicts).length === 0 ? (
