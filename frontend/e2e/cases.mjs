@@ -392,6 +392,14 @@ export const CASES = [
       const experiment = await apiJson(ctx, `/api/experiments/${experimentId}`);
       check(experiment.status === "cancelled", `after Cancel the experiment is ${experiment.status}`);
       await page.getByRole("heading", { name: /^Results:/ }).waitFor();
+      // The page says what the cancel left: how many of the three chosen techniques finished, and no stale "yet".
+      const left = await apiJson(ctx, `/api/experiments/${experimentId}/results`);
+      const finished = left.runs.filter((r) => ["completed", "failed", "skipped"].includes(r.status)).length;
+      await page.getByText(finished === 3 ? /· 3 techniques$/ : new RegExp(`${finished} of 3 techniques finished$`)).waitFor();
+      if (left.recommendation === null) {
+        await page.getByText("No recommendation: the experiment was cancelled before any technique finished.").waitFor();
+      }
+      check((await page.getByText(/yet\b/).count()) === 0, "the cancelled experiment's results still say 'yet'");
       await shot(ctx, "results-cancelled");
     },
   },

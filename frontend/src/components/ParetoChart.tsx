@@ -51,9 +51,10 @@ export function ParetoChart({ points, deviceTitle }: { points: ChartPoint[]; dev
   const xLabel = axis === "size" ? "Size (MB)" : `Latency on ${deviceTitle} (ms)`;
   const xAxis = axisTicks(usable.map((p) => x(p) ?? 0), { lower: 0 });
   const yAxis = axisTicks(usable.map((p) => p.accuracy * 100), { lower: 0, upper: 100 });
+  const results = usable.filter((p) => !p.isBaseline);
   const summary = front.length
     ? `Pareto front: ${front.map((p) => p.title).join(", ")}.`
-    : "No result is on the Pareto front yet.";
+    : "No technique result is on the Pareto front.";
 
   return (
     <section className="card space-y-3" aria-labelledby={`${id}-heading`}>
@@ -74,9 +75,9 @@ export function ParetoChart({ points, deviceTitle }: { points: ChartPoint[]; dev
           </label>
         </fieldset>
       </div>
-      <p className="text-sm text-slate-700">{summary}</p>
-      {usable.length === 0 ? (
-        <p className="text-sm text-slate-600">No completed result has this figure.</p>
+      {results.length > 0 && <p className="text-sm text-slate-700">{summary}</p>}
+      {results.length === 0 ? (
+        <p className="text-sm text-slate-600">No completed technique has this figure, so there is nothing to plot.</p>
       ) : (
         <div className="h-72 w-full" role="img" aria-label={`Chart of accuracy against ${xLabel}. ${summary}`}>
           <ResponsiveContainer width="100%" height="100%">

@@ -52,4 +52,12 @@ describe("RecommendationCard", () => {
     render(<RecommendationCard {...props} recommendation={null} run={undefined} />);
     expect(screen.getByText(/No recommendation yet/)).toBeInTheDocument();
   });
+
+  it("says how the experiment ended when it ended without a recommendation", () => {
+    render(<RecommendationCard {...props} recommendation={null} run={undefined} endedAs="was cancelled" />);
+    expect(
+      screen.getByText("No recommendation: the experiment was cancelled before any technique finished."),
+    ).toBeInTheDocument();
+    expect(screen.queryByText(/yet/)).not.toBeInTheDocument();
+  });
 });

@@ -13,6 +13,8 @@ interface RecommendationCardProps {
   goalTitle: string;
   techniques: TechniqueInfo[];
   busy?: boolean;
+  /** How the experiment ended, when it did without a recommendation ("was cancelled", "failed"). */
+  endedAs?: string;
 }
 
 export function RecommendationCard({
@@ -23,6 +25,7 @@ export function RecommendationCard({
   goalTitle,
   techniques,
   busy,
+  endedAs,
 }: RecommendationCardProps) {
   if (!recommendation) {
     return (
@@ -30,7 +33,11 @@ export function RecommendationCard({
         <h2 id="rec-heading" className="h-section">
           Recommendation
         </h2>
-        <p className="mt-2 text-sm text-slate-600">No recommendation yet: it is made once the techniques have run.</p>
+        <p className="mt-2 text-sm text-slate-600">
+          {endedAs
+            ? `No recommendation: the experiment ${endedAs} before any technique finished.`
+            : "No recommendation yet: it is made once the techniques have run."}
+        </p>
       </section>
     );
   }

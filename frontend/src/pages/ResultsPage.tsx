@@ -2,7 +2,7 @@
 import { useMemo, useState } from "react";
 import { Link, useParams } from "react-router";
 import { getExperiment, getResults, recomputeRecommendation } from "../api/client";
-import { titleOf } from "../api/catalog";
+import { type ExperimentStatus, statusIn, titleOf } from "../api/catalog";
 import { errorMessage } from "../api/errors";
 import type { Constraints, GoalName, Recommendation, Report } from "../api/types";
 import { BoardComparison } from "../components/BoardComparison";
@@ -20,6 +20,19 @@ import { useCatalog } from "../hooks/useCatalog";
 import { inputsFromConstraints } from "../lib/setupForm";
 import { chartPoints } from "../lib/results";
 import { routes } from "../routes";
+
+// How an experiment that has no recommendation ended, for the recommendation card ("the experiment ... before any
+// technique finished"); keyed by the generated status union, so a new status fails the type check until it has one.
+const ENDED_AS: Record<ExperimentStatus, string | undefined> = {
+  created: undefined,
+  ready: undefined,
+  queued: undefined,
+  running: undefined,
+  completed: "ended",
+  failed: "failed",
+  cancelled: "was cancelled",
+  interrupted: "was interrupted",
+};
 
 export function ResultsPage() {
   const { experimentId = "" } = useParams();
@@ -51,6 +64,13 @@ export function ResultsPage() {
   const runs = report.runs ?? [];
   const shownGoal = goal ?? current?.goal ?? report.experiment.goal;
   const name = experiment.name || `Experiment ${experiment.id.slice(0, 8)}`;
+  const active = statusIn(catalog.statuses.active, experiment.status);
+  const chosen = experiment.techniques.length || runs.length;
+  const finished = runs.filter((r) => ["completed", "failed", "skipped"].includes(r.status)).length;
+  const counted =
+    active || finished === chosen
+      ? `${chosen} ${chosen === 1 ? "technique" : "techniques"}`
+      : `${finished} of ${chosen} ${chosen === 1 ? "technique" : "techniques"} finished`;
 
   const onRecompute = (newGoal: string, constraints: Constraints) => {
     setRecomputing(true);
@@ -75,13 +95,13 @@ export function ResultsPage() {
           Results: {name} <StatusBadge status={experiment.status} />
         </h1>
         <p className="text-sm text-slate-700">
-          {titleOf(catalog.datasets, report.experiment.dataset)} · {deviceTitle} · {runs.length} techniques
+          {titleOf(catalog.datasets, report.experiment.dataset)} · {deviceTitle} · {counted}
         </p>
       </div>
       <p className="text-sm text-slate-700" data-testid="declared-input">
         Model input: {describeInput(report.experiment.preprocessing, catalog.preprocessing_presets)}
       </p>
-      {["running", "queued"].includes(experiment.status) && (
+      {active && (
         <p role="status" className="rounded-md bg-sky-50 p-3 text-sm text-sky-950">
           The experiment is still running; these are the results so far.{" "}
           <Link className="underline" to={routes.progress(experimentId)}>Watch the progress</Link>
@@ -93,7 +113,7 @@ export function ResultsPage() {
         </p>
       )}
       {!report.baseline && runs.length === 0 ? (
-        ["running", "queued"].includes(experiment.status) ? (
+        active ? (
           <EmptyState title="No results yet">The original model is measured first; results appear as techniques finish.</EmptyState>
         ) : (
           <EmptyState title="No results">
@@ -112,6 +132,7 @@ export function ResultsPage() {
               goalTitle={titleOf(catalog.goals, shownGoal)}
               techniques={catalog.techniques}
               busy={recomputing}
+              endedAs={active ? undefined : ENDED_AS[experiment.status as ExperimentStatus]}
             />
             <GoalConstraintsEditor
               catalog={catalog}
