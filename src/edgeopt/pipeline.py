@@ -171,6 +171,7 @@ class Measured:
     sparsity: float
     latency: LatencyStats
     estimates: dict[str, Any]
+    runtime_note: str = ""  # the board runtime cannot run the artifact its usual way (``runtime_note``)
 
 
 def measure_output(
@@ -211,6 +212,7 @@ def measure_output(
         sparsity=float(stats["sparsity"]),
         latency=latency,
         estimates={name: est.model_dump() for name, est in estimates.items()},
+        runtime_note=backend.runtime_note(artifact),
     )
 
 
@@ -586,7 +588,7 @@ class Pipeline:
             artifact=Path(output.artifact).name,
             estimates=measured.estimates,
             precision=output.precision,
-            notes=output.notes,
+            notes=output.notes + measured.runtime_note,
         )
 
     def _run_technique(
@@ -626,7 +628,7 @@ class Pipeline:
                 config_dump[output.search.knob] = output.search.chosen
             measured = measure_output(backend, loaded, output, data, self.settings, reporter.sub(MEASURE_START, 1.0))
             expected = EXPECTATIONS[spec.framework].get(name)
-            notes = output.notes + shortfall_sentence(shortfalls(expected, baseline, measured))
+            notes = output.notes + measured.runtime_note + shortfall_sentence(shortfalls(expected, baseline, measured))
         except Cancelled:
             raise
         except Unsupported as exc:

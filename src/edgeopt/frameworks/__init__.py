@@ -65,6 +65,10 @@ class FrameworkBackend(Protocol):
         """params, flops, sparsity and the layer profile the estimator needs, for the model behind ``output``."""
         ...
 
+    def runtime_note(self, artifact: Path) -> str:
+        """A sentence for the result when the board runtime cannot run ``artifact`` its usual way ("" when it can)."""
+        ...
+
     def demo_model(self, out: Path, seed: int = 0, tiny: bool = False) -> Path:
         """Trains the demo CNN on digits and saves it at ``out``; ``tiny``: the narrow one whose results show
         trade-offs."""

@@ -44,6 +44,9 @@ class PyTorchBackend:
             notes += " Converted from TorchScript with torch's TorchScript-to-export converter."
         return TechniqueOutput(artifact=pte, precision="fp32", model=loaded.model, formats={"pt2": pt2}, notes=notes)
 
+    def runtime_note(self, artifact: Path) -> str:
+        return ""  # a .pte that XNNPACK refuses is lowered again with those ops on portable kernels (to_pte's note)
+
     def artifact_predictor(self, artifact: Path, output: TechniqueOutput) -> Predict:
         from edgeopt.frameworks.pytorch.runtime import load_pte
 

@@ -81,6 +81,9 @@ class TensorFlowBackend:
     def artifact_predictor(self, artifact: Path, output: TechniqueOutput) -> Predict:
         return runtime.load_tflite(Path(artifact), threads=get_settings().threads)
 
+    def runtime_note(self, artifact: Path) -> str:
+        return runtime.runtime_note(Path(artifact))
+
     def model_stats(self, loaded: LoadedModel, output: TechniqueOutput) -> dict[str, Any]:
         """params, FLOPs and sparsity from the Keras layer graph of the model behind ``output``.
 

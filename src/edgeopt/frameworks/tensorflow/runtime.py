@@ -1,5 +1,9 @@
 """Run a ``.tflite`` artifact the way the board will: LiteRT with its default XNNPACK delegate, fixed threads.
 
+XNNPACK refuses some valid files when it builds its runtime: an INT8 ADD whose input scale is below 2^-10 of its
+output scale, say (seen on a quantization-aware NASNetMobile). LiteRT's own kernels run those, so such a file is run
+without the default delegate, and ``xnnpack_refusal`` gives the reason for the result's notes (``runtime_note``).
+
 The predictor takes float images and returns float logits whatever the file's precision: for INT8 input/output
 tensors it quantizes the input and dequantizes the output with the scale and zero point stored in the file, so an
 INT8 model is scored on exactly the pixels a board would feed it.
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
 from edgeopt.errors import InvalidInput
 
@@ -80,11 +84,7 @@ def load_tflite(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarr
     stays allocated for latency timing); files with a fixed batch of 1 are run image by image.
     """
     path = Path(path)
-    try:
-        interpreter = Interpreter(model_path=str(path), num_threads=threads)
-    except ValueError as exc:
-        raise InvalidInput(f"{path.name} is not a valid .tflite file ({exc}).") from exc
-    interpreter.allocate_tensors()
+    interpreter, _ = _allocated(path, threads)
     in_detail = interpreter.get_input_details()[0]
     out_detail = interpreter.get_output_details()[0]
     in_quant, out_quant = _quant(in_detail), _quant(out_detail)
@@ -116,6 +116,46 @@ def load_tflite(path: Path, threads: int = 1) -> Callable[[np.ndarray], np.ndarr
         return np.concatenate(outputs)
 
     return predict
+
+
+def _allocated(path: Path, threads: int = 1) -> tuple[Interpreter, str | None]:
+    """An interpreter with its tensors allocated, with XNNPACK where it accepts the file; and why it did not."""
+    try:
+        interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    except ValueError as exc:
+        raise InvalidInput(f"{path.name} is not a valid .tflite file ({exc}).") from exc
+    try:
+        interpreter.allocate_tensors()
+        return interpreter, None
+    except RuntimeError as exc:
+        if "XNNPACK" not in str(exc):
+            raise
+        refusal = " ".join(str(exc).split())
+    builtin = Interpreter(
+        model_path=str(path),
+        num_threads=threads,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    builtin.allocate_tensors()
+    return builtin, refusal
+
+
+def xnnpack_refusal(path: Path) -> str | None:
+    """XNNPACK's error when it refuses to run ``path`` (LiteRT's kernels then run it), or None when it runs it."""
+    return _allocated(Path(path))[1]
+
+
+def runtime_note(path: Path) -> str:
+    """The result's sentence when the board's default runtime setup cannot run ``path``, else ""."""
+    refusal = xnnpack_refusal(path)
+    if refusal is None:
+        return ""
+    return (
+        f" LiteRT's default XNNPACK delegate refuses this file ({refusal[:200]}), so it was measured on LiteRT's "
+        "built-in kernels, and on the board it must be loaded the same way: Interpreter(model_path=..., "
+        "experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES); the default Interpreter "
+        "raises on it. The board estimates assume XNNPACK and may be optimistic."
+    )
 
 
 def accuracy(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
