@@ -78,26 +78,8 @@ export function RecommendationCard({
       <p className="text-slate-800">{recommendation.reasoning}</p>
       {(pros.length > 0 || cons.length > 0) && (
         <div className="grid gap-3 sm:grid-cols-2">
-          {pros.length > 0 && (
-            <div>
-              <h3 className="text-sm font-semibold text-emerald-900">Pros</h3>
-              <ul className="mt-1 list-disc space-y-0.5 pl-5 text-sm">
-                {pros.map((pro) => (
-                  <li key={pro}>{pro}</li>
-                ))}
-              </ul>
-            </div>
-          )}
-          {cons.length > 0 && (
-            <div>
-              <h3 className="text-sm font-semibold text-red-900">Cons</h3>
-              <ul className="mt-1 list-disc space-y-0.5 pl-5 text-sm">
-                {cons.map((con) => (
-                  <li key={con}>{con}</li>
-                ))}
-              </ul>
-            </div>
-          )}
+          <Points title="Pros" tone="text-emerald-900" items={pros} />
+          <Points title="Cons" tone="text-red-900" items={cons} />
         </div>
       )}
       <div>
@@ -119,5 +101,20 @@ export function RecommendationCard({
         )}
       </div>
     </section>
+  );
+}
+
+/** A titled bullet list of the recommendation's pros or cons; nothing at all when there are none. */
+function Points({ title, tone, items }: { title: string; tone: string; items: readonly string[] }) {
+  if (items.length === 0) return null;
+  return (
+    <div>
+      <h3 className={`text-sm font-semibold ${tone}`}>{title}</h3>
+      <ul className="mt-1 list-disc space-y-0.5 pl-5 text-sm">
+        {items.map((item) => (
+          <li key={item}>{item}</li>
+        ))}
+      </ul>
+    </div>
   );
 }
