@@ -216,7 +216,7 @@ def _one_line(exc: BaseException) -> str:
 def run_technique(name: str, loaded: Any, data: Any, work: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """One technique, classified as the pipeline classifies it, plus a LiteRT reload of its artifact."""
     from edgeopt.errors import EdgeOptError, Unsupported
-    from edgeopt.frameworks.tensorflow.runtime import accuracy, load_tflite
+    from edgeopt.frameworks.tensorflow.runtime import accuracy, load_tflite, runtime_note
     from edgeopt.progress import silent_reporter
     from edgeopt.techniques import TechniqueContext, check_applicable, get_technique, make_config
 
@@ -230,7 +230,8 @@ def run_technique(name: str, loaded: Any, data: Any, work: Path, overrides: dict
             make_config(name, overrides),
         )
         predict = load_tflite(Path(output.artifact), threads=1)
-        out.update(status="completed", accuracy=accuracy(predict, data.x_test, data.y_test), notes=output.notes)
+        notes = output.notes + runtime_note(Path(output.artifact))  # as the pipeline adds it (measure_output)
+        out.update(status="completed", accuracy=accuracy(predict, data.x_test, data.y_test), notes=notes)
     except Unsupported as exc:
         out.update(status="skipped", message=str(exc))
     except EdgeOptError as exc:
