@@ -7,6 +7,7 @@ trackable object, and the deprecated conversion path without it.)
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,6 @@ def keras_download_note(model: Any) -> str:
     (``keras_compat.KERAS3_ACTIVATIONS``: Keras 3's hard_silu, which tf_keras does not define), else "".
 
     Without it, loading the download outside EdgeOpt fails with tf_keras's "Unknown activation function"."""
-    import json
-
     config = json.dumps(model.get_config(), default=str)
     names = {keras_compat.registered_name(fn) for fn in keras_compat.KERAS3_ACTIVATIONS.values()}
     named = sorted(name for name in names if f'"{name}"' in config)

@@ -1,8 +1,9 @@
 """Run a ``.tflite`` artifact the way the board will: LiteRT with its default XNNPACK delegate, fixed threads.
 
-XNNPACK refuses some valid files when it builds its runtime: an INT8 ADD whose input scale is below 2^-10 of its
-output scale, say (seen on a quantization-aware NASNetMobile). LiteRT's own kernels run those, so such a file is run
-without the default delegate, and ``xnnpack_refusal`` gives the reason for the result's notes (``runtime_note``).
+XNNPACK refuses some valid files when it builds its runtime ("failed to create XNNPACK runtime", seen on a
+quantization-aware NASNetMobile; which node it objected to was not found). LiteRT's own kernels run those, so such a
+file is run without the default delegate, and ``xnnpack_refusal`` gives the reason for the result's notes
+(``runtime_note``).
 
 The predictor takes float images and returns float logits whatever the file's precision: for INT8 input/output
 tensors it quantizes the input and dequantizes the output with the scale and zero point stored in the file, so an
